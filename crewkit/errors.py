@@ -1,0 +1,55 @@
+"""The one exception tree. Every message says what went wrong and what to do next.
+
+The CLI turns a `CrewkitError` into one line and the exit code below; anything else is a
+programming error and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class CrewkitError(Exception):
+    """Base of every error a user can act on."""
+
+    exit_code = 1
+
+
+class UsageError(CrewkitError):
+    """Bad command-line input (flags, --inputs JSON, unknown crew or flow)."""
+
+    exit_code = 2
+
+
+class ConfigError(CrewkitError):
+    """A config file is missing, malformed or inconsistent. Message starts with FILE:LINE."""
+
+    exit_code = 2
+
+
+class ModelUnavailable(CrewkitError):
+    """A configured model cannot be used: missing key, missing file, capability gap."""
+
+    exit_code = 2
+
+
+class CapabilityError(CrewkitError):
+    """A call needs a capability (vision, tools) the role's model does not have."""
+
+    exit_code = 1
+
+
+class ModelCallFailed(CrewkitError):
+    """Every model configured for a role failed (primary and fallbacks)."""
+
+    exit_code = 1
+
+
+class GuardrailBlocked(CrewkitError):
+    """An output guardrail rejected the result after the configured retries."""
+
+    exit_code = 1
+
+
+class RunFailed(CrewkitError):
+    """A flow run ended in failure; the run record holds the details."""
+
+    exit_code = 1

@@ -1,0 +1,153 @@
+"""Guardrails: plain callables with typed verdicts, resolved by name from a small registry.
+
+A guardrail takes the output text and returns a `Verdict` (`allowed`, `reason`, `score`); the
+framework decides what a failure does. Tasks name them in YAML (`guardrails: [no_secrets,
+not_empty]`); `as_task_guardrail(name)` adapts one to CrewAI's `(TaskOutput) -> (bool, Any)`
+contract, so CrewAI retries the task up to `guardrail_max_retries` with the reason as feedback.
+Deterministic checks only here: they are cheap and never call a model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: str = ""
+    score: float = 0.0  # 0 = clean, 1 = certainly bad
+    guardrail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"guardrail": self.guardrail, "allowed": self.allowed, "reason": self.reason, "score": self.score}
+
+
+Guardrail = Callable[[str], Verdict]
+
+_SECRET_PATTERNS = {
+    "OpenAI-style API key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
+    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
+    "Slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    "Google API key": re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    "private key block": re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"),
+    "password or secret assignment": re.compile(
+        r"(?i)\b(?:password|passwd|secret|api[_-]?key|token)\s*[:=]\s*['\"]?[^\s'\"]{8,}"
+    ),
+}
+
+_PII_PATTERNS = {
+    "email address": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
+    "US social security number": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+    "phone number": re.compile(r"(?<!\w)\+?\d{1,3}[\s.-]?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b"),
+}
+_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+
+_INJECTION = re.compile(
+    r"(?i)(ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts?)|"
+    r"disregard (?:the |your )?(?:system|previous) (?:prompt|instructions)|"
+    r"you are now (?:in )?(?:developer|dan) mode|reveal (?:your|the) system prompt)"
+)
+
+
+def _luhn(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def not_empty(text: str) -> Verdict:
+    if text and text.strip():
+        return Verdict(True)
+    return Verdict(False, "the output is empty; produce a non-empty answer", 1.0)
+
+
+def no_secrets(text: str) -> Verdict:
+    found = [name for name, pattern in _SECRET_PATTERNS.items() if pattern.search(text or "")]
+    if found:
+        return Verdict(False, f"the output contains a {found[0]}; remove credentials from the answer", 1.0)
+    return Verdict(True)
+
+
+def no_pii(text: str) -> Verdict:
+    found = [name for name, pattern in _PII_PATTERNS.items() if pattern.search(text or "")]
+    for match in _CARD.finditer(text or ""):
+        digits = re.sub(r"\D", "", match.group())
+        if 13 <= len(digits) <= 19 and _luhn(digits):
+            found.append("payment card number")
+            break
+    if found:
+        return Verdict(False, f"the output contains personal data ({', '.join(found)}); redact it", 0.9)
+    return Verdict(True)
+
+
+def no_prompt_injection(text: str) -> Verdict:
+    match = _INJECTION.search(text or "")
+    if match:
+        return Verdict(False, f"the output carries an injected instruction ('{match.group(0)}'); drop it", 0.95)
+    return Verdict(True)
+
+
+def json_schema(text: str) -> Verdict:
+    """The output must be one JSON object or array (a fenced ```json block is accepted)."""
+    body = (text or "").strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", body, re.S)
+    if fenced:
+        body = fenced.group(1).strip()
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        return Verdict(False, f"the output is not valid JSON ({exc.msg} at char {exc.pos}); answer with JSON only", 1.0)
+    if not isinstance(value, dict | list):
+        return Verdict(False, "the output must be a JSON object or array", 1.0)
+    return Verdict(True)
+
+
+def has_code(text: str) -> Verdict:
+    """The output must contain source code (a fenced block or a def/class/function line)."""
+    if re.search(r"```|^\s*(def |class |function |fn |public |import |from \S+ import )", text or "", re.M):
+        return Verdict(True)
+    return Verdict(False, "the output contains no code; include the code in a fenced block", 0.8)
+
+
+REGISTRY: dict[str, Guardrail] = {
+    "not_empty": not_empty,
+    "no_secrets": no_secrets,
+    "no_pii": no_pii,
+    "no_prompt_injection": no_prompt_injection,
+    "json_schema": json_schema,
+    "has_code": has_code,
+}
+
+
+def run(name: str, text: str) -> Verdict:
+    verdict = REGISTRY[name](text)
+    return Verdict(verdict.allowed, verdict.reason, verdict.score, name)
+
+
+def run_all(names: list[str], text: str) -> list[Verdict]:
+    return [run(name, text) for name in names]
+
+
+def as_task_guardrail(name: str) -> Callable[[Any], tuple[bool, Any]]:
+    """CrewAI task guardrail: `(TaskOutput) -> (True, output) | (False, reason)`."""
+
+    def check(output: Any) -> tuple[bool, Any]:
+        text = getattr(output, "raw", output)
+        verdict = run(name, text if isinstance(text, str) else str(text))
+        return (True, output) if verdict.allowed else (False, f"guardrail '{name}' failed: {verdict.reason}")
+
+    check.__name__ = f"guardrail_{name}"
+    check.__qualname__ = check.__name__
+    return check

@@ -1,0 +1,85 @@
+"""The embedded sentence embedder: an ONNX model shipped in a package, run with onnxruntime.
+
+Default: all-MiniLM-L6-v2 (int8 ONNX, 384-d, mean pooling, L2-normalised), English-first.
+It offers the interfaces CrewAI and LangChain expect, so it is used wherever CrewAI would
+otherwise call OpenAI's embeddings: `__call__(texts)` (CrewAI/Chroma embedding function),
+`embed_documents` / `embed_query` (LangChain `Embeddings`, for langchain-qdrant).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crewkit.settings import ModelEntry
+
+
+class OnnxEmbedder:
+    def __init__(self, model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384) -> None:
+        self.model_path = model_path
+        self.tokenizer_path = tokenizer_path
+        self.max_length = max_length
+        self.dimensions = dimensions
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> OnnxEmbedder:
+        from crewkit.errors import ModelUnavailable
+        from crewkit.models.providers import resolve_file
+
+        if not entry.tokenizer:
+            raise ModelUnavailable("an onnx embedding model needs 'tokenizer:' (path or package:NAME/path)")
+        return cls(
+            str(resolve_file(entry.file or "", ".onnx")),
+            str(resolve_file(entry.tokenizer, ".json")),
+            max_length=min(entry.context, 512),
+            dimensions=int(entry.params.get("dimensions", 384)),
+        )
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._session is None:
+                import onnxruntime as ort
+                from tokenizers import Tokenizer
+
+                options = ort.SessionOptions()
+                options.log_severity_level = 3
+                tokenizer = Tokenizer.from_file(self.tokenizer_path)
+                tokenizer.enable_truncation(max_length=self.max_length)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                self._session = ort.InferenceSession(
+                    self.model_path, options, providers=["CPUExecutionProvider"]
+                )
+                self._input_names = {i.name for i in self._session.get_inputs()}
+                self._tokenizer = tokenizer
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        if not texts:
+            return []
+        self._load()
+        encoded = self._tokenizer.encode_batch([t or " " for t in texts])
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self._session.run(None, feeds)[0]
+        pooled = (hidden * mask[..., None]).sum(1) / np.clip(mask.sum(1, keepdims=True), 1, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32).tolist()
+
+    # CrewAI / Chroma embedding-function protocol
+    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
+        return self.embed(list(input))
+
+    # LangChain Embeddings protocol
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0]

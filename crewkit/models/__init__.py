@@ -1,0 +1,1 @@
+"""Role map -> LLM objects: providers, the embedded llama.cpp model, the metered wrapper."""

@@ -1,0 +1,226 @@
+"""The embedded model: a CrewAI `BaseLLM` running a GGUF file in process with llama.cpp.
+
+- Loaded lazily, once per process and file (`_load`), shared by every role that maps to it.
+- Safe under concurrent calls: llama.cpp contexts are not re-entrant, so generation holds a
+  per-model lock.
+- Honours stop words and the context window (old turns are dropped, then the longest message is
+  shortened, so the prompt plus `max_tokens` always fits).
+- Constrained decoding: a `response_model` (structured task output) becomes a JSON-schema
+  grammar; when CrewAI passes tools, the reply is forced into one valid OpenAI-style tool call
+  (one schema per tool, all arguments required), and the turn after a tool result is free text.
+  Argument pins (`pin_tool_arguments`) let the caller fix values a tiny model would garble, e.g.
+  the coworker a manager must delegate a subtask to.
+- Reports token usage to CrewAI's counters and to crewkit's per-call usage cell.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, PrivateAttr
+
+from crewai.llms.base_llm import BaseLLM
+from crewkit.models import usage_cell
+
+_LOAD_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+
+# task id -> {"tool": name, "arguments": {arg: value}}; set by the flow before a crew runs.
+_PINS: dict[str, dict[str, Any]] = {}
+_PINS_LOCK = threading.Lock()
+
+
+def pin_tool_arguments(task_id: str, tool: str, arguments: dict[str, Any]) -> None:
+    """Force the tool call made while working on `task_id` to `tool`, with these argument values."""
+    with _PINS_LOCK:
+        _PINS[str(task_id)] = {"tool": tool, "arguments": dict(arguments)}
+
+
+def clear_pins(task_ids: list[str]) -> None:
+    with _PINS_LOCK:
+        for task_id in task_ids:
+            _PINS.pop(str(task_id), None)
+
+
+def _load(path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
+    key = (path, n_ctx, n_threads)
+    with _LOAD_LOCK:
+        if key not in _MODELS:
+            from llama_cpp import Llama
+
+            llama = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or None, verbose=False, seed=0)
+            _MODELS[key] = (llama, threading.Lock())
+        return _MODELS[key]
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)
+
+
+def _chat_messages(messages: str | list[dict[str, Any]]) -> list[dict[str, str]]:
+    """CrewAI messages (with tool calls and tool results) -> plain role/content turns for the template."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out: list[dict[str, str]] = []
+    for msg in messages:
+        role = msg.get("role", "user")
+        if role == "tool":
+            out.append({"role": "user", "content": f"Tool result:\n{_text(msg.get('content'))}"})
+        elif role == "assistant" and msg.get("tool_calls"):
+            calls = [
+                {"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in msg["tool_calls"]
+            ]
+            out.append({"role": "assistant", "content": json.dumps(calls)})
+        else:
+            out.append({"role": role if role in ("system", "user", "assistant") else "user", "content": _text(msg.get("content"))})
+    return out
+
+
+def _tool_schema(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dict[str, Any]:
+    """One object schema per tool: {"name": const, "arguments": {all params required}}."""
+    options = []
+    for tool in tools:
+        fn = tool.get("function", tool)
+        name = fn["name"]
+        if pin and pin["tool"] != name:
+            continue
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        props: dict[str, Any] = {}
+        for arg, spec in (params.get("properties") or {}).items():
+            spec = {k: v for k, v in dict(spec).items() if k in ("type", "enum", "description", "items")}
+            if "type" not in spec and "enum" not in spec:
+                spec["type"] = "string"
+            if isinstance(spec.get("type"), list):
+                spec["type"] = next((t for t in spec["type"] if t != "null"), "string")
+            if pin and arg in pin["arguments"]:
+                spec = {"const": pin["arguments"][arg]}
+            elif spec.get("type") == "string":
+                spec.update(minLength=1, maxLength=400)
+            props[arg] = spec
+        options.append(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": name},
+                    "arguments": {"type": "object", "properties": props, "required": list(props)},
+                },
+                "required": ["name", "arguments"],
+            }
+        )
+    if not options:  # the pin names a tool this agent does not have: fall back to every tool
+        return _tool_schema(tools, None)
+    return options[0] if len(options) == 1 else {"oneOf": options}
+
+
+class LlamaCppLLM(BaseLLM):
+    """In-process llama.cpp chat model for CrewAI."""
+
+    llm_type: str = "llamacpp"
+    provider: str = "llamacpp"
+    model_path: str
+    n_ctx: int = 8192
+    n_threads: int = 0
+    temperature: float | None = 0.2
+    max_tokens: int | float | None = 256
+    repeat_penalty: float = 1.15
+    tools_capable: bool = True
+
+    _calls: int = PrivateAttr(default=0)
+
+    def supports_function_calling(self) -> bool:
+        return self.tools_capable
+
+    def supports_stop_words(self) -> bool:
+        return True
+
+    def get_context_window_size(self) -> int:
+        return self.n_ctx
+
+    def _fit(self, llama: Any, turns: list[dict[str, str]], max_tokens: int) -> list[dict[str, str]]:
+        """Drop old middle turns, then shorten the longest, until prompt + reply fit the window."""
+        budget = self.n_ctx - max_tokens - 64  # template tokens
+
+        def size(ts: list[dict[str, str]]) -> int:
+            return sum(len(llama.tokenize(t["content"].encode(), add_bos=False)) + 4 for t in ts)
+
+        turns = list(turns)
+        while size(turns) > budget and len(turns) > 2:
+            del turns[1]  # keep the system prompt (0) and the latest turns
+        while size(turns) > budget:
+            longest = max(range(len(turns)), key=lambda i: len(turns[i]["content"]))
+            content = turns[longest]["content"]
+            turns[longest] = {**turns[longest], "content": content[: int(len(content) * 0.8)]}
+        return turns
+
+    def call(
+        self,
+        messages: str | list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        callbacks: list[Any] | None = None,
+        available_functions: dict[str, Any] | None = None,
+        from_task: Any | None = None,
+        from_agent: Any | None = None,
+        response_model: type[BaseModel] | None = None,
+    ) -> str | Any:
+        llama, lock = _load(self.model_path, self.n_ctx, self.n_threads)
+        max_tokens = int(self.max_tokens or 256)
+        turns = _chat_messages(messages)
+        last_is_tool_result = not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
+        schema: dict[str, Any] | None = None
+        mode = "text"
+        if response_model is not None:
+            schema, mode = response_model.model_json_schema(), "structured"
+        elif tools and not last_is_tool_result:
+            pin = _PINS.get(str(getattr(from_task, "id", ""))) if from_task is not None else None
+            schema, mode = _tool_schema(tools, pin), "tool_call"
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": self.temperature or 0.0,
+            "repeat_penalty": self.repeat_penalty,
+        }
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+        else:
+            stop = [s for s in self.stop_sequences if s]
+            if stop:
+                kwargs["stop"] = stop
+        self._emit_call_started_event(messages=messages, tools=tools, from_task=from_task, from_agent=from_agent)
+        with lock:
+            turns = self._fit(llama, turns, max_tokens)
+            out = llama.create_chat_completion(messages=turns, **kwargs)
+        text = out["choices"][0]["message"].get("content") or ""
+        usage = out.get("usage") or {}
+        usage_cell.report(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        self._track_token_usage_internal(usage)
+        result: Any = text
+        if mode == "structured":
+            result = response_model.model_validate_json(text)  # type: ignore[union-attr]
+        elif mode == "tool_call":
+            call = json.loads(text)
+            result = [
+                {
+                    "id": f"call_{uuid.uuid4().hex[:12]}",
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+            ]
+        from crewai.events.types.llm_events import LLMCallType
+
+        self._emit_call_completed_event(
+            response=text,
+            call_type=LLMCallType.TOOL_CALL if mode == "tool_call" else LLMCallType.LLM_CALL,
+            from_task=from_task,
+            from_agent=from_agent,
+            messages=messages,
+            usage=usage,
+        )
+        return result

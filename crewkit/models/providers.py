@@ -1,0 +1,157 @@
+"""The provider registry: one small adapter per provider, keyed by the name used in models.yaml.
+
+Each adapter says what an entry must contain (`check_entry`, at config load), what must be
+present on this machine to use it (`missing`, at start-up: API keys, model files) and how to
+build the CrewAI LLM object (`build`, lazily, on first use). Adding a provider is adding an
+entry to `PROVIDERS`, not editing an if-chain.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crewkit.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from crewkit.settings import ModelEntry
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    build: Callable[[str, ModelEntry], Any]
+    needs_model: bool = True
+    needs_file: bool = False
+    file_suffix: str = ".gguf"
+    needs_base_url: bool = False
+    default_key_env: str | None = None
+    key_required: bool = True
+    local: bool = False
+
+    def key_env(self, entry: ModelEntry) -> str | None:
+        return entry.api_key_env or self.default_key_env
+
+    def check_entry(self, entry: ModelEntry) -> str | None:
+        """A problem with the entry as written, or None."""
+        if self.needs_model and not entry.model:
+            return f"provider '{self.name}' needs 'model:' (the provider's model id)"
+        if self.needs_file and not entry.file:
+            return f"provider '{self.name}' needs 'file:' (a path or 'package:<python package>')"
+        if self.needs_base_url and not entry.base_url:
+            return f"provider '{self.name}' needs 'base_url:' (e.g. http://localhost:8000/v1)"
+        return None
+
+    def missing(self, role: str, model_name: str, entry: ModelEntry) -> str | None:
+        """What is missing on this machine to use the entry for `role`, or None."""
+        from crewkit.settings import env
+
+        key = self.key_env(entry)
+        if self.key_required and key and not env(key):
+            return (
+                f"role '{role}' uses model '{model_name}' ({self.name}), but {key} is not set; "
+                f"add {key}=... to .env or the environment, or map '{role}' to a local model in config/models.yaml"
+            )
+        if self.needs_file:
+            try:
+                resolve_file(entry.file or "", self.file_suffix)
+                if entry.tokenizer:
+                    resolve_file(entry.tokenizer, ".json")
+            except ModelUnavailable as exc:
+                return f"role '{role}' uses model '{model_name}': {exc}"
+        return None
+
+
+def resolve_file(spec: str, suffix: str = ".gguf") -> Path:
+    """`package:NAME` -> the first `*{suffix}` shipped inside that installed package; else a path."""
+    if spec.startswith("package:"):
+        package, _, inner = spec.split(":", 1)[1].partition("/")
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise ModelUnavailable(
+                f"package '{package}' is not installed; run 'uv sync' (it ships the model file)"
+            )
+        for location in found.submodule_search_locations:
+            if inner:
+                if (Path(location) / inner).exists():
+                    return Path(location) / inner
+                continue
+            files = sorted(Path(location).rglob(f"*{suffix}"))
+            if files:
+                return files[0]
+        raise ModelUnavailable(f"package '{package}' ships no {inner or '*' + suffix} file")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelUnavailable(f"model file '{spec}' not found; fix 'file:' in config/models.yaml")
+    return path
+
+
+def _build_llamacpp(name: str, entry: ModelEntry) -> Any:
+    from crewkit.models.llamacpp import LlamaCppLLM
+
+    return LlamaCppLLM(
+        model=name,
+        model_path=str(resolve_file(entry.file or "")),
+        n_ctx=entry.context,
+        **{k: v for k, v in entry.params.items() if k in LlamaCppLLM.model_fields},
+    )
+
+
+def _native(prefix: str, *, base_url_default: str | None = None) -> Callable[[str, ModelEntry], Any]:
+    """Build CrewAI's native LLM class for a hosted provider (OpenAI, Anthropic, Gemini, ...)."""
+
+    def build(name: str, entry: ModelEntry) -> Any:
+        from crewai import LLM
+
+        from crewkit.settings import env
+
+        key_env = PROVIDERS[entry.provider].key_env(entry)
+        kwargs: dict[str, Any] = dict(entry.params)
+        if key_env and env(key_env):
+            kwargs["api_key"] = env(key_env)
+        elif not PROVIDERS[entry.provider].default_key_env:
+            kwargs["api_key"] = "unused"  # keyless local servers; never falls back to OPENAI_API_KEY
+        base_url = entry.base_url or base_url_default
+        if base_url:
+            kwargs["base_url"] = base_url
+        return LLM(model=f"{prefix}/{entry.model}", **kwargs)
+
+    return build
+
+
+def _build_embedder(name: str, entry: ModelEntry) -> Any:
+    from crewkit.memory.embedder import OnnxEmbedder
+
+    return OnnxEmbedder.from_entry(entry)
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("llamacpp", _build_llamacpp, needs_model=False, needs_file=True, key_required=False, local=True),
+        Provider("openai", _native("openai"), default_key_env="OPENAI_API_KEY"),
+        Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY"),
+        Provider("gemini", _native("gemini"), default_key_env="GEMINI_API_KEY"),
+        Provider(
+            "ollama",
+            _native("ollama", base_url_default="http://localhost:11434/v1"),
+            key_required=False,
+            local=True,
+        ),
+        # Any OpenAI-compatible server (vLLM, LM Studio, llama-server, a gateway): base_url required,
+        # a key only if api_key_env is set.
+        Provider("openai_compatible", _native("openai"), needs_base_url=True, key_required=True),
+        Provider(
+            "onnx",
+            _build_embedder,
+            needs_model=False,
+            needs_file=True,
+            file_suffix=".onnx",
+            key_required=False,
+            local=True,
+        ),
+    )
+}

@@ -1,0 +1,147 @@
+"""The role map: config roles -> metered CrewAI LLM objects (and the embedder).
+
+`RoleMap(settings)` is the only place LLM objects are made. `llm(role)` returns the role's
+`RoleLLM` (primary model + fallbacks, built lazily), `embedder()` the embedding role's model,
+`check()` lists what is missing on this machine (API keys, model files) with the role and the
+variable to set. Tests pass `overrides={"reasoning": ScriptedLLM([...])}` to script a role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from crewkit.errors import ConfigError, ModelUnavailable
+from crewkit.models.providers import PROVIDERS
+from crewkit.settings import ROLE_NEEDS, Settings, suggest
+
+if TYPE_CHECKING:
+    from crewkit.models.metered import RoleLLM
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    role: str
+    model: str
+    provider: str
+    fallbacks: list[str]
+    capabilities: list[str]
+    context: int
+    input_per_mtok: float
+    output_per_mtok: float
+    degraded: str | None
+
+
+class RoleMap:
+    def __init__(self, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.overrides = dict(overrides or {})
+        self._llms: dict[str, RoleLLM] = {}
+        self._embedder: Any = None
+        for role in self.overrides:
+            if role not in settings.models.roles:
+                raise ConfigError(f"override for unknown role '{role}'{suggest(role, settings.models.roles)}")
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.settings.models.roles)
+
+    @property
+    def default_role(self) -> str:
+        return self.settings.models.default_role
+
+    def resolve_role(self, name: str | None) -> str:
+        """An agent's `llm:` value -> a role: a role name, a model entry's role, or the default."""
+        if not name:
+            return self.default_role
+        if name in self.settings.models.roles:
+            return name
+        for role, entry in self.settings.models.roles.items():
+            if entry.model == name:
+                return role
+        raise ConfigError(
+            f"llm '{name}' is neither a role nor a model in config/models.yaml{suggest(name, self.roles)}"
+        )
+
+    def llm(self, role: str) -> RoleLLM:
+        if role not in self._llms:
+            self._llms[role] = self._build(role)
+        return self._llms[role]
+
+    def _build(self, role: str) -> RoleLLM:
+        from crewkit.models.metered import Candidate, RoleLLM
+
+        entry = self.settings.role(role)
+        if role == "embedding":
+            raise ConfigError("role 'embedding' is an embedder, not a chat model; use RoleMap.embedder()")
+        candidates = []
+        for name in [entry.model, *entry.fallbacks]:
+            model = self.settings.models.models[name]
+            if role in self.overrides and name == entry.model:
+                scripted = self.overrides[role]
+                build = lambda scripted=scripted: scripted  # noqa: E731
+            else:
+                build = lambda name=name, model=model: PROVIDERS[model.provider].build(name, model)  # noqa: E731
+            candidates.append(
+                Candidate(
+                    name=name,
+                    capabilities=list(model.capabilities),
+                    context=model.context,
+                    input_per_mtok=model.price.input_per_mtok,
+                    output_per_mtok=model.price.output_per_mtok,
+                    build=build,
+                )
+            )
+        return RoleLLM(model=f"crewkit/{role}", role=role, candidates=candidates)
+
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            if "embedding" in self.overrides:
+                self._embedder = self.overrides["embedding"]
+            else:
+                name = self.settings.role("embedding").model
+                model = self.settings.models.models[name]
+                self._embedder = PROVIDERS[model.provider].build(name, model)
+        return self._embedder
+
+    def info(self) -> list[RoleInfo]:
+        rows = []
+        for role, entry in self.settings.models.roles.items():
+            model = self.settings.models.models[entry.model]
+            need = ROLE_NEEDS.get(role)
+            degraded = None
+            if need and need != "text" and not model.can(need):
+                degraded = f"'{entry.model}' lacks '{need}'"
+            rows.append(
+                RoleInfo(
+                    role=role,
+                    model=entry.model,
+                    provider=model.provider,
+                    fallbacks=list(entry.fallbacks),
+                    capabilities=list(model.capabilities),
+                    context=model.context,
+                    input_per_mtok=model.price.input_per_mtok,
+                    output_per_mtok=model.price.output_per_mtok,
+                    degraded=degraded,
+                )
+            )
+        return rows
+
+    def check(self) -> list[str]:
+        """Problems that stop a role's primary model or a fallback from working here, one line each."""
+        problems = []
+        for role, entry in self.settings.models.roles.items():
+            if role in self.overrides:
+                continue
+            for name in [entry.model, *entry.fallbacks]:
+                model = self.settings.models.models[name]
+                problem = PROVIDERS[model.provider].missing(role, name, model)
+                if problem:
+                    problems.append(f"{self.settings.where('roles', role)}: {problem}")
+        return problems
+
+    def require_ready(self) -> None:
+        """Start-up check: fail with the first missing key or file, naming role and variable."""
+        problems = self.check()
+        if problems:
+            raise ModelUnavailable(problems[0])

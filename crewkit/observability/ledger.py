@@ -1,0 +1,136 @@
+"""The run ledger: every model call of a run, with role, model, agent, tokens, cost and latency.
+
+`RoleLLM` calls `record_call` after each model call; the flow opens a ledger for the run
+(`open_ledger`) and reads it into the run record (`steps`, `usage` per role). Outside a run
+the calls go to a process-wide ledger, so `crewkit crew` and tests can read them too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    stage: str
+    agent: str
+    role: str
+    model: str
+    started: float
+    seconds: float
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    error: str | None = None
+
+
+@dataclass
+class Ledger:
+    calls: list[CallRecord] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self.calls.append(record)
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Per role: calls, input/output tokens, cost and seconds (failed calls count as calls)."""
+        out: dict[str, dict[str, Any]] = {}
+        for c in list(self.calls):
+            u = out.setdefault(
+                c.role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "seconds": 0.0}
+            )
+            u["calls"] += 1
+            u["input_tokens"] += c.input_tokens
+            u["output_tokens"] += c.output_tokens
+            u["cost_usd"] = round(u["cost_usd"] + c.cost_usd, 8)
+            u["seconds"] = round(u["seconds"] + c.seconds, 4)
+        return out
+
+    def steps(self) -> list[dict[str, Any]]:
+        rows = []
+        for c in list(self.calls):
+            row = {
+                "step": c.stage,
+                "agent": c.agent,
+                "role": c.role,
+                "model": c.model,
+                "started": c.started,
+                "seconds": round(c.seconds, 4),
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+            }
+            if c.error:
+                row["error"] = c.error
+            rows.append(row)
+        return rows
+
+    def calls_by_agent(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for c in list(self.calls):
+            counts[c.agent] = counts.get(c.agent, 0) + 1
+        return counts
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(c) for c in list(self.calls)]
+
+
+_PROCESS_LEDGER = Ledger()
+_LEDGER: ContextVar[Ledger | None] = ContextVar("crewkit_ledger", default=None)
+_STAGE: ContextVar[str] = ContextVar("crewkit_stage", default="")
+
+
+def current() -> Ledger:
+    return _LEDGER.get() or _PROCESS_LEDGER
+
+
+@contextmanager
+def open_ledger(ledger: Ledger | None = None) -> Iterator[Ledger]:
+    ledger = ledger or Ledger()
+    token = _LEDGER.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _LEDGER.reset(token)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Label the model calls made inside the block with a flow step name."""
+    token = _STAGE.set(name)
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
+
+
+def record_call(
+    role: str,
+    model: str,
+    agent: str,
+    started: float,
+    seconds: float,
+    input_tokens: int,
+    output_tokens: int,
+    cost_usd: float,
+    error: str | None = None,
+) -> None:
+    current().add(
+        CallRecord(
+            stage=_STAGE.get(),
+            agent=agent,
+            role=role,
+            model=model,
+            started=started,
+            seconds=seconds,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost_usd,
+            error=error,
+        )
+    )

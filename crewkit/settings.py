@@ -1,0 +1,276 @@
+"""Load and validate every config file once, at the edge.
+
+`load_settings(project_dir)` reads `config/models.yaml` and `config/governance.yaml` into
+pydantic models (extra keys forbidden), checks the cross-references (a role naming an unknown
+model, a provider nobody registered) and returns one frozen `Settings`. Every error is a
+`ConfigError` whose message starts with FILE:LINE and suggests the close match.
+
+This is the only module that reads YAML config or environment variables; everything inward
+receives typed objects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crewkit import yamlfile
+from crewkit.errors import ConfigError
+
+Capability = Literal["text", "tools", "vision", "embedding"]
+
+# What each built-in role needs from its model. A gap is an explicit, reported degradation
+# (`crewkit models list` shows it; a call that really needs it fails with CapabilityError).
+ROLE_NEEDS: dict[str, Capability] = {
+    "reasoning": "text",
+    "code": "text",
+    "vision": "vision",
+    "manager": "tools",
+    "embedding": "embedding",
+}
+REQUIRED_ROLES = tuple(ROLE_NEEDS)
+
+# Telemetry and tracing are off unless the user turns them on in .env or the environment.
+TELEMETRY_OFF = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class ModelEntry(_Strict):
+    """One named model: where it runs, what it can do, what it costs."""
+
+    provider: str
+    model: str | None = None
+    file: str | None = None
+    tokenizer: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    context: int = Field(8192, gt=0)
+    capabilities: list[Capability] = Field(default_factory=lambda: ["text"])
+    price: Price = Price()
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+
+class RoleEntry(_Strict):
+    model: str
+    fallbacks: list[str] = Field(default_factory=list)
+
+
+class ModelsConfig(_Strict):
+    models: dict[str, ModelEntry]
+    roles: dict[str, RoleEntry]
+    default_role: str = "reasoning"
+
+
+class GuardrailPolicy(_Strict):
+    max_retries: int = Field(2, ge=0, le=10)
+
+
+class VerifierPolicy(_Strict):
+    max_rounds: int = Field(2, ge=1, le=10)
+
+
+class GovernanceConfig(_Strict):
+    guardrails: GuardrailPolicy = GuardrailPolicy()
+    verifier: VerifierPolicy = VerifierPolicy()
+    output_guardrails: list[str] = Field(default_factory=lambda: ["no_secrets", "not_empty"])
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    home: Path
+    models: ModelsConfig
+    governance: GovernanceConfig
+    models_doc: yamlfile.YamlDoc
+
+    @property
+    def output_dir(self) -> Path:
+        return self.project_dir / "output"
+
+    @property
+    def crews_dir(self) -> Path:
+        return self.project_dir / "crews"
+
+    def role(self, name: str) -> RoleEntry:
+        if name not in self.models.roles:
+            raise ConfigError(
+                f"{self.models_doc.where(('roles',))}: unknown role '{name}'"
+                f"{suggest(name, self.models.roles)}; add it under 'roles:'"
+            )
+        return self.models.roles[name]
+
+    def where(self, *loc: Any) -> str:
+        return self.models_doc.where(loc)
+
+
+def suggest(name: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _validate(model: type[BaseModel], doc: yamlfile.YamlDoc) -> Any:
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{doc.where(())}: expected a mapping at the top level, got {type(doc.data).__name__}")
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parent = loc[:-1]
+            allowed = _allowed_fields(model, parent, doc.data)
+            msg = f"unknown field '{loc[-1]}'{suggest(loc[-1], allowed)}"
+            if allowed:
+                msg += f"; allowed here: {', '.join(sorted(allowed))}"
+        elif err["type"] == "missing":
+            msg = f"missing required field '{field}'"
+        else:
+            msg = f"field '{field}': {err['msg']}"
+            if "input" in err and not isinstance(err["input"], dict | list):
+                msg += f" (got {err['input']!r})"
+        raise ConfigError(f"{doc.where(loc)}: {msg}") from None
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> list[str]:
+    """The field names the pydantic model accepts at `loc` (walks dicts of sub-models)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = field.annotation
+        else:
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _check_models(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
+    from crewkit.models.providers import PROVIDERS
+
+    for name, entry in cfg.models.items():
+        if entry.provider not in PROVIDERS:
+            raise ConfigError(
+                f"{doc.where(('models', name, 'provider'))}: model '{name}' uses unknown provider "
+                f"'{entry.provider}'{suggest(entry.provider, PROVIDERS)}; known: {', '.join(sorted(PROVIDERS))}"
+            )
+        problem = PROVIDERS[entry.provider].check_entry(entry)
+        if problem:
+            raise ConfigError(f"{doc.where(('models', name))}: model '{name}': {problem}")
+    for role in REQUIRED_ROLES:
+        if role not in cfg.roles:
+            raise ConfigError(
+                f"{doc.where(('roles',))}: role '{role}' is missing; every deployment maps "
+                f"{', '.join(REQUIRED_ROLES)} (add '{role}: {{model: <name>}}')"
+            )
+    for role, entry in cfg.roles.items():
+        for i, model in enumerate([entry.model, *entry.fallbacks]):
+            loc = ("roles", role, "model") if i == 0 else ("roles", role, "fallbacks", i - 1)
+            if model not in cfg.models:
+                raise ConfigError(
+                    f"{doc.where(loc)}: role '{role}' uses model '{model}', which is not defined"
+                    f"{suggest(model, cfg.models)}; define it under 'models:'"
+                )
+        is_embedding = cfg.models[entry.model].can("embedding")
+        if (role == "embedding") != is_embedding:
+            need = "an embedding model" if role == "embedding" else "a generative model, not an embedding model"
+            raise ConfigError(f"{doc.where(('roles', role, 'model'))}: role '{role}' needs {need}")
+    if cfg.default_role not in cfg.roles:
+        raise ConfigError(
+            f"{doc.where(('default_role',))}: default_role '{cfg.default_role}' is not a role"
+            f"{suggest(cfg.default_role, cfg.roles)}"
+        )
+
+
+def _check_governance(cfg: GovernanceConfig, doc: yamlfile.YamlDoc) -> None:
+    from crewkit.governance.guardrails import REGISTRY
+
+    for i, name in enumerate(cfg.output_guardrails):
+        if name not in REGISTRY:
+            raise ConfigError(
+                f"{doc.where(('output_guardrails', i))}: unknown guardrail '{name}'{suggest(name, REGISTRY)}; "
+                f"known: {', '.join(sorted(REGISTRY))}"
+            )
+
+
+def apply_environment(project_dir: Path) -> None:
+    """Load `.env`, switch telemetry off unless set, keep CrewAI's storage inside the project."""
+    from dotenv import load_dotenv
+
+    load_dotenv(project_dir / ".env", override=False)
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    home = Path(os.environ.get("CREWKIT_HOME", project_dir / ".crewkit")).resolve()
+    os.environ["CREWKIT_HOME"] = str(home)
+    os.environ.setdefault("CREWAI_STORAGE_DIR", str(home / "crewai"))
+
+
+def env(name: str) -> str | None:
+    """The one accessor for secrets and deployment variables (API keys, base URLs)."""
+    value = os.environ.get(name)
+    return value or None
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest folder upwards holding config/models.yaml (the project root)."""
+    explicit = os.environ.get("CREWKIT_PROJECT")
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "config" / "models.yaml").exists():
+            return folder
+    return here
+
+
+def load_settings(project_dir: Path | None = None) -> Settings:
+    project_dir = (project_dir or find_project_dir()).resolve()
+    apply_environment(project_dir)
+    config = project_dir / "config"
+    models_doc = yamlfile.load(config / "models.yaml")
+    models = _validate(ModelsConfig, models_doc)
+    _check_models(models, models_doc)
+    gov_doc = yamlfile.load(config / "governance.yaml", required=False)
+    governance = _validate(GovernanceConfig, gov_doc)
+    _check_governance(governance, gov_doc)
+    return Settings(
+        project_dir=project_dir,
+        home=Path(os.environ["CREWKIT_HOME"]),
+        models=models,
+        governance=governance,
+        models_doc=models_doc,
+    )
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON schemas for the YAML files, shipped in config/schema/ for editors."""
+    return {
+        "models.schema.json": ModelsConfig.model_json_schema(),
+        "governance.schema.json": GovernanceConfig.model_json_schema(),
+    }

@@ -1,0 +1,95 @@
+"""Read a YAML file and remember the line of every key, so errors can say FILE:LINE.
+
+`load(path)` returns a `YamlDoc`: the plain data plus `line_of(loc)`, which maps a key path
+(as pydantic reports it, e.g. ("roles", "reasoning", "model")) to the 1-based line where it
+was written. Syntax errors become `ConfigError("FILE:LINE: ...")`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crewkit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class YamlDoc:
+    path: Path
+    data: Any
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+
+    def line_of(self, loc: tuple[Any, ...]) -> int:
+        """The line of the deepest key of `loc` that exists in the file (1 if none)."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return 1
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        return f"{display_path(self.path)}:{self.line_of(loc)}"
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it is inside it (shorter messages)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _build(node: yaml.Node, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int], path: Path) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            if key in out:
+                raise ConfigError(
+                    f"{display_path(path)}:{key_node.start_mark.line + 1}: duplicate key '{key}'; "
+                    "remove one of the two entries"
+                )
+            lines[loc + (key,)] = key_node.start_mark.line + 1
+            out[key] = _build(value_node, loc + (key,), lines, path)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[loc + (i,)] = item.start_mark.line + 1
+            items.append(_build(item, loc + (i,), lines, path))
+        return items
+    return _scalar(node)
+
+
+def _scalar(node: yaml.Node) -> Any:
+    """Resolve one scalar the way yaml.safe_load would (ints, floats, bools, nulls, strings)."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def load(path: Path, *, required: bool = True) -> YamlDoc:
+    """Parse `path`; a missing optional file is an empty mapping."""
+    if not path.exists():
+        if required:
+            raise ConfigError(f"{display_path(path)}:1: file not found; create it (see README, 'Config reference')")
+        return YamlDoc(path, {}, {})
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"{display_path(path)}:{line}: invalid YAML: {problem}; fix the syntax there") from None
+    if node is None:
+        return YamlDoc(path, {}, {})
+    lines: dict[tuple[Any, ...], int] = {}
+    data = _build(node, (), lines, path)
+    return YamlDoc(path, data, lines)

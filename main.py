@@ -1,0 +1,1 @@
+"""CrewAI entry points (`crewai run`, `uv run kickoff`, ...): thin calls into crewkit."""
