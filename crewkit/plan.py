@@ -16,9 +16,9 @@ MAX_SUBTASKS = 4
 
 
 class Subtask(BaseModel):
-    description: str = Field(min_length=8, max_length=300, description="What to do, one sentence")
-    task_type: TaskType = Field(description="Which specialist: reasoning, code or vision")
-    acceptance: str = Field(min_length=4, max_length=200, description="How to tell it is done")
+    description: str = Field(min_length=8, max_length=300)
+    task_type: TaskType
+    acceptance: str = Field(min_length=4, max_length=200)
 
 
 class Plan(BaseModel):
@@ -37,5 +37,5 @@ class Plan(BaseModel):
 
 
 class Review(BaseModel):
-    passed: bool = Field(description="true if the result meets every acceptance criterion")
-    issues: list[str] = Field(default_factory=list, max_length=3, description="What is missing or wrong")
+    passed: bool
+    issues: list[str] = Field(default_factory=list, max_length=3)

@@ -125,7 +125,7 @@ def run_flow(
     role_map.require_ready()
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
     ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
-    flow = flow_cls()
+    flow = flow_cls(suppress_flow_events=True)  # crewkit prints its own progress
     flow._ctx = ctx
     error: str | None = None
     status = "done"

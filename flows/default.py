@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from crewai.flow.flow import Flow, listen, or_, router, start
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -50,7 +50,10 @@ class RunState(BaseModel):
 
 
 class DefaultFlow(Flow[RunState]):
-    Inputs = Inputs
+    Inputs: ClassVar[type[BaseModel]] = Inputs
+    EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
+        "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
+    }
     _ctx: Any = PrivateAttr(default=None)
 
     @property
@@ -101,7 +104,10 @@ class DefaultFlow(Flow[RunState]):
         task_ids = [str(t.id) for t in crew.tasks]
         for task, v in zip(crew.tasks, values, strict=True):
             pin_tool_arguments(
-                task.id, DELEGATE_TOOL, {"coworker": v["specialist"], "task": f"{v['description']} ({v['task']})"}
+                task.id,
+                DELEGATE_TOOL,
+                {"coworker": v["specialist"], "task": f"{v['description']} (part of: {v['task']})"},
+                answer_with_tool_result=True,
             )
         try:
             with ledger.stage("execute"):

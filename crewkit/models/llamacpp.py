@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from typing import Any
 
 from pydantic import BaseModel, PrivateAttr
 
-from crewai.llms.base_llm import BaseLLM
+from crewai.llms.base_llm import BaseLLM, llm_call_context
 from crewkit.models import usage_cell
 
 _LOAD_LOCK = threading.Lock()
@@ -33,10 +34,25 @@ _PINS: dict[str, dict[str, Any]] = {}
 _PINS_LOCK = threading.Lock()
 
 
-def pin_tool_arguments(task_id: str, tool: str, arguments: dict[str, Any]) -> None:
-    """Force the tool call made while working on `task_id` to `tool`, with these argument values."""
+def pin_tool_arguments(
+    task_id: Any, tool: str, arguments: dict[str, Any], *, answer_with_tool_result: bool = False
+) -> None:
+    """Force the tool call made while working on `task_id` to `tool`, with these argument values.
+
+    With `answer_with_tool_result`, the turn after the tool returns answers with the tool's
+    result verbatim (a manager relaying its coworker's answer) instead of a paraphrase.
+    """
     with _PINS_LOCK:
-        _PINS[str(task_id)] = {"tool": tool, "arguments": dict(arguments)}
+        _PINS[str(task_id)] = {
+            "tool": _tool_key(tool),
+            "arguments": dict(arguments),
+            "answer_with_tool_result": answer_with_tool_result,
+        }
+
+
+def _tool_key(name: str) -> str:
+    """CrewAI sends 'Delegate work to coworker' as 'delegate_work_to_coworker'; compare both."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def clear_pins(task_ids: list[str]) -> None:
@@ -91,7 +107,7 @@ def _tool_schema(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dic
     for tool in tools:
         fn = tool.get("function", tool)
         name = fn["name"]
-        if pin and pin["tool"] != name:
+        if pin and pin["tool"] != _tool_key(name):
             continue
         params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         props: dict[str, Any] = {}
@@ -175,12 +191,16 @@ class LlamaCppLLM(BaseLLM):
         max_tokens = int(self.max_tokens or 256)
         turns = _chat_messages(messages)
         last_is_tool_result = not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
+        pin = _PINS.get(str(getattr(from_task, "id", ""))) if from_task is not None else None
+        if tools and last_is_tool_result and pin and pin.get("answer_with_tool_result"):
+            relayed = _text(messages[-1].get("content")).strip()  # type: ignore[union-attr]
+            if not relayed.startswith("Error executing tool"):
+                return relayed
         schema: dict[str, Any] | None = None
         mode = "text"
         if response_model is not None:
             schema, mode = response_model.model_json_schema(), "structured"
         elif tools and not last_is_tool_result:
-            pin = _PINS.get(str(getattr(from_task, "id", ""))) if from_task is not None else None
             schema, mode = _tool_schema(tools, pin), "tool_call"
         kwargs: dict[str, Any] = {
             "max_tokens": max_tokens,
@@ -193,10 +213,22 @@ class LlamaCppLLM(BaseLLM):
             stop = [s for s in self.stop_sequences if s]
             if stop:
                 kwargs["stop"] = stop
-        self._emit_call_started_event(messages=messages, tools=tools, from_task=from_task, from_agent=from_agent)
-        with lock:
-            turns = self._fit(llama, turns, max_tokens)
-            out = llama.create_chat_completion(messages=turns, **kwargs)
+        with llm_call_context():
+            self._emit_call_started_event(messages=messages, tools=tools, from_task=from_task, from_agent=from_agent)
+            with lock:
+                turns = self._fit(llama, turns, max_tokens)
+                out = llama.create_chat_completion(messages=turns, **kwargs)
+            return self._finish(out, mode, response_model, messages, from_task, from_agent)
+
+    def _finish(
+        self,
+        out: dict[str, Any],
+        mode: str,
+        response_model: type[BaseModel] | None,
+        messages: Any,
+        from_task: Any,
+        from_agent: Any,
+    ) -> Any:
         text = out["choices"][0]["message"].get("content") or ""
         usage = out.get("usage") or {}
         usage_cell.report(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
