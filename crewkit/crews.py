@@ -143,12 +143,22 @@ def _guardrail_names(key: str, info: dict[str, Any]) -> list[tuple[tuple[Any, ..
     return names
 
 
-def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
+def import_project_module(project_dir: Path, dotted: str) -> Any:
+    """Import `crews.x.crew` / `flows.x` from *this* project's folders (they win over installed copies)."""
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
+    top = dotted.split(".", 1)[0]
+    package = importlib.import_module(top)
+    folder = str(project_dir / top)
+    if folder not in list(package.__path__):
+        package.__path__.insert(0, folder)
+    return importlib.import_module(dotted)
+
+
+def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
     module_name = f"crews.{spec.name}.crew"
     try:
-        module = importlib.import_module(module_name)
+        module = import_project_module(project_dir, module_name)
     except ImportError as exc:
         raise ConfigError(f"{yamlfile.display_path(spec.directory / 'crew.py')}:1: cannot import: {exc}") from None
     classes = [

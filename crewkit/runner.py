@@ -9,11 +9,9 @@ atomically when the run ends, whatever the outcome:
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -63,9 +61,9 @@ def load_flow_class(settings: Settings, name: str) -> type:
     flows = discover_flows(settings)
     if name not in flows:
         raise UsageError(f"unknown flow '{name}'{suggest(name, flows)}; flows: {', '.join(flows) or 'none'}")
-    if str(settings.project_dir) not in sys.path:
-        sys.path.insert(0, str(settings.project_dir))
-    module = importlib.import_module(f"flows.{name}")
+    from crewkit.crews import import_project_module
+
+    module = import_project_module(settings.project_dir, f"flows.{name}")
     cls = getattr(module, "FLOW", None)
     if cls is None:
         from crewai.flow.flow import Flow

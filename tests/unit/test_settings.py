@@ -1,0 +1,130 @@
+"""Config is validated once, with FILE:LINE errors and close-match suggestions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crewkit.errors import ConfigError
+from crewkit.settings import json_schemas, load_settings
+
+
+def _edit(project: Path, name: str, old: str, new: str) -> Path:
+    path = project / "config" / name
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {name}"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    for i, line in enumerate(path.read_text().splitlines(), start=1):
+        if needle in line:
+            return i
+    raise AssertionError(needle)
+
+
+def test_shipped_config_loads(settings):
+    assert settings.models.roles["reasoning"].model == "local-small"
+    assert settings.models.models["local-small"].provider == "llamacpp"
+    assert settings.governance.verifier.max_rounds >= 1
+
+
+def test_role_naming_unknown_model_points_at_line_and_suggests(project):
+    path = _edit(project, "models.yaml", "reasoning: {model: local-small", "reasoning: {model: local-smal")
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    line = _line_of(path, "reasoning: {model: local-smal")
+    assert str(err.value).startswith(f"config/models.yaml:{line}: ")
+    assert "'local-smal'" in str(err.value) and "did you mean 'local-small'" in str(err.value)
+
+
+def test_malformed_yaml_names_file_and_line(project):
+    path = project / "config" / "models.yaml"
+    lines = path.read_text().splitlines()
+    lines.insert(5, "  broken: [unclosed")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    message = str(err.value)
+    assert message.startswith("config/models.yaml:")
+    assert "invalid YAML" in message
+    assert int(message.split(":")[1]) >= 6
+
+
+def test_unknown_field_is_rejected_with_suggestion(project):
+    path = _edit(project, "models.yaml", "    context: 8192\n", "    contex: 8192\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    assert str(err.value).startswith(f"config/models.yaml:{_line_of(path, 'contex: 8192')}: ")
+    assert "unknown field 'contex'" in str(err.value)
+    assert "did you mean 'context'" in str(err.value)
+
+
+def test_unknown_provider_is_rejected(project):
+    _edit(project, "models.yaml", "provider: openai\n", "provider: opneai\n")
+    with pytest.raises(ConfigError, match=r"unknown provider 'opneai' \(did you mean 'openai'\?\)"):
+        load_settings(project)
+
+
+def test_missing_required_role_is_rejected(project):
+    _edit(project, "models.yaml", "  manager:   {model: local-small}\n", "")
+    with pytest.raises(ConfigError, match="role 'manager' is missing"):
+        load_settings(project)
+
+
+def test_embedding_role_must_use_an_embedding_model(project):
+    _edit(project, "models.yaml", "embedding: {model: local-minilm}", "embedding: {model: local-small}")
+    with pytest.raises(ConfigError, match="role 'embedding' needs an embedding model"):
+        load_settings(project)
+
+
+def test_wrong_type_names_the_field(project):
+    path = _edit(project, "governance.yaml", "max_retries: 2", "max_retries: lots")
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    line = _line_of(path, "max_retries: lots")
+    assert str(err.value).startswith(f"config/governance.yaml:{line}: field 'guardrails.max_retries'")
+    assert "(got 'lots')" in str(err.value)
+
+
+def test_duplicate_key_is_an_error(project):
+    path = project / "config" / "governance.yaml"
+    path.write_text(path.read_text() + "verifier:\n  max_rounds: 3\n")
+    with pytest.raises(ConfigError, match="duplicate key 'verifier'"):
+        load_settings(project)
+
+
+def test_unknown_output_guardrail_is_rejected(project):
+    _edit(project, "governance.yaml", "[not_empty,", "[not_empy,")
+    with pytest.raises(ConfigError, match=r"unknown guardrail 'not_empy' \(did you mean 'not_empty'\?\)"):
+        load_settings(project)
+
+
+def test_missing_models_file_is_a_clear_error(project):
+    (project / "config" / "models.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"config/models.yaml:1: file not found"):
+        load_settings(project)
+
+
+def test_telemetry_is_off_and_storage_is_in_the_project(project, monkeypatch):
+    for key in ("CREWAI_DISABLE_TELEMETRY", "OTEL_SDK_DISABLED", "CREWAI_TRACING_ENABLED", "CREWKIT_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv("CREWAI_STORAGE_DIR", raising=False)
+    import os
+
+    settings = load_settings(project)
+    assert os.environ["CREWAI_DISABLE_TELEMETRY"] == "true"
+    assert os.environ["OTEL_SDK_DISABLED"] == "true"
+    assert os.environ["CREWAI_TRACING_ENABLED"] == "false"
+    assert settings.home == project / ".crewkit"
+    assert os.environ["CREWAI_STORAGE_DIR"] == str(project / ".crewkit" / "crewai")
+
+
+def test_shipped_json_schemas_match_the_models():
+    root = Path(__file__).resolve().parents[2]
+    for filename, schema in json_schemas().items():
+        shipped = json.loads((root / "config" / "schema" / filename).read_text())
+        assert shipped == schema, f"config/schema/{filename} is stale: run 'crewkit config schema'"
