@@ -169,13 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         _err("interrupted")
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        # typer vendors click; match its usage errors by shape, not by import path
+        kind = type(exc).__name__
+        if kind == "Abort":
             return 130
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
-            return 2
+            return int(exc.exit_code or 2)
         raise
 
 

@@ -1,0 +1,135 @@
+"""Stock CrewAI crews run unchanged on the role map; YAML errors point at file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crewkit import crews
+from crewkit.errors import ConfigError, GuardrailBlocked, UsageError
+from crewkit.models.registry import RoleMap
+from crewkit.observability import ledger
+from tests.fakes import ScriptedLLM
+
+STOCK_CREW = '''
+from crewai import Agent, Crew, Process, Task
+from crewai.project import CrewBase, agent, crew, task
+
+
+@CrewBase
+class {cls}:
+    agents_config = "config/agents.yaml"
+    tasks_config = "config/tasks.yaml"
+
+    @agent
+    def researcher(self) -> Agent:
+        return Agent(config=self.agents_config["researcher"], verbose=False)
+
+    @task
+    def research_task(self) -> Task:
+        return Task(config=self.tasks_config["research_task"])
+
+    @crew
+    def crew(self) -> Crew:
+        return Crew(agents=self.agents, tasks=self.tasks, process=Process.sequential)
+'''
+
+AGENTS = """researcher:
+  role: "{topic} Researcher"
+  goal: Find facts about {topic}
+  backstory: You read a lot.
+"""
+
+TASKS = """research_task:
+  description: List two facts about {topic}.
+  expected_output: Two bullet points.
+  agent: researcher
+"""
+
+
+def make_crew(project: Path, name: str, agents: str = AGENTS, tasks: str = TASKS) -> Path:
+    folder = project / "crews" / name
+    (folder / "config").mkdir(parents=True)
+    cls = "".join(p.title() for p in name.split("_")) + "Crew"
+    (folder / "crew.py").write_text(STOCK_CREW.format(cls=cls))
+    (folder / "config" / "agents.yaml").write_text(agents)
+    (folder / "config" / "tasks.yaml").write_text(tasks)
+    return folder
+
+
+def test_stock_crew_without_llm_runs_on_the_default_role(project, settings):
+    make_crew(project, "stock_research")
+    fake = ScriptedLLM(["- Owls can rotate their heads.\n- Owls are nocturnal."])
+    role_map = RoleMap(settings, overrides={settings.models.default_role: fake})
+    with ledger.open_ledger() as book:
+        result = crews.kickoff_crew(settings, role_map, "stock_research", {"topic": "Owl"})
+    assert "Owls are nocturnal" in result.raw
+    assert [c.agent for c in fake.calls] == ["Owl Researcher"]
+    assert "List two facts about Owl" in fake.calls[0].prompt
+    assert book.usage()[settings.models.default_role]["calls"] == 1
+
+
+def test_agent_llm_names_a_role(project, settings):
+    make_crew(project, "coder_crew", agents=AGENTS + "  llm: code\n")
+    code = ScriptedLLM(["print('hi')"])
+    role_map = RoleMap(settings, overrides={"code": code, "reasoning": ScriptedLLM([])})
+    crews.kickoff_crew(settings, role_map, "coder_crew", {"topic": "Python"})
+    assert len(code.calls) == 1
+
+
+def test_task_guardrail_from_yaml_retries_with_feedback(project, settings):
+    make_crew(project, "guarded", tasks=TASKS + "  guardrails: [no_secrets]\n")
+    fake = ScriptedLLM(["my key is sk-proj-abcdefghijklmnopqrstuv0123", "- fact one\n- fact two"])
+    role_map = RoleMap(settings, overrides={"reasoning": fake})
+    result = crews.kickoff_crew(settings, role_map, "guarded", {"topic": "Owl"})
+    assert result.raw.startswith("- fact one")
+    assert len(fake.calls) == 2
+    assert "no_secrets" in fake.calls[1].prompt
+
+
+def test_task_guardrail_final_failure_is_guardrail_blocked(project, settings):
+    make_crew(project, "always_bad", tasks=TASKS + "  guardrails: [no_secrets]\n  guardrail_max_retries: 1\n")
+    fake = ScriptedLLM(["sk-proj-abcdefghijklmnopqrstuv0123"] * 2)
+    with pytest.raises(GuardrailBlocked, match="no_secrets"):
+        crews.kickoff_crew(settings, RoleMap(settings, overrides={"reasoning": fake}), "always_bad", {"topic": "x"})
+    assert len(fake.calls) == 2
+
+
+def test_unknown_guardrail_name_points_at_the_yaml_line(project, settings):
+    make_crew(project, "typo", tasks=TASKS + "  guardrails: [no_secret]\n")
+    with pytest.raises(ConfigError) as err:
+        crews.load_spec(settings, "typo")
+    assert str(err.value).startswith("crews/typo/config/tasks.yaml:5: ")
+    assert "unknown guardrail 'no_secret' (did you mean 'no_secrets'?)" in str(err.value)
+
+
+def test_task_naming_unknown_agent_is_rejected(project, settings):
+    make_crew(project, "orphan", tasks=TASKS.replace("agent: researcher", "agent: reseacher"))
+    with pytest.raises(ConfigError, match=r"tasks.yaml:4: .*agent 'reseacher'.*did you mean 'researcher'"):
+        crews.load_spec(settings, "orphan")
+
+
+def test_agent_llm_naming_unknown_role_is_rejected(project, settings):
+    make_crew(project, "badllm", agents=AGENTS + "  llm: reasonin\n")
+    with pytest.raises(ConfigError, match=r"agents.yaml:5: agent 'researcher'.*did you mean 'reasoning'"):
+        crews.load_spec(settings, "badllm", RoleMap(settings))
+
+
+def test_unknown_crew_is_a_usage_error_with_suggestion(settings):
+    with pytest.raises(UsageError, match=r"unknown crew 'planer' \(did you mean 'planner'\?\)"):
+        crews.load_spec(settings, "planer")
+
+
+def test_hierarchical_stock_crew_gets_the_manager_role(project, settings):
+    folder = make_crew(project, "managed")
+    code = (folder / "crew.py").read_text()
+    code = code.replace("process=Process.sequential", 'process=Process.hierarchical, manager_llm="gpt-4o"')
+    code = code.replace('agent: researcher', '')
+    (folder / "crew.py").write_text(code)
+    (folder / "config" / "tasks.yaml").write_text(TASKS.replace("  agent: researcher\n", ""))
+    crew, _ = crews.build_crew(settings, RoleMap(settings), "managed")
+    from crewkit.models.metered import RoleLLM
+
+    assert isinstance(crew.manager_llm, RoleLLM) and crew.manager_llm.role == "manager"
+    assert all(isinstance(a.llm, RoleLLM) for a in crew.agents)
