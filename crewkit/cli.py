@@ -94,6 +94,22 @@ def run(
 
 
 @app.command()
+def plot(flow: Annotated[str, typer.Argument(help="Flow module in flows/.")] = "default") -> None:
+    """Write the flow's diagram to output/flow_FLOW.html."""
+    from crewkit.runner import load_flow_class
+
+    settings, _ = _engine()
+    settings.output_dir.mkdir(parents=True, exist_ok=True)
+    target = settings.output_dir / f"flow_{flow}.html"
+    import shutil
+
+    written = load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False)
+    if Path(written).resolve() != target.resolve():  # CrewAI writes into a temp folder
+        shutil.copyfile(written, target)
+    typer.echo(f"wrote {target}")
+
+
+@app.command()
 def crew(
     name: Annotated[str, typer.Argument(help="Crew folder in crews/.")],
     inputs: InputsOpt = None,

@@ -7,7 +7,7 @@ empty or overlong lists) deterministically.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,9 +16,9 @@ MAX_SUBTASKS = 4
 
 
 class Subtask(BaseModel):
-    description: str = Field(min_length=8, max_length=300)
+    description: str = Field(min_length=8, max_length=200)
     task_type: TaskType
-    acceptance: str = Field(min_length=4, max_length=200)
+    acceptance: str = Field(min_length=4, max_length=120)
 
 
 class Plan(BaseModel):
@@ -38,4 +38,4 @@ class Plan(BaseModel):
 
 class Review(BaseModel):
     passed: bool
-    issues: list[str] = Field(default_factory=list, max_length=3)
+    issues: list[Annotated[str, Field(max_length=160)]] = Field(default_factory=list, max_length=3)

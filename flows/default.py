@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from crewai.flow.flow import Flow, listen, or_, router, start
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -126,7 +126,7 @@ class DefaultFlow(Flow[RunState]):
         self.state.result = "\n\n".join(r["output"].strip() for r in self.state.results)
 
     @router(execute)
-    def verify(self) -> str:
+    def verify(self) -> Literal["passed", "retry", "failed"]:
         self.ctx.progress("Verifier: checking the acceptance criteria")
         empty = [r["subtask"] for r in self.state.results if not (r["output"] or "").strip()]
         if empty:

@@ -120,7 +120,7 @@ def _tool_schema(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dic
             if pin and arg in pin["arguments"]:
                 spec = {"const": pin["arguments"][arg]}
             elif spec.get("type") == "string":
-                spec.update(minLength=1, maxLength=400)
+                spec.update(minLength=1, maxLength=240)
             props[arg] = spec
         options.append(
             {
@@ -148,6 +148,8 @@ class LlamaCppLLM(BaseLLM):
     temperature: float | None = 0.2
     max_tokens: int | float | None = 256
     repeat_penalty: float = 1.15
+    # Constrained replies (plans, tool calls) must close their JSON: give them room to.
+    constrained_max_tokens: int = 640
     tools_capable: bool = True
 
     _calls: int = PrivateAttr(default=0)
@@ -202,6 +204,8 @@ class LlamaCppLLM(BaseLLM):
             schema, mode = response_model.model_json_schema(), "structured"
         elif tools and not last_is_tool_result:
             schema, mode = _tool_schema(tools, pin), "tool_call"
+        if mode != "text":
+            max_tokens = max(max_tokens, self.constrained_max_tokens)
         kwargs: dict[str, Any] = {
             "max_tokens": max_tokens,
             "temperature": self.temperature or 0.0,
@@ -229,11 +233,17 @@ class LlamaCppLLM(BaseLLM):
         from_task: Any,
         from_agent: Any,
     ) -> Any:
-        text = out["choices"][0]["message"].get("content") or ""
+        choice = out["choices"][0]
+        text = choice["message"].get("content") or ""
         usage = out.get("usage") or {}
         usage_cell.report(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
         self._track_token_usage_internal(usage)
         result: Any = text
+        if mode != "text" and choice.get("finish_reason") == "length":
+            raise ValueError(
+                f"{self.model}: constrained {mode} reply was cut at {usage.get('completion_tokens')} tokens; "
+                "raise constrained_max_tokens in the model's params"
+            )
         if mode == "structured":
             result = response_model.model_validate_json(text)  # type: ignore[union-attr]
         elif mode == "tool_call":

