@@ -40,7 +40,9 @@ def run_with_trigger() -> None:
     The payload is a JSON object with either `inputs` (the flow's inputs) or `task`.
     """
     if len(sys.argv) < 2:
-        print("error: run_with_trigger needs a JSON payload argument, e.g. '{\"task\": \"...\"}'", file=sys.stderr)
+        print(
+            'error: run_with_trigger needs a JSON payload argument, e.g. \'{"task": "..."}\'', file=sys.stderr
+        )
         sys.exit(2)
     try:
         payload = json.loads(sys.argv[1])
@@ -50,7 +52,11 @@ def run_with_trigger() -> None:
     if not isinstance(payload, dict) or not ("inputs" in payload or "task" in payload):
         print("error: trigger payload must be an object with 'inputs' or 'task'", file=sys.stderr)
         sys.exit(2)
-    inputs = payload["inputs"] if "inputs" in payload else {k: v for k, v in payload.items() if k in ("task", "tenant", "user")}
+    inputs = (
+        payload["inputs"]
+        if "inputs" in payload
+        else {k: v for k, v in payload.items() if k in ("task", "tenant", "user")}
+    )
     _cli("run", "--inputs", json.dumps(inputs), *sys.argv[2:])
 
 

@@ -26,8 +26,12 @@ models_app = typer.Typer(help="Inspect the role map.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 
-InputsOpt = Annotated[str | None, typer.Option("--inputs", help="Inputs as a JSON object, e.g. '{\"task\": \"...\"}'.")]
-InputsFileOpt = Annotated[Path | None, typer.Option("--inputs-file", help="Read the inputs JSON object from a file.")]
+InputsOpt = Annotated[
+    str | None, typer.Option("--inputs", help='Inputs as a JSON object, e.g. \'{"task": "..."}\'.')
+]
+InputsFileOpt = Annotated[
+    Path | None, typer.Option("--inputs-file", help="Read the inputs JSON object from a file.")
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
 
 
@@ -52,10 +56,12 @@ def _parse_inputs(inputs: str | None, inputs_file: Path | None) -> dict[str, Any
     except json.JSONDecodeError as exc:
         raise UsageError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-            "pass an object such as '{\"task\": \"...\"}'"
+            'pass an object such as \'{"task": "..."}\''
         ) from None
     if not isinstance(value, dict):
-        raise UsageError(f"{source}: expected a JSON object such as '{{\"task\": \"...\"}}', got {type(value).__name__}")
+        raise UsageError(
+            f'{source}: expected a JSON object such as \'{{"task": "..."}}\', got {type(value).__name__}'
+        )
     return value
 
 
@@ -72,7 +78,9 @@ def run(
     flow: Annotated[str, typer.Argument(help="Flow module in flows/ (default: default).")] = "default",
     inputs: InputsOpt = None,
     inputs_file: InputsFileOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Last stdout line: {run_id, status, output_file}.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Last stdout line: {run_id, status, output_file}.")
+    ] = False,
 ) -> None:
     """Run a flow end to end and write output/<run_id>.json."""
     from crewkit import console

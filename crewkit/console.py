@@ -106,7 +106,17 @@ def models_table(rows: list[Any], fmt: str) -> None:
 
         raise UsageError(f"--format must be table or json, not '{fmt}'")
     table = Table()
-    for column in ("role", "model", "provider", "fallbacks", "capabilities", "context", "$/Mtok in", "$/Mtok out", "note"):
+    for column in (
+        "role",
+        "model",
+        "provider",
+        "fallbacks",
+        "capabilities",
+        "context",
+        "$/Mtok in",
+        "$/Mtok out",
+        "note",
+    ):
         table.add_column(column)
     for r in rows:
         table.add_row(

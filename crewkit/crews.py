@@ -80,7 +80,9 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
             raise ConfigError(f"{doc.where(())}: expected a mapping of {kind} names to their settings")
     for key, info in agents.data.items():
         if not isinstance(info, dict):
-            raise ConfigError(f"{agents.where((key,))}: agent '{key}' must be a mapping (role, goal, backstory)")
+            raise ConfigError(
+                f"{agents.where((key,))}: agent '{key}' must be a mapping (role, goal, backstory)"
+            )
         for field in info:
             if field not in AGENT_KEYS:
                 raise ConfigError(
@@ -99,7 +101,9 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
                 raise ConfigError(f"{agents.where((key, 'llm'))}: agent '{key}': {exc}") from None
     for key, info in tasks.data.items():
         if not isinstance(info, dict):
-            raise ConfigError(f"{tasks.where((key,))}: task '{key}' must be a mapping (description, expected_output)")
+            raise ConfigError(
+                f"{tasks.where((key,))}: task '{key}' must be a mapping (description, expected_output)"
+            )
         for field in info:
             if field not in TASK_KEYS:
                 raise ConfigError(
@@ -160,7 +164,9 @@ def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
     try:
         module = import_project_module(project_dir, module_name)
     except ImportError as exc:
-        raise ConfigError(f"{yamlfile.display_path(spec.directory / 'crew.py')}:1: cannot import: {exc}") from None
+        raise ConfigError(
+            f"{yamlfile.display_path(spec.directory / 'crew.py')}:1: cannot import: {exc}"
+        ) from None
     classes = [
         obj
         for _, obj in inspect.getmembers(module, inspect.isclass)

@@ -90,10 +90,14 @@ def validate_inputs(flow_cls: type, inputs: dict[str, Any]) -> dict[str, Any]:
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"]) or "inputs"
         if err["type"] == "missing":
-            raise UsageError(f"--inputs: missing field '{name}' (e.g. --inputs '{{\"{name}\": \"...\"}}')") from None
+            raise UsageError(
+                f"--inputs: missing field '{name}' (e.g. --inputs '{{\"{name}\": \"...\"}}')"
+            ) from None
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(model.model_fields)
-            raise UsageError(f"--inputs: unknown field '{name}'{suggest(name, model.model_fields)}; allowed: {allowed}") from None
+            raise UsageError(
+                f"--inputs: unknown field '{name}'{suggest(name, model.model_fields)}; allowed: {allowed}"
+            ) from None
         raise UsageError(f"--inputs: field '{name}': {err['msg']}") from None
 
 

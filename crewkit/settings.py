@@ -132,7 +132,9 @@ def suggest(name: str, choices: Any) -> str:
 
 def _validate(model: type[BaseModel], doc: yamlfile.YamlDoc) -> Any:
     if not isinstance(doc.data, dict):
-        raise ConfigError(f"{doc.where(())}: expected a mapping at the top level, got {type(doc.data).__name__}")
+        raise ConfigError(
+            f"{doc.where(())}: expected a mapping at the top level, got {type(doc.data).__name__}"
+        )
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
@@ -199,7 +201,9 @@ def _check_models(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
                 )
         is_embedding = cfg.models[entry.model].can("embedding")
         if (role == "embedding") != is_embedding:
-            need = "an embedding model" if role == "embedding" else "a generative model, not an embedding model"
+            need = (
+                "an embedding model" if role == "embedding" else "a generative model, not an embedding model"
+            )
             raise ConfigError(f"{doc.where(('roles', role, 'model'))}: role '{role}' needs {need}")
     if cfg.default_role not in cfg.roles:
         raise ConfigError(

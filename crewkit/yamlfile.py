@@ -78,7 +78,9 @@ def load(path: Path, *, required: bool = True) -> YamlDoc:
     """Parse `path`; a missing optional file is an empty mapping."""
     if not path.exists():
         if required:
-            raise ConfigError(f"{display_path(path)}:1: file not found; create it (see README, 'Config reference')")
+            raise ConfigError(
+                f"{display_path(path)}:1: file not found; create it (see README, 'Config reference')"
+            )
         return YamlDoc(path, {}, {})
     text = path.read_text(encoding="utf-8")
     try:
@@ -87,7 +89,9 @@ def load(path: Path, *, required: bool = True) -> YamlDoc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"{display_path(path)}:{line}: invalid YAML: {problem}; fix the syntax there") from None
+        raise ConfigError(
+            f"{display_path(path)}:{line}: invalid YAML: {problem}; fix the syntax there"
+        ) from None
     if node is None:
         return YamlDoc(path, {}, {})
     lines: dict[tuple[Any, ...], int] = {}

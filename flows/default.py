@@ -138,7 +138,11 @@ class DefaultFlow(Flow[RunState]):
                 output = crew.kickoff(
                     inputs={"task": self.state.task, "criteria": criteria, "result": self.state.result or ""}
                 )
-            review = output.pydantic if isinstance(output.pydantic, Review) else Review.model_validate_json(output.raw)
+            review = (
+                output.pydantic
+                if isinstance(output.pydantic, Review)
+                else Review.model_validate_json(output.raw)
+            )
         self.state.review = review.model_dump()
         if review.passed:
             return "passed"

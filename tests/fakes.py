@@ -125,7 +125,9 @@ def by_agent(script: dict[str, list[Any]]) -> Callable[[Call], Any]:
     def reply(call: Call) -> Any:
         queue = script.get(call.agent or "")
         if not queue:
-            raise UnexpectedCall(f"no scripted reply left for agent {call.agent!r}; prompt:\n{call.prompt[-1500:]}")
+            raise UnexpectedCall(
+                f"no scripted reply left for agent {call.agent!r}; prompt:\n{call.prompt[-1500:]}"
+            )
         item = queue.pop(0)
         return item(call) if callable(item) else item
 

@@ -24,7 +24,12 @@ class Verdict:
     guardrail: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"guardrail": self.guardrail, "allowed": self.allowed, "reason": self.reason, "score": self.score}
+        return {
+            "guardrail": self.guardrail,
+            "allowed": self.allowed,
+            "reason": self.reason,
+            "score": self.score,
+        }
 
 
 Guardrail = Callable[[str], Verdict]
@@ -95,7 +100,9 @@ def no_pii(text: str) -> Verdict:
 def no_prompt_injection(text: str) -> Verdict:
     match = _INJECTION.search(text or "")
     if match:
-        return Verdict(False, f"the output carries an injected instruction ('{match.group(0)}'); drop it", 0.95)
+        return Verdict(
+            False, f"the output carries an injected instruction ('{match.group(0)}'); drop it", 0.95
+        )
     return Verdict(True)
 
 
@@ -108,7 +115,9 @@ def json_schema(text: str) -> Verdict:
     try:
         value = json.loads(body)
     except ValueError as exc:
-        return Verdict(False, f"the output is not valid JSON ({exc.msg} at char {exc.pos}); answer with JSON only", 1.0)
+        return Verdict(
+            False, f"the output is not valid JSON ({exc.msg} at char {exc.pos}); answer with JSON only", 1.0
+        )
     if not isinstance(value, dict | list):
         return Verdict(False, "the output must be a JSON object or array", 1.0)
     return Verdict(True)

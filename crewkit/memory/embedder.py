@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 
 class OnnxEmbedder:
-    def __init__(self, model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384) -> None:
+    def __init__(
+        self, model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384
+    ) -> None:
         self.model_path = model_path
         self.tokenizer_path = tokenizer_path
         self.max_length = max_length

@@ -21,9 +21,9 @@ import threading
 import uuid
 from typing import Any
 
+from crewai.llms.base_llm import BaseLLM, llm_call_context
 from pydantic import BaseModel, PrivateAttr
 
-from crewai.llms.base_llm import BaseLLM, llm_call_context
 from crewkit.models import usage_cell
 
 _LOAD_LOCK = threading.Lock()
@@ -93,11 +93,17 @@ def _chat_messages(messages: str | list[dict[str, Any]]) -> list[dict[str, str]]
             out.append({"role": "user", "content": f"Tool result:\n{_text(msg.get('content'))}"})
         elif role == "assistant" and msg.get("tool_calls"):
             calls = [
-                {"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in msg["tool_calls"]
+                {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                for c in msg["tool_calls"]
             ]
             out.append({"role": "assistant", "content": json.dumps(calls)})
         else:
-            out.append({"role": role if role in ("system", "user", "assistant") else "user", "content": _text(msg.get("content"))})
+            out.append(
+                {
+                    "role": role if role in ("system", "user", "assistant") else "user",
+                    "content": _text(msg.get("content")),
+                }
+            )
     return out
 
 
@@ -192,7 +198,9 @@ class LlamaCppLLM(BaseLLM):
         llama, lock = _load(self.model_path, self.n_ctx, self.n_threads)
         max_tokens = int(self.max_tokens or 256)
         turns = _chat_messages(messages)
-        last_is_tool_result = not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
+        last_is_tool_result = (
+            not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
+        )
         pin = _PINS.get(str(getattr(from_task, "id", ""))) if from_task is not None else None
         if tools and last_is_tool_result and pin and pin.get("answer_with_tool_result"):
             relayed = _text(messages[-1].get("content")).strip()  # type: ignore[union-attr]
@@ -218,7 +226,9 @@ class LlamaCppLLM(BaseLLM):
             if stop:
                 kwargs["stop"] = stop
         with llm_call_context():
-            self._emit_call_started_event(messages=messages, tools=tools, from_task=from_task, from_agent=from_agent)
+            self._emit_call_started_event(
+                messages=messages, tools=tools, from_task=from_task, from_agent=from_agent
+            )
             with lock:
                 turns = self._fit(llama, turns, max_tokens)
                 out = llama.create_chat_completion(messages=turns, **kwargs)

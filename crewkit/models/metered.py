@@ -117,7 +117,9 @@ class RoleLLM(BaseLLM):
                 raise
             except Exception as exc:  # a crashed call: try the next model, remember why
                 seconds = time.perf_counter() - t0
-                ledger.record_call(self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=str(exc))
+                ledger.record_call(
+                    self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=str(exc)
+                )
                 log.warning("role %s: model %s failed: %s", self.role, candidate.name, exc)
                 errors.append(f"{candidate.name}: {type(exc).__name__}: {exc}")
                 continue
@@ -129,7 +131,9 @@ class RoleLLM(BaseLLM):
                 tokens_in = delta.prompt_tokens - before.prompt_tokens
                 tokens_out = delta.completion_tokens - before.completion_tokens
             cost = candidate.cost(tokens_in, tokens_out)
-            ledger.record_call(self.role, candidate.name, agent, started, seconds, tokens_in, tokens_out, cost)
+            ledger.record_call(
+                self.role, candidate.name, agent, started, seconds, tokens_in, tokens_out, cost
+            )
             return result
         if needs_vision and all("no vision capability" in e for e in errors):
             raise CapabilityError(

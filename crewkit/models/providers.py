@@ -131,7 +131,9 @@ def _build_embedder(name: str, entry: ModelEntry) -> Any:
 PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
-        Provider("llamacpp", _build_llamacpp, needs_model=False, needs_file=True, key_required=False, local=True),
+        Provider(
+            "llamacpp", _build_llamacpp, needs_model=False, needs_file=True, key_required=False, local=True
+        ),
         Provider("openai", _native("openai"), default_key_env="OPENAI_API_KEY"),
         Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY"),
         Provider("gemini", _native("gemini"), default_key_env="GEMINI_API_KEY"),

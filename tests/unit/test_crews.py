@@ -12,7 +12,7 @@ from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
 from tests.fakes import ScriptedLLM
 
-STOCK_CREW = '''
+STOCK_CREW = """
 from crewai import Agent, Crew, Process, Task
 from crewai.project import CrewBase, agent, crew, task
 
@@ -33,7 +33,7 @@ class {cls}:
     @crew
     def crew(self) -> Crew:
         return Crew(agents=self.agents, tasks=self.tasks, process=Process.sequential)
-'''
+"""
 
 AGENTS = """researcher:
   role: "{topic} Researcher"
@@ -92,7 +92,9 @@ def test_task_guardrail_final_failure_is_guardrail_blocked(project, settings):
     make_crew(project, "always_bad", tasks=TASKS + "  guardrails: [no_secrets]\n  guardrail_max_retries: 1\n")
     fake = ScriptedLLM(["sk-proj-abcdefghijklmnopqrstuv0123"] * 2)
     with pytest.raises(GuardrailBlocked, match="no_secrets"):
-        crews.kickoff_crew(settings, RoleMap(settings, overrides={"reasoning": fake}), "always_bad", {"topic": "x"})
+        crews.kickoff_crew(
+            settings, RoleMap(settings, overrides={"reasoning": fake}), "always_bad", {"topic": "x"}
+        )
     assert len(fake.calls) == 2
 
 
@@ -125,7 +127,7 @@ def test_hierarchical_stock_crew_gets_the_manager_role(project, settings):
     folder = make_crew(project, "managed")
     code = (folder / "crew.py").read_text()
     code = code.replace("process=Process.sequential", 'process=Process.hierarchical, manager_llm="gpt-4o"')
-    code = code.replace('agent: researcher', '')
+    code = code.replace("agent: researcher", "")
     (folder / "crew.py").write_text(code)
     (folder / "config" / "tasks.yaml").write_text(TASKS.replace("  agent: researcher\n", ""))
     crew, _ = crews.build_crew(settings, RoleMap(settings), "managed")

@@ -14,7 +14,11 @@ DELEGATE = "delegate_work_to_coworker"
 PLAN = {
     "subtasks": [
         {"description": "Write is_palindrome(s) in Python.", "task_type": "code", "acceptance": "Has code."},
-        {"description": "Explain how is_palindrome works.", "task_type": "reasoning", "acceptance": "Explains."},
+        {
+            "description": "Explain how is_palindrome works.",
+            "task_type": "reasoning",
+            "acceptance": "Explains.",
+        },
     ]
 }
 
@@ -76,7 +80,12 @@ def test_manager_delegates_each_subtask_to_the_specialist_for_its_type(settings)
 
 
 def test_plan_duplicates_are_dropped(settings):
-    dup = {"subtasks": [PLAN["subtasks"][0], dict(PLAN["subtasks"][0], description="write IS_PALINDROME(s) in python.")]}
+    dup = {
+        "subtasks": [
+            PLAN["subtasks"][0],
+            dict(PLAN["subtasks"][0], description="write IS_PALINDROME(s) in python."),
+        ]
+    }
     fakes = scripted_roles(
         reasoning=[dup, {"passed": True, "issues": []}],
         code=["def is_palindrome(s): return s == s[::-1]"],
@@ -94,7 +103,10 @@ def test_verifier_sends_work_back_with_its_issues_then_passes(settings):
             {"passed": False, "issues": ["handle mixed case"]},
             {"passed": True, "issues": []},
         ],
-        code=["def is_palindrome(s): return s == s[::-1]", "def is_palindrome(s): return s.lower() == s.lower()[::-1]"],
+        code=[
+            "def is_palindrome(s): return s == s[::-1]",
+            "def is_palindrome(s): return s.lower() == s.lower()[::-1]",
+        ],
         manager=[
             delegate("Code Specialist", "v1"),
             "def is_palindrome(s): return s == s[::-1]",
@@ -142,7 +154,9 @@ def test_a_crashed_model_call_fails_the_run_with_a_record(settings):
     fakes = scripted_roles(reasoning=[RuntimeError("model server exploded")] * 10, code=[], manager=[])
     outcome = run(settings, fakes)
     assert outcome.status == "failed"
-    assert "role 'reasoning'" in outcome.record["error"] and "model server exploded" in outcome.record["error"]
+    assert (
+        "role 'reasoning'" in outcome.record["error"] and "model server exploded" in outcome.record["error"]
+    )
     assert outcome.record["usage"]["reasoning"]["calls"] == len(fakes["reasoning"].calls) >= 1
     assert all(s.get("error") for s in outcome.record["steps"])
     assert outcome.record_path.exists()

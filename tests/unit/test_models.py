@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from crewkit.errors import CapabilityError, ConfigError, ModelCallFailed, ModelUnavailable
-from crewkit.models.llamacpp import _chat_messages, _tool_schema, _tool_key
+from crewkit.models.llamacpp import _chat_messages, _tool_key, _tool_schema
 from crewkit.models.metered import Candidate, RoleLLM
 from crewkit.models.providers import resolve_file
 from crewkit.models.registry import RoleMap
@@ -22,8 +22,14 @@ def _role(role: str, *llms: ScriptedLLM, vision: bool = False) -> RoleLLM:
         model=f"crewkit/{role}",
         role=role,
         candidates=[
-            Candidate(name=f"m{i}", capabilities=caps, context=8192, input_per_mtok=2.0, output_per_mtok=10.0,
-                      build=lambda llm=llm: llm)  # fmt: skip
+            Candidate(
+                name=f"m{i}",
+                capabilities=caps,
+                context=8192,
+                input_per_mtok=2.0,
+                output_per_mtok=10.0,
+                build=lambda llm=llm: llm,
+            )  # fmt: skip
             for i, llm in enumerate(llms)
         ],
     )
@@ -80,7 +86,9 @@ def test_missing_api_key_names_role_and_variable(project, monkeypatch):
 
 def test_key_from_dotenv_file_is_used(project, monkeypatch):
     path = project / "config" / "models.yaml"
-    path.write_text(path.read_text().replace("code:      {model: local-small}", "code:      {model: claude-sonnet}"))
+    path.write_text(
+        path.read_text().replace("code:      {model: local-small}", "code:      {model: claude-sonnet}")
+    )
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     (project / ".env").write_text("ANTHROPIC_API_KEY=from-dotenv\n")
     assert RoleMap(load_settings(project)).check() == []

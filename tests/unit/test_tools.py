@@ -23,7 +23,9 @@ def test_agent_calls_a_project_tool(project, settings):
     code = "from tools.python_syntax import PythonSyntaxTool\n" + code
     (folder / "crew.py").write_text(code)
     fake = ScriptedLLM([tool_call("check_python_syntax", code="def f(:"), "The code has a syntax error."])
-    result = crews.kickoff_crew(settings, RoleMap(settings, overrides={"reasoning": fake}), "with_tool", {"topic": "x"})
+    result = crews.kickoff_crew(
+        settings, RoleMap(settings, overrides={"reasoning": fake}), "with_tool", {"topic": "x"}
+    )
     assert result.raw == "The code has a syntax error."
     assert "check_python_syntax" in fake.calls[0].tool_names
     assert "syntax error at line 1" in fake.calls[1].prompt
