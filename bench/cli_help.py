@@ -75,7 +75,11 @@ def main() -> int:
         f"{'<' if ok else '>='} target {TARGET_S} s"
     )
     print(f"cli_help: {args.runs} runs after 1 warm-up, cwd {ROOT}")
-    for label, r in (("crewkit --help", help_), ("python -c 'import crewkit.cli'", imp), ("python -c pass (baseline)", base)):
+    for label, r in (
+        ("crewkit --help", help_),
+        ("python -c 'import crewkit.cli'", imp),
+        ("python -c pass (baseline)", base),
+    ):
         print(f"  {label:34s} min {r['min_s']:.3f} s  median {r['median_s']:.3f} s  max {r['max_s']:.3f} s")
     print(verdict)
 

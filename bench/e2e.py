@@ -166,10 +166,18 @@ def main() -> int:
     )
 
     print(f"\ne2e: {len(rows)} run(s) of the default flow, {os.cpu_count()} CPU(s)")
-    print(f"  wall s          min {summary['wall_s']['min']:.1f}  median {summary['wall_s']['median']:.1f}  max {summary['wall_s']['max']:.1f}")
-    print(f"  model-call s    min {summary['model_seconds']['min']:.1f}  median {summary['model_seconds']['median']:.1f}  max {summary['model_seconds']['max']:.1f}")
-    print(f"  model calls     min {summary['model_calls']['min']:.0f}  median {summary['model_calls']['median']:.0f}  max {summary['model_calls']['max']:.0f}")
-    print(f"  generation      {summary['gen_tokens_per_s_overall']} tok/s ({gen_tok} tokens in {gen_sec:.1f} s of calls)")
+    print(
+        f"  wall s          min {summary['wall_s']['min']:.1f}  median {summary['wall_s']['median']:.1f}  max {summary['wall_s']['max']:.1f}"
+    )
+    print(
+        f"  model-call s    min {summary['model_seconds']['min']:.1f}  median {summary['model_seconds']['median']:.1f}  max {summary['model_seconds']['max']:.1f}"
+    )
+    print(
+        f"  model calls     min {summary['model_calls']['min']:.0f}  median {summary['model_calls']['median']:.0f}  max {summary['model_calls']['max']:.0f}"
+    )
+    print(
+        f"  generation      {summary['gen_tokens_per_s_overall']} tok/s ({gen_tok} tokens in {gen_sec:.1f} s of calls)"
+    )
     print(f"  calls per agent {', '.join(f'{a}={n}' for a, n in agents_total.items()) or '-'} (all runs)")
     print(f"  exit statuses   {summary['exit_statuses']}")
     print(f"  deleted {len(deleted)} run record(s) from output/")

@@ -56,7 +56,9 @@ def mmm(values: list[float], digits: int = 3) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-k", "--tasks", type=int, default=20, help="tasks per crew = model calls per kickoff")
+    parser.add_argument(
+        "-k", "--tasks", type=int, default=20, help="tasks per crew = model calls per kickoff"
+    )
     parser.add_argument("-r", "--repeats", type=int, default=7, help="timed kickoffs per variant")
     parser.add_argument("--micro", type=int, default=2000, help="calls per microbenchmark batch")
     parser.add_argument("--micro-batches", type=int, default=7)
@@ -110,12 +112,16 @@ def main() -> int:
             crew.kickoff()
             elapsed = time.perf_counter() - t
         if len(scripted.calls) != K:
-            raise SystemExit(f"variant {variant}: ScriptedLLM called {len(scripted.calls)} times, expected {K}")
+            raise SystemExit(
+                f"variant {variant}: ScriptedLLM called {len(scripted.calls)} times, expected {K}"
+            )
         if variant == "b" and len(book.calls) != K:
             raise SystemExit(f"variant b: ledger has {len(book.calls)} calls, expected {K}")
         return elapsed
 
-    print(f"overhead: import crewai+crewkit {import_s:.1f} s; K={K} tasks/calls per kickoff, R={R} alternating runs")
+    print(
+        f"overhead: import crewai+crewkit {import_s:.1f} s; K={K} tasks/calls per kickoff, R={R} alternating runs"
+    )
     run("a"), run("b")  # warm-up (first-kickoff costs: prompts, event bus, ...)
     totals: dict[str, list[float]] = {"a": [], "b": []}
     for i in range(R):
@@ -134,7 +140,11 @@ def main() -> int:
     for _ in range(B):
         for v in ("scripted", "rolellm"):
             scripted = ScriptedLLM(["ok"] * N)
-            llm = scripted if v == "scripted" else RoleMap(settings, overrides={"reasoning": scripted}).llm("reasoning")
+            llm = (
+                scripted
+                if v == "scripted"
+                else RoleMap(settings, overrides={"reasoning": scripted}).llm("reasoning")
+            )
             call = llm.call
             with ledger.open_ledger():
                 t = time.perf_counter()
@@ -157,8 +167,10 @@ def main() -> int:
         m = mmm(per_call_ms[v])
         print(f"  {label:34s} min {m['min']:.3f}  median {m['median']:.3f}  max {m['max']:.3f}")
     pm = mmm(paired)
-    print(f"  difference b - a: {diff_ms:+.3f} ms/call (medians); paired per repeat min {pm['min']:+.3f} "
-          f"median {pm['median']:+.3f} max {pm['max']:+.3f}; ratio b/a {med_b / med_a:.3f}")
+    print(
+        f"  difference b - a: {diff_ms:+.3f} ms/call (medians); paired per repeat min {pm['min']:+.3f} "
+        f"median {pm['median']:+.3f} max {pm['max']:+.3f}; ratio b/a {med_b / med_a:.3f}"
+    )
     print(f"call() alone, µs per call ({B} batches x {N} calls):")
     for v, label in (("scripted", "ScriptedLLM.call"), ("rolellm", "RoleLLM.call(ScriptedLLM)")):
         m = mmm(micro[v], 2)

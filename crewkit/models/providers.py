@@ -31,6 +31,8 @@ class Provider:
     default_key_env: str | None = None
     key_required: bool = True
     local: bool = False
+    sdk: str | None = None  # the Python module CrewAI's native class needs
+
 
     def key_env(self, entry: ModelEntry) -> str | None:
         return entry.api_key_env or self.default_key_env
@@ -49,6 +51,11 @@ class Provider:
         """What is missing on this machine to use the entry for `role`, or None."""
         from crewkit.settings import env
 
+        if self.sdk and importlib.util.find_spec(self.sdk.split(".")[0]) is None:
+            return (
+                f"role '{role}' uses model '{model_name}' ({self.name}), but the '{self.sdk}' package is "
+                "not installed; run 'uv sync' (crewkit's dependencies include it)"
+            )
         key = self.key_env(entry)
         if self.key_required and key and not env(key):
             return (
@@ -132,11 +139,17 @@ PROVIDERS: dict[str, Provider] = {
     p.name: p
     for p in (
         Provider(
-            "llamacpp", _build_llamacpp, needs_model=False, needs_file=True, key_required=False, local=True
+            "llamacpp",
+            _build_llamacpp,
+            needs_model=False,
+            needs_file=True,
+            key_required=False,
+            local=True,
+            sdk="llama_cpp",
         ),
         Provider("openai", _native("openai"), default_key_env="OPENAI_API_KEY"),
-        Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY"),
-        Provider("gemini", _native("gemini"), default_key_env="GEMINI_API_KEY"),
+        Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY", sdk="anthropic"),
+        Provider("gemini", _native("gemini"), default_key_env="GEMINI_API_KEY", sdk="google.genai"),
         Provider(
             "ollama",
             _native("ollama", base_url_default="http://localhost:11434/v1"),
