@@ -218,11 +218,35 @@ def wire(crew: Any, spec: CrewSpec | None, role_map: RoleMap) -> Any:
         crew.function_calling_llm = role_map.llm(role_map.default_role)
     if getattr(crew, "chat_llm", None) is not None and not isinstance(crew.chat_llm, RoleLLM):
         crew.chat_llm = role_map.llm(role_map.default_role)
+    _wire_embeddings(crew, role_map)
+    return crew
+
+
+def _wire_embeddings(crew: Any, role_map: RoleMap) -> None:
+    """Memory and knowledge embed with the embedding role (CrewAI would default to OpenAI)."""
+    needs = (
+        crew.memory is True
+        or crew.knowledge_sources
+        or any(getattr(a, "knowledge_sources", None) for a in crew.agents)
+    )
+    if not needs:
+        return
+    if crew.embedder is None:
+        crew.embedder = role_map.embedder_config()
+    for agent in crew.agents:
+        if getattr(agent, "knowledge_sources", None) and agent.embedder is None:
+            agent.embedder = crew.embedder
+    if crew.knowledge_sources:
+        from crewai.knowledge.knowledge import Knowledge
+
+        crew.knowledge = Knowledge(
+            sources=crew.knowledge_sources, embedder=crew.embedder, collection_name="crew"
+        )
+        crew.knowledge.add_sources()
     if crew.memory is True:
         from crewai.memory.unified_memory import Memory
 
         crew._memory = Memory(llm=role_map.llm(role_map.default_role), embedder=role_map.embedder())
-    return crew
 
 
 def build_crew(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:

@@ -125,6 +125,10 @@ def run_flow(
     flow_cls = load_flow_class(settings, name)
     inputs = validate_inputs(flow_cls, inputs)
     role_map.require_ready()
+    from crewkit import crews
+
+    for crew_name in getattr(flow_cls, "CREWS", None) or crews.discover(settings):
+        crews.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
     ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
     flow = flow_cls(suppress_flow_events=True)  # crewkit prints its own progress

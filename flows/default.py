@@ -51,6 +51,7 @@ class RunState(BaseModel):
 
 class DefaultFlow(Flow[RunState]):
     Inputs: ClassVar[type[BaseModel]] = Inputs
+    CREWS: ClassVar[tuple[str, ...]] = ("planner", "executor", "verifier")
     EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
         "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
     }

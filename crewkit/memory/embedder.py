@@ -29,12 +29,13 @@ class OnnxEmbedder:
 
     @classmethod
     def from_entry(cls, entry: ModelEntry) -> OnnxEmbedder:
+        """The (shared) embedder for a models.yaml entry with provider `onnx`."""
         from crewkit.errors import ModelUnavailable
         from crewkit.models.providers import resolve_file
 
         if not entry.tokenizer:
             raise ModelUnavailable("an onnx embedding model needs 'tokenizer:' (path or package:NAME/path)")
-        return cls(
+        return shared_embedder(
             str(resolve_file(entry.file or "", ".onnx")),
             str(resolve_file(entry.tokenizer, ".json")),
             max_length=min(entry.context, 512),
@@ -85,3 +86,55 @@ class OnnxEmbedder:
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed([text])[0]
+
+
+_SHARED: dict[tuple[str, str, int], OnnxEmbedder] = {}
+
+
+def shared_embedder(
+    model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384
+) -> OnnxEmbedder:
+    """One loaded ONNX session per model file, however many crews and knowledge stores ask."""
+    key = (model_path, tokenizer_path, max_length)
+    if key not in _SHARED:
+        _SHARED[key] = OnnxEmbedder(model_path, tokenizer_path, max_length, dimensions)
+    return _SHARED[key]
+
+
+def crewai_embedder_config(embedder: OnnxEmbedder) -> dict[str, Any]:
+    """CrewAI's embedder spec (`{"provider": "custom", ...}`) for crews, agents and knowledge.
+
+    CrewAI instantiates the class itself and drops extra config keys, so the class carries the
+    embedder it wraps.
+    """
+    return {"provider": "custom", "config": {"embedding_callable": _crewai_function_class(embedder)}}
+
+
+_FUNCTION_CLASSES: dict[int, type] = {}
+
+
+def _crewai_function_class(embedder: OnnxEmbedder) -> type:
+    """Defined lazily: CrewAI's and Chroma's base classes are slow to import and only needed with them."""
+    if id(embedder) not in _FUNCTION_CLASSES:
+        import numpy as np
+        from chromadb.api.types import Documents
+        from chromadb.api.types import EmbeddingFunction as ChromaEmbeddingFunction
+        from crewai.rag.embeddings.providers.custom.embedding_callable import CustomEmbeddingFunction
+
+        # CrewAI's spec checks Chroma's protocol, its provider CrewAI's own: satisfy both.
+        class OnnxEmbeddingFunction(CustomEmbeddingFunction, ChromaEmbeddingFunction[Documents]):
+            wrapped = embedder
+
+            def __init__(self, **_: Any) -> None:
+                pass
+
+            def __call__(self, input: Any) -> Any:  # noqa: A002 - CrewAI's protocol name
+                texts = [input] if isinstance(input, str) else list(input)
+                return [np.asarray(v, dtype=np.float32) for v in self.wrapped.embed(texts)]
+
+            @staticmethod
+            def name() -> str:
+                return "crewkit-onnx"
+
+        _FUNCTION_CLASSES[id(embedder)] = OnnxEmbeddingFunction
+    return _FUNCTION_CLASSES[id(embedder)]

@@ -33,7 +33,6 @@ class Provider:
     local: bool = False
     sdk: str | None = None  # the Python module CrewAI's native class needs
 
-
     def key_env(self, entry: ModelEntry) -> str | None:
         return entry.api_key_env or self.default_key_env
 

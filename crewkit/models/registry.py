@@ -104,6 +104,15 @@ class RoleMap:
                 self._embedder = PROVIDERS[model.provider].build(name, model)
         return self._embedder
 
+    def embedder_config(self) -> dict[str, Any]:
+        """The embedding role as CrewAI's embedder spec (crews, agents, knowledge sources)."""
+        from crewkit.memory.embedder import OnnxEmbedder, crewai_embedder_config
+
+        embedder = self.embedder()
+        if not isinstance(embedder, OnnxEmbedder):
+            return {"provider": "custom", "config": {"embedding_callable": type(embedder)}}
+        return crewai_embedder_config(embedder)
+
     def info(self) -> list[RoleInfo]:
         rows = []
         for role, entry in self.settings.models.roles.items():

@@ -103,3 +103,23 @@ def test_user_errors_print_no_traceback_from_the_real_command(project):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: config/models.yaml:") and "invalid YAML" in proc.stderr
+
+
+def test_broken_crew_yaml_stops_the_run_before_it_starts(project, capsys):
+    path = project / "crews" / "executor" / "config" / "tasks.yaml"
+    path.write_text(
+        path.read_text().replace("guardrails: [not_empty, no_secrets]", "guardrails: [not_empty, no_secrest]")
+    )
+    code, _, err = run_cli(capsys, "run", "--inputs", '{"task": "x"}')
+    assert code == 2
+    assert err.startswith("error: crews/executor/config/tasks.yaml:")
+    assert "unknown guardrail 'no_secrest' (did you mean 'no_secrets'?)" in err
+    assert not (project / "output").exists()
+
+
+def test_agent_with_unknown_role_stops_the_run(project, capsys):
+    path = project / "crews" / "executor" / "config" / "agents.yaml"
+    path.write_text(path.read_text().replace("llm: code", "llm: coder"))
+    code, _, err = run_cli(capsys, "run", "--inputs", '{"task": "x"}')
+    assert code == 2 and "crews/executor/config/agents.yaml:" in err and "'coder'" in err
+    assert not (project / "output").exists()
