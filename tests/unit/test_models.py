@@ -155,3 +155,57 @@ def test_chat_messages_flatten_tool_turns():
     ])  # fmt: skip
     assert [t["role"] for t in turns] == ["system", "assistant", "user"]
     assert turns[2]["content"].startswith("Tool result:")
+
+
+@pytest.mark.parametrize(
+    ("entry", "env", "expect_class", "expect"),
+    [
+        (
+            {"provider": "openai", "model": "gpt-4o"},
+            {"OPENAI_API_KEY": "k1"},
+            "OpenAICompletion",
+            {"api_key": "k1"},
+        ),
+        (
+            {"provider": "openai_compatible", "model": "qwen", "base_url": "http://127.0.0.1:8000/v1"},
+            {},
+            "OpenAICompletion",
+            {"base_url": "http://127.0.0.1:8000/v1"},
+        ),
+        (
+            {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+            {"ANTHROPIC_API_KEY": "k2"},
+            "AnthropicCompletion",
+            {"api_key": "k2"},
+        ),
+        (
+            {"provider": "gemini", "model": "gemini-2.5-flash"},
+            {"GEMINI_API_KEY": "k3"},
+            "GeminiCompletion",
+            {"api_key": "k3"},
+        ),
+        ({"provider": "ollama", "model": "llama3"}, {}, "OpenAICompatibleCompletion", {}),
+    ],
+)
+def test_hosted_providers_build_crewai_native_classes_offline(monkeypatch, entry, env, expect_class, expect):
+    from crewkit.models.providers import PROVIDERS
+    from crewkit.settings import ModelEntry
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    model = ModelEntry(**entry)
+    assert PROVIDERS[model.provider].check_entry(model) is None
+    llm = PROVIDERS[model.provider].build("m", model)
+    assert type(llm).__name__ == expect_class
+    assert entry["model"] in llm.model
+    for attr, value in expect.items():
+        assert getattr(llm, attr) == value
+
+
+def test_openai_compatible_needs_base_url():
+    from crewkit.models.providers import PROVIDERS
+    from crewkit.settings import ModelEntry
+
+    assert "base_url" in PROVIDERS["openai_compatible"].check_entry(
+        ModelEntry(provider="openai_compatible", model="x")
+    )
