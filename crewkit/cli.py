@@ -176,6 +176,9 @@ def models_check() -> None:
         _err(problem)
     if problems:
         raise typer.Exit(2)
+    for info in role_map.info():
+        if info.degraded:
+            typer.echo(f"note: role '{info.role}' is degraded: {info.degraded}", err=True)
     typer.echo(f"ok: {len(settings.models.roles)} roles ready")
 
 

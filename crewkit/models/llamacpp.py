@@ -169,6 +169,13 @@ class LlamaCppLLM(BaseLLM):
     def get_context_window_size(self) -> int:
         return self.n_ctx
 
+    def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
+        """Exact count with the model's own tokenizer (CrewAI uses it to manage the context)."""
+        llama, _ = _load(self.model_path, self.n_ctx, self.n_threads)
+        return sum(
+            len(llama.tokenize(t["content"].encode(), add_bos=False)) + 4 for t in _chat_messages(messages)
+        )
+
     def _fit(self, llama: Any, turns: list[dict[str, str]], max_tokens: int) -> list[dict[str, str]]:
         """Drop old middle turns, then shorten the longest, until prompt + reply fit the window."""
         budget = self.n_ctx - max_tokens - 64  # template tokens

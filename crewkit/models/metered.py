@@ -81,6 +81,9 @@ class RoleLLM(BaseLLM):
     def get_context_window_size(self) -> int:
         return self.primary.context
 
+    def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
+        return self._llm(self.primary).get_input_tokens_count(messages, tools, response_model)
+
     def call(
         self,
         messages: str | list[dict[str, Any]],

@@ -160,3 +160,18 @@ def test_cli_runs_the_flow_with_no_network_at_all(project):
     record = json.loads(Path(line["output_file"]).read_text())
     assert record["run_id"] == line["run_id"] and record["usage"]
     assert "usage per role" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for a network-less run")
+def test_stock_crew_runs_unchanged_with_crewkit_crew_offline(project):
+    from tests.unit.test_crews import make_crew
+
+    make_crew(project, "stock")
+    env = {**os.environ, "CREWKIT_PROJECT": str(project)}
+    cmd = [sys.executable, "-m", "crewkit.cli", "crew", "stock", "--inputs", '{"topic": "owls"}']
+    proc = subprocess.run(
+        ["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip()
+    assert "reasoning: 1 call(s)" in proc.stderr  # the default role's model answered, once
