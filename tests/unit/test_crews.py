@@ -135,3 +135,17 @@ def test_hierarchical_stock_crew_gets_the_manager_role(project, settings):
 
     assert isinstance(crew.manager_llm, RoleLLM) and crew.manager_llm.role == "manager"
     assert all(isinstance(a.llm, RoleLLM) for a in crew.agents)
+
+
+def test_planning_and_function_calling_llms_come_from_the_role_map(project, settings):
+    folder = make_crew(project, "planned")
+    code = (
+        (folder / "crew.py")
+        .read_text()
+        .replace("process=Process.sequential", "process=Process.sequential, planning=True")
+    )
+    (folder / "crew.py").write_text(code)
+    crew, _ = crews.build_crew(settings, RoleMap(settings), "planned")
+    from crewkit.models.metered import RoleLLM
+
+    assert isinstance(crew.planning_llm, RoleLLM) and crew.planning_llm.role == "reasoning"
