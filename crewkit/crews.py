@@ -267,8 +267,8 @@ def guardrail_failure(exc: BaseException) -> GuardrailBlocked | None:
     return None
 
 
-def kickoff_crew(settings: Settings, role_map: RoleMap, name: str, inputs: dict[str, Any]) -> Any:
-    crew, _ = build_crew(settings, role_map, name)
+def kickoff(crew: Any, inputs: dict[str, Any] | None = None) -> Any:
+    """`crew.kickoff`, with CrewAI's final guardrail failure turned into `GuardrailBlocked`."""
     try:
         return crew.kickoff(inputs=inputs)
     except Exception as exc:
@@ -276,3 +276,8 @@ def kickoff_crew(settings: Settings, role_map: RoleMap, name: str, inputs: dict[
         if blocked:
             raise blocked from None
         raise
+
+
+def kickoff_crew(settings: Settings, role_map: RoleMap, name: str, inputs: dict[str, Any]) -> Any:
+    crew, _ = build_crew(settings, role_map, name)
+    return kickoff(crew, inputs)

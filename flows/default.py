@@ -66,7 +66,7 @@ class DefaultFlow(Flow[RunState]):
         self.ctx.progress("Planner: writing the plan")
         with ledger.stage("plan"):
             crew, _ = crews.build_crew(self.ctx.settings, self.ctx.role_map, "planner")
-            output = crew.kickoff(inputs={"task": self.state.task})
+            output = crews.kickoff(crew, {"task": self.state.task})
         plan = output.pydantic if isinstance(output.pydantic, Plan) else Plan.model_validate_json(output.raw)
         self.state.plan = [
             {"id": f"s{i}", **sub.model_dump()} for i, sub in enumerate(plan.normalised().subtasks, start=1)
@@ -112,12 +112,7 @@ class DefaultFlow(Flow[RunState]):
             )
         try:
             with ledger.stage("execute"):
-                output = crew.kickoff()
-        except Exception as exc:
-            blocked = crews.guardrail_failure(exc)
-            if blocked:
-                raise blocked from None
-            raise
+                output = crews.kickoff(crew)
         finally:
             clear_pins(task_ids)
         self.state.results = [
@@ -136,8 +131,8 @@ class DefaultFlow(Flow[RunState]):
             criteria = "\n".join(f"- {s['id']}: {s['acceptance']}" for s in self.state.plan)
             with ledger.stage("verify"):
                 crew, _ = crews.build_crew(self.ctx.settings, self.ctx.role_map, "verifier")
-                output = crew.kickoff(
-                    inputs={"task": self.state.task, "criteria": criteria, "result": self.state.result or ""}
+                output = crews.kickoff(
+                    crew, {"task": self.state.task, "criteria": criteria, "result": self.state.result or ""}
                 )
             review = (
                 output.pydantic

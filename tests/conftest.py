@@ -15,13 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-for key, value in {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-    "CREWAI_DISABLE_VERSION_CHECK": "true",
-    "CREWAI_DISABLE_TRACKING": "true",
-}.items():
+from crewkit.settings import TELEMETRY_OFF  # noqa: E402 - cheap, and must precede any CrewAI import
+
+for key, value in TELEMETRY_OFF.items():
     os.environ[key] = value
 for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "MODEL"):
     os.environ.pop(key, None)

@@ -169,3 +169,17 @@ def test_bad_inputs_are_usage_errors_and_write_nothing(settings, bad):
     with pytest.raises(UsageError, match="--inputs"):
         run_flow(settings, RoleMap(settings, overrides=scripted_roles([], [], [])), "default", bad)
     assert not (settings.output_dir).exists() or not list(settings.output_dir.iterdir())
+
+
+def test_task_text_with_braces_and_code_survives_templating(settings):
+    task = 'Fix this: def f(d): return {"a": d["b"]}  # and {placeholder} text'
+    fakes = scripted_roles(
+        reasoning=[{"subtasks": [PLAN["subtasks"][0]]}, {"passed": True, "issues": []}],
+        code=['def f(d): return {"a": d.get("b")}'],
+        manager=[delegate("Code Specialist", "fix"), 'def f(d): return {"a": d.get("b")}'],
+    )
+    outcome = run(settings, fakes, task=task)
+    assert outcome.status == "done", outcome.record.get("error")
+    assert task in fakes["reasoning"].calls[0].prompt  # the planner saw the task verbatim
+    assert task in fakes["manager"].calls[0].prompt
+    assert outcome.record["inputs"]["task"] == task
