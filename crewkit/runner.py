@@ -135,6 +135,7 @@ def run_flow(
     flow._ctx = ctx
     error: str | None = None
     status = "done"
+    interrupted = False
     with ledger.open_ledger() as run_ledger:
         try:
             flow.kickoff(inputs=inputs)
@@ -142,6 +143,9 @@ def run_flow(
             status, error = "failed", str(exc)
         except Exception as exc:  # a crashed step: the record says why, the exit code says failed
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+        except KeyboardInterrupt:
+            interrupted = True
+            status, error = "failed", "interrupted by the user"
     state = flow.state
     status = getattr(state, "status", "") or status
     if status == "running":
@@ -161,4 +165,6 @@ def run_flow(
         record["error"] = error
     path = settings.output_dir / f"{run_id}.json"
     write_atomic(path, record)
+    if interrupted:
+        raise KeyboardInterrupt
     return RunOutcome(run_id, status, path, record)

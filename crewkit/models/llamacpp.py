@@ -212,6 +212,7 @@ class LlamaCppLLM(BaseLLM):
         if tools and last_is_tool_result and pin and pin.get("answer_with_tool_result"):
             relayed = _text(messages[-1].get("content")).strip()  # type: ignore[union-attr]
             if not relayed.startswith("Error executing tool"):
+                usage_cell.report_relay()
                 return relayed
         schema: dict[str, Any] | None = None
         mode = "text"

@@ -29,3 +29,10 @@ def report(input_tokens: int, output_tokens: int) -> None:
     if cell is not None:
         cell["input_tokens"] = cell.get("input_tokens", 0) + int(input_tokens)
         cell["output_tokens"] = cell.get("output_tokens", 0) + int(output_tokens)
+
+
+def report_relay() -> None:
+    """The model was not run: the reply relays a tool result verbatim (see llamacpp pins)."""
+    cell = _CELL.get()
+    if cell is not None:
+        cell["relayed"] = 1

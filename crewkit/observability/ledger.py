@@ -27,6 +27,7 @@ class CallRecord:
     output_tokens: int
     cost_usd: float
     error: str | None = None
+    relayed: bool = False  # answered by relaying a tool result: no model ran
 
 
 @dataclass
@@ -39,9 +40,11 @@ class Ledger:
             self.calls.append(record)
 
     def usage(self) -> dict[str, dict[str, Any]]:
-        """Per role: calls, input/output tokens, cost and seconds (failed calls count as calls)."""
+        """Per role: model calls, input/output tokens, cost and seconds (failed calls count, relays don't)."""
         out: dict[str, dict[str, Any]] = {}
         for c in list(self.calls):
+            if c.relayed:
+                continue
             u = out.setdefault(
                 c.role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "seconds": 0.0}
             )
@@ -67,6 +70,8 @@ class Ledger:
             }
             if c.error:
                 row["error"] = c.error
+            if c.relayed:
+                row["relayed"] = True
             rows.append(row)
         return rows
 
@@ -119,6 +124,7 @@ def record_call(
     output_tokens: int,
     cost_usd: float,
     error: str | None = None,
+    relayed: bool = False,
 ) -> None:
     current().add(
         CallRecord(
@@ -132,5 +138,6 @@ def record_call(
             output_tokens=output_tokens,
             cost_usd=cost_usd,
             error=error,
+            relayed=relayed,
         )
     )

@@ -183,3 +183,22 @@ def test_task_text_with_braces_and_code_survives_templating(settings):
     assert task in fakes["reasoning"].calls[0].prompt  # the planner saw the task verbatim
     assert task in fakes["manager"].calls[0].prompt
     assert outcome.record["inputs"]["task"] == task
+
+
+def test_an_interrupted_run_still_writes_its_record(settings):
+    fakes = scripted_roles(reasoning=[KeyboardInterrupt()], code=[], manager=[])
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, fakes)
+    (record_path,) = settings.output_dir.glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record["status"] == "failed" and record["error"] == "interrupted by the user"
+
+
+def test_relayed_answers_are_not_counted_as_model_calls(settings):
+    from crewkit.observability import ledger
+
+    with ledger.open_ledger() as book:
+        ledger.record_call("manager", "m", "Crew Manager", 0.0, 0.1, 10, 5, 0.0)
+        ledger.record_call("manager", "m", "Crew Manager", 0.0, 0.0, 0, 0, 0.0, relayed=True)
+    assert book.usage()["manager"]["calls"] == 1
+    assert [s.get("relayed", False) for s in book.steps()] == [False, True]
