@@ -9,9 +9,7 @@ Runs each command as a subprocess from the project root: 1 warm-up, then N timed
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -20,18 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import telemetry_off, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 VENV_BIN = ROOT / ".venv" / "bin"
 TARGET_S = 0.5
-OFFLINE_ENV = {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-    "CREWAI_DISABLE_VERSION_CHECK": "true",
-}
-for _k, _v in OFFLINE_ENV.items():
-    os.environ.setdefault(_k, _v)
+telemetry_off()
 
 
 def time_command(cmd: list[str], runs: int, env: dict[str, str]) -> dict:
@@ -83,13 +75,7 @@ def main() -> int:
         print(f"  {label:34s} min {r['min_s']:.3f} s  median {r['median_s']:.3f} s  max {r['max_s']:.3f} s")
     print(verdict)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
-        "benchmark": "cli_help",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
         "target": {"metric": "crewkit --help median wall seconds", "lt": TARGET_S},
         "crewkit_help": help_,
         "import_crewkit_cli": imp,
@@ -97,8 +83,7 @@ def main() -> int:
         "passed": ok,
         "verdict": verdict,
     }
-    (RESULTS / "cli_help.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS / 'cli_help.json'}")
+    write_results("cli_help", out)
     return 0 if ok else 1
 
 

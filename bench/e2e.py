@@ -16,38 +16,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _common import mmm, telemetry_off, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 OUTPUT = ROOT / "output"
 CREWKIT = ROOT / ".venv" / "bin" / "crewkit"
 TASK = "Write a Python function that checks whether a string is a palindrome"
 TARGET_S = 60.0
 TIMEOUT_S = 600
-OFFLINE_ENV = {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-    "CREWAI_DISABLE_VERSION_CHECK": "true",
-}
-for _k, _v in OFFLINE_ENV.items():
-    os.environ.setdefault(_k, _v)
-
-
-def mmm(values: list[float], digits: int = 2) -> dict[str, float]:
-    return {
-        "min": round(min(values), digits),
-        "median": round(statistics.median(values), digits),
-        "max": round(max(values), digits),
-    }
+telemetry_off()
 
 
 DECODE_PROBE = """
@@ -178,8 +162,8 @@ def main() -> int:
         for a, n in (r.get("calls_per_agent") or {}).items():
             agents_total[a] = agents_total.get(a, 0) + n
     summary = {
-        "wall_s": mmm(walls),
-        "model_seconds": mmm([r.get("model_seconds", 0.0) for r in rows]),
+        "wall_s": mmm(walls, 2),
+        "model_seconds": mmm([r.get("model_seconds", 0.0) for r in rows], 2),
         "model_calls": mmm([r.get("model_calls", 0) for r in rows], 1),
         "gen_tokens_per_s_overall": round(gen_tok / gen_sec, 2) if gen_sec else None,
         "calls_per_agent_total": agents_total,
@@ -212,13 +196,7 @@ def main() -> int:
     print(f"  deleted {len(deleted)} run record(s) from output/")
     print(verdict)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
-        "benchmark": "e2e",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
         "task": TASK,
         "target": {"metric": "wall seconds per run (every run), exit 0", "lt": TARGET_S},
         "summary": summary,
@@ -227,8 +205,7 @@ def main() -> int:
         "passed": ok,
         "verdict": verdict,
     }
-    (RESULTS / "e2e.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS / 'e2e.json'}")
+    write_results("e2e", out)
     return 0 if ok else 1
 
 

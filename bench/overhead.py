@@ -22,36 +22,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _common import mmm, telemetry_off, write_results
+
 ROOT = Path(__file__).resolve().parents[1]
-for _k, _v in {
-    "CREWAI_DISABLE_TELEMETRY": "true",
-    "OTEL_SDK_DISABLED": "true",
-    "CREWAI_TRACING_ENABLED": "false",
-    "CREWAI_DISABLE_VERSION_CHECK": "true",
-}.items():
-    os.environ.setdefault(_k, _v)
+telemetry_off()
 _HOME = tempfile.mkdtemp(prefix="crewkit-bench-")
 os.environ["CREWKIT_HOME"] = _HOME
 os.environ["CREWAI_STORAGE_DIR"] = str(Path(_HOME) / "crewai")
 sys.path.insert(0, str(ROOT))  # for tests.fakes
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
 TARGET_MS = 5.0
-RESULTS = ROOT / "bench" / "results"
-
-
-def mmm(values: list[float], digits: int = 3) -> dict[str, float]:
-    return {
-        "min": round(min(values), digits),
-        "median": round(statistics.median(values), digits),
-        "max": round(max(values), digits),
-    }
 
 
 def main() -> int:
@@ -164,9 +149,9 @@ def main() -> int:
     )
     print("crew.kickoff per model call (total / K), ms:")
     for v, label in (("a", "(a) bare CrewAI + ScriptedLLM"), ("b", "(b) crewkit RoleLLM(ScriptedLLM)")):
-        m = mmm(per_call_ms[v])
+        m = mmm(per_call_ms[v], 3)
         print(f"  {label:34s} min {m['min']:.3f}  median {m['median']:.3f}  max {m['max']:.3f}")
-    pm = mmm(paired)
+    pm = mmm(paired, 3)
     print(
         f"  difference b - a: {diff_ms:+.3f} ms/call (medians); paired per repeat min {pm['min']:+.3f} "
         f"median {pm['median']:+.3f} max {pm['max']:+.3f}; ratio b/a {med_b / med_a:.3f}"
@@ -178,20 +163,14 @@ def main() -> int:
     print(f"  RoleLLM overhead: {micro_r - micro_s:+.2f} µs per call (ratio {micro_r / micro_s:.2f})")
     print(verdict)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
     out = {
-        "benchmark": "overhead",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()),
         "import_s": round(import_s, 2),
         "K": K,
         "R": R,
         "target": {"metric": "median per-call ms (b) - median per-call ms (a)", "lt": TARGET_MS},
         "kickoff_total_s": {v: [round(t, 4) for t in ts] for v, ts in totals.items()},
-        "per_call_ms": {v: mmm(x) for v, x in per_call_ms.items()},
+        "per_call_ms": {v: mmm(x, 3) for v, x in per_call_ms.items()},
         "diff_ms_per_call": round(diff_ms, 4),
         "paired_diff_ms_per_call": pm,
         "ratio_b_over_a": round(med_b / med_a, 4),
@@ -205,8 +184,7 @@ def main() -> int:
         "passed": ok,
         "verdict": verdict,
     }
-    (RESULTS / "overhead.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS / 'overhead.json'}")
+    write_results("overhead", out)
     return 0 if ok else 1
 
 
