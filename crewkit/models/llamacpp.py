@@ -202,9 +202,6 @@ class LlamaCppLLM(BaseLLM):
         from_agent: Any | None = None,
         response_model: type[BaseModel] | None = None,
     ) -> str | Any:
-        llama, lock = _load(self.model_path, self.n_ctx, self.n_threads)
-        max_tokens = int(self.max_tokens or 256)
-        turns = _chat_messages(messages)
         last_is_tool_result = (
             not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
         )
@@ -214,6 +211,9 @@ class LlamaCppLLM(BaseLLM):
             if not relayed.startswith("Error executing tool"):
                 usage_cell.report_relay()
                 return relayed
+        llama, lock = _load(self.model_path, self.n_ctx, self.n_threads)
+        max_tokens = int(self.max_tokens or 256)
+        turns = _chat_messages(messages)
         schema: dict[str, Any] | None = None
         mode = "text"
         if response_model is not None:

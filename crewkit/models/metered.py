@@ -134,8 +134,17 @@ class RoleLLM(BaseLLM):
                 tokens_in = delta.prompt_tokens - before.prompt_tokens
                 tokens_out = delta.completion_tokens - before.completion_tokens
             cost = candidate.cost(tokens_in, tokens_out)
+            relayed = bool(cell.get("relayed"))
             ledger.record_call(
-                self.role, candidate.name, agent, started, seconds, tokens_in, tokens_out, cost
+                self.role,
+                candidate.name,
+                agent,
+                started,
+                seconds,
+                tokens_in,
+                tokens_out,
+                cost,
+                relayed=relayed,
             )
             return result
         if needs_vision and all("no vision capability" in e for e in errors):

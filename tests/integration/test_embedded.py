@@ -141,6 +141,11 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
             s for s in execute if s["agent"] == specialist_for[sub["task_type"]] and s["output_tokens"] > 0
         ]
         assert worked, f"no model call by the specialist for {sub}"
+    relays = [s for s in execute if s.get("relayed")]
+    assert relays and all(s["agent"] == "Crew Manager" and s["output_tokens"] == 0 for s in relays)
+    assert record["usage"]["manager"]["calls"] == len(
+        [s for s in execute if s["agent"] == "Crew Manager"]
+    ) - len(relays)
     specialist_calls = [s for s in execute if s["agent"] in specialist_for.values()]
     assert len(specialist_calls) >= len(record["plan"])  # one delegated call per subtask, at least
     assert record["usage"]["manager"]["calls"] >= len(record["plan"])

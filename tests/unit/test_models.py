@@ -209,3 +209,25 @@ def test_openai_compatible_needs_base_url():
     assert "base_url" in PROVIDERS["openai_compatible"].check_entry(
         ModelEntry(provider="openai_compatible", model="x")
     )
+
+
+def test_pinned_manager_relays_the_coworker_answer_without_running_the_model():
+    from crewkit.models.llamacpp import LlamaCppLLM, clear_pins, pin_tool_arguments
+
+    class Task:
+        id, name, description = "relay-task", "t", "d"
+
+    llm = LlamaCppLLM(model="local", model_path="/nonexistent.gguf")  # never loaded on this path
+    role = RoleLLM(
+        model="crewkit/manager",
+        role="manager",
+        candidates=[Candidate(name="local", capabilities=["text", "tools"], context=8192, build=lambda: llm)],
+    )
+    pin_tool_arguments(Task.id, "Delegate work to coworker", {"coworker": "X"}, answer_with_tool_result=True)
+    messages = [{"role": "user", "content": "do it"}, {"role": "tool", "content": "the coworker's answer"}]
+    try:
+        with ledger.open_ledger() as book:
+            assert role.call(messages, tools=TOOLS, from_task=Task()) == "the coworker's answer"
+    finally:
+        clear_pins([Task.id])
+    assert book.calls[0].relayed and book.usage() == {}
