@@ -227,6 +227,10 @@ class LlamaCppLLM(BaseLLM):
             "temperature": self.temperature or 0.0,
             "repeat_penalty": self.repeat_penalty,
         }
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         else:

@@ -32,6 +32,7 @@ class Provider:
     key_required: bool = True
     local: bool = False
     sdk: str | None = None  # the Python module CrewAI's native class needs
+    params: frozenset[str] | None = None  # accepted `params:` keys (None: passed through to CrewAI)
 
     def key_env(self, entry: ModelEntry) -> str | None:
         return entry.api_key_env or self.default_key_env
@@ -44,6 +45,13 @@ class Provider:
             return f"provider '{self.name}' needs 'file:' (a path or 'package:<python package>')"
         if self.needs_base_url and not entry.base_url:
             return f"provider '{self.name}' needs 'base_url:' (e.g. http://localhost:8000/v1)"
+        secret = [k for k in entry.params if k.lower() in SECRET_PARAMS]
+        if secret:
+            return f"'params.{secret[0]}' would put a secret in the config; set 'api_key_env: VAR' and put VAR in .env"
+        if self.params is not None:
+            unknown = sorted(set(entry.params) - self.params)
+            if unknown:
+                return f"unknown param '{unknown[0]}' for provider '{self.name}'; allowed: {', '.join(sorted(self.params))}"
         return None
 
     def missing(self, role: str, model_name: str, entry: ModelEntry) -> str | None:
@@ -69,6 +77,12 @@ class Provider:
             except ModelUnavailable as exc:
                 return f"role '{role}' uses model '{model_name}': {exc}"
         return None
+
+
+SECRET_PARAMS = {"api_key", "apikey", "key", "token", "secret", "password", "aws_secret_access_key"}
+LLAMACPP_PARAMS = frozenset(
+    {"temperature", "max_tokens", "n_threads", "repeat_penalty", "constrained_max_tokens", "top_p", "seed"}
+)
 
 
 def resolve_file(spec: str, suffix: str = ".gguf") -> Path:
@@ -102,7 +116,7 @@ def _build_llamacpp(name: str, entry: ModelEntry) -> Any:
         model=name,
         model_path=str(resolve_file(entry.file or "")),
         n_ctx=entry.context,
-        **{k: v for k, v in entry.params.items() if k in LlamaCppLLM.model_fields},
+        **entry.params,
     )
 
 
@@ -145,6 +159,7 @@ PROVIDERS: dict[str, Provider] = {
             key_required=False,
             local=True,
             sdk="llama_cpp",
+            params=LLAMACPP_PARAMS,
         ),
         Provider("openai", _native("openai"), default_key_env="OPENAI_API_KEY"),
         Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY", sdk="anthropic"),
@@ -166,6 +181,7 @@ PROVIDERS: dict[str, Provider] = {
             file_suffix=".onnx",
             key_required=False,
             local=True,
+            params=frozenset({"dimensions"}),
         ),
     )
 }

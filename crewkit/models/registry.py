@@ -59,6 +59,11 @@ class RoleMap:
         for role, entry in self.settings.models.roles.items():
             if entry.model == name:
                 return role
+        if name in self.settings.models.models:
+            raise ConfigError(
+                f"llm '{name}' is a model no role uses; name a role (e.g. {self.default_role}) "
+                f"or map a role to '{name}' in config/models.yaml"
+            )
         raise ConfigError(
             f"llm '{name}' is neither a role nor a model in config/models.yaml{suggest(name, self.roles)}"
         )

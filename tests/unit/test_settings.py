@@ -128,3 +128,20 @@ def test_shipped_json_schemas_match_the_models():
     for filename, schema in json_schemas().items():
         shipped = json.loads((root / "config" / "schema" / filename).read_text())
         assert shipped == schema, f"config/schema/{filename} is stale: run 'crewkit config schema'"
+
+
+def test_api_key_in_params_is_refused(project):
+    _edit(
+        project,
+        "models.yaml",
+        "    model: gpt-4o\n",
+        "    model: gpt-4o\n    params: {api_key: sk-live-123}\n",
+    )
+    with pytest.raises(ConfigError, match=r"would put a secret in the config; set 'api_key_env: VAR'"):
+        load_settings(project)
+
+
+def test_unknown_llamacpp_param_is_refused(project):
+    _edit(project, "models.yaml", "params: {temperature: 0.2, max_tokens: 256}", "params: {temprature: 0.2}")
+    with pytest.raises(ConfigError, match=r"model 'local-small': unknown param 'temprature'"):
+        load_settings(project)
