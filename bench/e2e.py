@@ -100,7 +100,8 @@ def run_once(env: dict[str, str]) -> dict:
     if record.get("error"):
         row["error"] = record["error"]
     usage = record.get("usage") or {}
-    calls = [s for s in record.get("steps") or [] if s.get("role")]  # model calls (guard rows have no role)
+    # model calls: guard rows have no role; a relayed manager answer ran no model
+    calls = [s for s in record.get("steps") or [] if s.get("role") and not s.get("relayed")]
     gen = [s for s in calls if (s.get("output_tokens") or 0) > 0]
     gen_tokens = sum(s["output_tokens"] for s in gen)
     gen_seconds = sum(s.get("seconds") or 0.0 for s in gen)
