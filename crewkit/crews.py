@@ -16,12 +16,13 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crewkit import yamlfile
-from crewkit.errors import ConfigError, GuardrailBlocked, UsageError
+from crewkit.errors import ConfigError, CrewkitError, GuardrailBlocked, UsageError
 from crewkit.governance import guardrails
 from crewkit.models.registry import RoleMap
 from crewkit.settings import Settings, suggest
@@ -148,7 +149,10 @@ def _guardrail_names(key: str, info: dict[str, Any]) -> list[tuple[tuple[Any, ..
 
 
 def import_project_module(project_dir: Path, dotted: str) -> Any:
-    """Import `crews.x.crew` / `flows.x` from *this* project's folders (they win over installed copies)."""
+    """Import `crews.x.crew` / `flows.x` from *this* project's folders (they win over installed copies).
+
+    An error raised while importing the user's file becomes a one-line `ConfigError` at its line.
+    """
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
     top = dotted.split(".", 1)[0]
@@ -156,17 +160,30 @@ def import_project_module(project_dir: Path, dotted: str) -> Any:
     folder = str(project_dir / top)
     if folder not in list(package.__path__):
         package.__path__.insert(0, folder)
-    return importlib.import_module(dotted)
+    try:
+        return importlib.import_module(dotted)
+    except SyntaxError as exc:
+        where = f"{yamlfile.display_path(Path(exc.filename or dotted))}:{exc.lineno or 1}"
+        raise ConfigError(f"{where}: syntax error: {exc.msg}") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"{user_frame(exc, project_dir)}: cannot import {dotted}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def user_frame(exc: BaseException, project_dir: Path) -> str:
+    """FILE:LINE of the deepest traceback frame inside the project (the user's code), else the project."""
+    where = yamlfile.display_path(project_dir)
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        if path.is_relative_to(project_dir) and ".venv" not in path.parts:
+            where = f"{yamlfile.display_path(path)}:{frame.lineno}"
+    return where
 
 
 def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
     module_name = f"crews.{spec.name}.crew"
-    try:
-        module = import_project_module(project_dir, module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{yamlfile.display_path(spec.directory / 'crew.py')}:1: cannot import: {exc}"
-        ) from None
+    module = import_project_module(project_dir, module_name)
     classes = [
         obj
         for _, obj in inspect.getmembers(module, inspect.isclass)
@@ -252,10 +269,32 @@ def _wire_embeddings(crew: Any, role_map: RoleMap) -> None:
 def build_crew(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:
     spec = load_spec(settings, name, role_map)
     cls = load_crew_class(spec, settings.project_dir)
-    instance = cls()
-    prepare_tasks_config(instance, settings)
-    crew = instance.crew()
+    try:
+        instance = cls()
+        prepare_tasks_config(instance, settings)
+        crew = instance.crew()
+    except CrewkitError:
+        raise
+    except Exception as exc:  # CrewAI rejected what the crew's code and YAML describe
+        raise ConfigError(
+            f"{user_frame(exc, settings.project_dir)}: crew '{name}' cannot be built: {_short(exc)}"
+        ) from None
     return wire(crew, spec, role_map), spec
+
+
+def _short(exc: BaseException) -> str:
+    """One line for an exception; pydantic's first error with its field."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            field = ".".join(str(p) for p in first.get("loc", ())) or type(exc).__name__
+            return f"{field}: {first.get('msg')}"
+        except Exception:  # noqa: BLE001 - fall back to the plain message
+            pass
+    if isinstance(exc, KeyError):
+        return f"no entry {exc} in the crew's YAML config"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def guardrail_failure(exc: BaseException) -> GuardrailBlocked | None:

@@ -123,3 +123,12 @@ def test_agent_with_unknown_role_stops_the_run(project, capsys):
     code, _, err = run_cli(capsys, "run", "--inputs", '{"task": "x"}')
     assert code == 2 and "crews/executor/config/agents.yaml:" in err and "'coder'" in err
     assert not (project / "output").exists()
+
+
+def test_flow_module_that_fails_to_import_is_one_line(project, capsys):
+    (project / "flows" / "mine.py").write_text(
+        "from crewai.flow.flow import Flow\n\nclass Mine(Flow:\n    pass\n"
+    )
+    code, _, err = run_cli(capsys, "run", "mine", "--inputs", '{"task": "x"}')
+    assert code == 2 and err.startswith("error: flows/mine.py:3: syntax error")
+    assert not (project / "output").exists()

@@ -149,3 +149,44 @@ def test_planning_and_function_calling_llms_come_from_the_role_map(project, sett
     from crewkit.models.metered import RoleLLM
 
     assert isinstance(crew.planning_llm, RoleLLM) and crew.planning_llm.role == "reasoning"
+
+
+def test_syntax_error_in_crew_code_is_one_line_with_its_line(project, settings):
+    folder = make_crew(project, "broken_syntax")
+    (folder / "crew.py").write_text(
+        (folder / "crew.py").read_text().replace("def crew(self)", "def crew(self")
+    )
+    with pytest.raises(ConfigError, match=r"^crews/broken_syntax/crew.py:\d+: syntax error"):
+        crews.build_crew(settings, RoleMap(settings), "broken_syntax")
+
+
+def test_crew_code_naming_a_missing_agent_config_points_at_the_code(project, settings):
+    folder = make_crew(project, "missing_agent")
+    code = (folder / "crew.py").read_text().replace('agents_config["researcher"]', 'agents_config["writer"]')
+    (folder / "crew.py").write_text(code)
+    with pytest.raises(ConfigError) as err:
+        crews.build_crew(settings, RoleMap(settings), "missing_agent")
+    line = next(i for i, text in enumerate(code.splitlines(), 1) if '"writer"' in text)
+    assert str(err.value).startswith(
+        f"crews/missing_agent/crew.py:{line}: crew 'missing_agent' cannot be built"
+    )
+    assert "'writer'" in str(err.value)
+
+
+def test_crewai_validation_errors_become_config_errors(project, settings):
+    make_crew(project, "no_agent", tasks=TASKS.replace("  agent: researcher\n", ""))
+    with pytest.raises(ConfigError, match=r"crew 'no_agent' cannot be built"):
+        crews.build_crew(settings, RoleMap(settings), "no_agent")
+
+
+def test_cli_crew_with_broken_code_exits_2_without_traceback(project, capsys):
+    from crewkit.cli import main
+
+    folder = make_crew(project, "cli_broken")
+    (folder / "crew.py").write_text("import does_not_exist_pkg\n")
+    assert main(["crew", "cli_broken"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: crews/cli_broken/crew.py:1: cannot import crews.cli_broken.crew: ModuleNotFoundError"
+    )
+    assert len(err.strip().splitlines()) == 1
