@@ -8,13 +8,15 @@ A crew is `crews/<name>/crew.py` (a stock `@CrewBase` class) with `config/agents
 - after the crew is built, every agent gets its role's `RoleLLM` (`llm:` in agents.yaml names a
   role or a model entry; no `llm` means the role map's default role), and so do the manager
   (hierarchical), the planner (`planning=True`), function calling and memory (LLM + embedder);
-- anything still pointing at a CrewAI default model is an error, never a silent OpenAI call.
+- so nothing is left on a CrewAI default model: no silent OpenAI call. The role map wins over an
+  `llm=` set in the crew's code (logged), so switching models stays a config change.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import sys
 import traceback
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from crewkit.errors import ConfigError, CrewkitError, GuardrailBlocked, UsageErr
 from crewkit.governance import guardrails
 from crewkit.models.registry import RoleMap
 from crewkit.settings import Settings, suggest
+
+log = logging.getLogger(__name__)
 
 AGENT_KEYS = {
     "role", "goal", "backstory", "llm", "function_calling_llm", "tools", "verbose", "allow_delegation",
@@ -212,7 +216,7 @@ def prepare_tasks_config(instance: Any, settings: Settings) -> None:
 
 
 def wire(crew: Any, spec: CrewSpec | None, role_map: RoleMap) -> Any:
-    """Give every model user in `crew` its role's LLM; refuse anything left on a CrewAI default."""
+    """Give every model user in `crew` its role's LLM, so nothing is left on a CrewAI default."""
     from crewkit.models.metered import RoleLLM
 
     llm_names = spec.agent_llm_names() if spec else {}
@@ -220,7 +224,14 @@ def wire(crew: Any, spec: CrewSpec | None, role_map: RoleMap) -> Any:
         if isinstance(agent.llm, RoleLLM):
             continue
         name = llm_names.get(str(agent.role).strip())
-        agent.llm = role_map.llm(role_map.resolve_role(name))
+        role = role_map.resolve_role(name)
+        log.info(
+            "agent %r runs on role %r (was %r)",
+            str(agent.role).strip(),
+            role,
+            getattr(agent.llm, "model", None),
+        )
+        agent.llm = role_map.llm(role)
         if agent.function_calling_llm is not None and not isinstance(agent.function_calling_llm, RoleLLM):
             agent.function_calling_llm = agent.llm
     if str(getattr(crew.process, "value", crew.process)) == "hierarchical":
