@@ -22,7 +22,7 @@ import uuid
 from typing import Any
 
 from crewai.llms.base_llm import BaseLLM, llm_call_context
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel
 
 from crewkit.models import usage_cell
 
@@ -107,6 +107,11 @@ def _chat_messages(messages: str | list[dict[str, Any]]) -> list[dict[str, str]]
     return out
 
 
+def _count_tokens(llama: Any, turns: list[dict[str, str]]) -> int:
+    """Prompt tokens of chat turns with the model's tokenizer (+4 per turn for the template's markers)."""
+    return sum(len(llama.tokenize(t["content"].encode(), add_bos=False)) + 4 for t in turns)
+
+
 def _tool_schema(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dict[str, Any]:
     """One object schema per tool: {"name": const, "arguments": {all params required}}."""
     options = []
@@ -158,8 +163,6 @@ class LlamaCppLLM(BaseLLM):
     constrained_max_tokens: int = 640
     tools_capable: bool = True
 
-    _calls: int = PrivateAttr(default=0)
-
     def supports_function_calling(self) -> bool:
         return self.tools_capable
 
@@ -172,21 +175,16 @@ class LlamaCppLLM(BaseLLM):
     def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
         """Exact count with the model's own tokenizer (CrewAI uses it to manage the context)."""
         llama, _ = _load(self.model_path, self.n_ctx, self.n_threads)
-        return sum(
-            len(llama.tokenize(t["content"].encode(), add_bos=False)) + 4 for t in _chat_messages(messages)
-        )
+        return _count_tokens(llama, _chat_messages(messages))
 
     def _fit(self, llama: Any, turns: list[dict[str, str]], max_tokens: int) -> list[dict[str, str]]:
         """Drop old middle turns, then shorten the longest, until prompt + reply fit the window."""
         budget = self.n_ctx - max_tokens - 64  # template tokens
 
-        def size(ts: list[dict[str, str]]) -> int:
-            return sum(len(llama.tokenize(t["content"].encode(), add_bos=False)) + 4 for t in ts)
-
         turns = list(turns)
-        while size(turns) > budget and len(turns) > 2:
+        while _count_tokens(llama, turns) > budget and len(turns) > 2:
             del turns[1]  # keep the system prompt (0) and the latest turns
-        while size(turns) > budget:
+        while _count_tokens(llama, turns) > budget:
             longest = max(range(len(turns)), key=lambda i: len(turns[i]["content"]))
             content = turns[longest]["content"]
             turns[longest] = {**turns[longest], "content": content[: int(len(content) * 0.8)]}
