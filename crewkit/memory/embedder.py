@@ -101,11 +101,12 @@ def shared_embedder(
     return _SHARED[key]
 
 
-def crewai_embedder_config(embedder: OnnxEmbedder) -> dict[str, Any]:
+def crewai_embedder_config(embedder: Any) -> dict[str, Any]:
     """CrewAI's embedder spec (`{"provider": "custom", ...}`) for crews, agents and knowledge.
 
-    CrewAI instantiates the class itself and drops extra config keys, so the class carries the
-    embedder it wraps.
+    `embedder` is anything with LangChain's `embed_documents` (the ONNX embedder, or a test's
+    stand-in). CrewAI instantiates the class itself and drops extra config keys, so the class
+    carries the embedder it wraps.
     """
     return {"provider": "custom", "config": {"embedding_callable": _crewai_function_class(embedder)}}
 
@@ -113,7 +114,7 @@ def crewai_embedder_config(embedder: OnnxEmbedder) -> dict[str, Any]:
 _FUNCTION_CLASSES: dict[int, type] = {}
 
 
-def _crewai_function_class(embedder: OnnxEmbedder) -> type:
+def _crewai_function_class(embedder: Any) -> type:
     """Defined lazily: CrewAI's and Chroma's base classes are slow to import and only needed with them."""
     if id(embedder) not in _FUNCTION_CLASSES:
         import numpy as np
@@ -122,7 +123,7 @@ def _crewai_function_class(embedder: OnnxEmbedder) -> type:
         from crewai.rag.embeddings.providers.custom.embedding_callable import CustomEmbeddingFunction
 
         # CrewAI's spec checks Chroma's protocol, its provider CrewAI's own: satisfy both.
-        class OnnxEmbeddingFunction(CustomEmbeddingFunction, ChromaEmbeddingFunction[Documents]):
+        class RoleEmbeddingFunction(CustomEmbeddingFunction, ChromaEmbeddingFunction[Documents]):
             wrapped = embedder
 
             def __init__(self, **_: Any) -> None:
@@ -130,11 +131,11 @@ def _crewai_function_class(embedder: OnnxEmbedder) -> type:
 
             def __call__(self, input: Any) -> Any:  # noqa: A002 - CrewAI's protocol name
                 texts = [input] if isinstance(input, str) else list(input)
-                return [np.asarray(v, dtype=np.float32) for v in self.wrapped.embed(texts)]
+                return [np.asarray(v, dtype=np.float32) for v in self.wrapped.embed_documents(texts)]
 
             @staticmethod
             def name() -> str:
-                return "crewkit-onnx"
+                return "crewkit-embedding"
 
-        _FUNCTION_CLASSES[id(embedder)] = OnnxEmbeddingFunction
+        _FUNCTION_CLASSES[id(embedder)] = RoleEmbeddingFunction
     return _FUNCTION_CLASSES[id(embedder)]

@@ -111,12 +111,9 @@ class RoleMap:
 
     def embedder_config(self) -> dict[str, Any]:
         """The embedding role as CrewAI's embedder spec (crews, agents, knowledge sources)."""
-        from crewkit.memory.embedder import OnnxEmbedder, crewai_embedder_config
+        from crewkit.memory.embedder import crewai_embedder_config
 
-        embedder = self.embedder()
-        if not isinstance(embedder, OnnxEmbedder):
-            return {"provider": "custom", "config": {"embedding_callable": type(embedder)}}
-        return crewai_embedder_config(embedder)
+        return crewai_embedder_config(self.embedder())
 
     def info(self) -> list[RoleInfo]:
         rows = []
