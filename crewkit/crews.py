@@ -19,6 +19,8 @@ import inspect
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,10 @@ class CrewSpec:
     directory: Path
     agents: yamlfile.YamlDoc
     tasks: yamlfile.YamlDoc
+
+    def role_of(self, agent: Any, role_map: RoleMap) -> str:
+        """The role an agent of this crew runs on: its `llm:` in agents.yaml, else the default role."""
+        return role_map.resolve_role(self.agent_llm_names().get(str(agent.role).strip()))
 
     def agent_llm_names(self) -> dict[str, str | None]:
         """Agent role text (as written) -> the `llm:` it names (None = default role)."""
@@ -219,12 +225,10 @@ def wire(crew: Any, spec: CrewSpec | None, role_map: RoleMap) -> Any:
     """Give every model user in `crew` its role's LLM, so nothing is left on a CrewAI default."""
     from crewkit.models.metered import RoleLLM
 
-    llm_names = spec.agent_llm_names() if spec else {}
     for agent in crew.agents:
         if isinstance(agent.llm, RoleLLM):
             continue
-        name = llm_names.get(str(agent.role).strip())
-        role = role_map.resolve_role(name)
+        role = spec.role_of(agent, role_map) if spec else role_map.default_role
         log.info(
             "agent %r runs on role %r (was %r)",
             str(agent.role).strip(),
@@ -277,19 +281,33 @@ def _wire_embeddings(crew: Any, role_map: RoleMap) -> None:
         crew._memory = Memory(llm=role_map.llm(role_map.default_role), embedder=role_map.embedder())
 
 
-def build_crew(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:
-    spec = load_spec(settings, name, role_map)
-    cls = load_crew_class(spec, settings.project_dir)
+@contextmanager
+def user_errors(settings: Settings, name: str) -> Iterator[None]:
+    """CrewAI rejecting what a crew's code and YAML describe -> one ConfigError at the user's line."""
     try:
-        instance = cls()
-        prepare_tasks_config(instance, settings)
-        crew = instance.crew()
+        yield
     except CrewkitError:
         raise
-    except Exception as exc:  # CrewAI rejected what the crew's code and YAML describe
+    except Exception as exc:
         raise ConfigError(
             f"{user_frame(exc, settings.project_dir)}: crew '{name}' cannot be built: {_short(exc)}"
         ) from None
+
+
+def instantiate(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:
+    """The crew class's instance, YAML validated and guardrails resolved, before any Crew is made."""
+    spec = load_spec(settings, name, role_map)
+    cls = load_crew_class(spec, settings.project_dir)
+    with user_errors(settings, name):
+        instance = cls()
+        prepare_tasks_config(instance, settings)
+    return instance, spec
+
+
+def build_crew(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:
+    instance, spec = instantiate(settings, role_map, name)
+    with user_errors(settings, name):
+        crew = instance.crew()
     return wire(crew, spec, role_map), spec
 
 

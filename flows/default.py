@@ -77,14 +77,12 @@ class DefaultFlow(Flow[RunState]):
         self.state.rounds += 1
         self.ctx.progress(f"Executor: {len(self.state.plan)} subtask(s), round {self.state.rounds}")
         settings, role_map = self.ctx.settings, self.ctx.role_map
-        spec = crews.load_spec(settings, "executor", role_map)
-        instance = crews.load_crew_class(spec, settings.project_dir)()
-        crews.prepare_tasks_config(instance, settings)
-        specialists = instance.specialists()
-        by_role = {}
+        instance, spec = crews.instantiate(settings, role_map, "executor")
+        with crews.user_errors(settings, "executor"):
+            specialists = instance.specialists()
+        by_role: dict[str, Any] = {}
         for specialist in specialists:
-            name = spec.agent_llm_names().get(str(specialist.role).strip())
-            by_role.setdefault(role_map.resolve_role(name), specialist)
+            by_role.setdefault(spec.role_of(specialist, role_map), specialist)
         values = []
         for n, sub in enumerate(self.state.plan, start=1):
             specialist = by_role.get(sub["task_type"]) or by_role.get(role_map.default_role) or specialists[0]
@@ -101,7 +99,9 @@ class DefaultFlow(Flow[RunState]):
                     "specialist": specialist.role,
                 }
             )
-        crew = crews.wire(instance.crew_for(values, manager_llm=role_map.llm("manager")), spec, role_map)
+        with crews.user_errors(settings, "executor"):
+            crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
+        crew = crews.wire(crew, spec, role_map)
         task_ids = [str(t.id) for t in crew.tasks]
         for task, v in zip(crew.tasks, values, strict=True):
             pin_tool_arguments(
