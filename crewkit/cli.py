@@ -104,13 +104,13 @@ def run(
 @app.command()
 def plot(flow: Annotated[str, typer.Argument(help="Flow module in flows/.")] = "default") -> None:
     """Write the flow's diagram to output/flow_FLOW.html."""
+    import shutil
+
     from crewkit.runner import load_flow_class
 
     settings, _ = _engine()
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     target = settings.output_dir / f"flow_{flow}.html"
-    import shutil
-
     written = Path(load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False))
     if written.resolve() != target.resolve():  # CrewAI writes the page, its script and style to a temp folder
         for part in written.parent.glob(f"{target.stem}*"):
