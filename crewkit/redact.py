@@ -1,0 +1,93 @@
+"""Redact secrets from anything crewkit writes or prints: run records, logs, errors, the console.
+
+Two sources of truth:
+- the values of secret-looking environment variables (`*_API_KEY`, `*_TOKEN`, `*_SECRET`,
+  `*PASSWORD*`, and every `api_key_env` a model entry names), replaced wherever they appear;
+- patterns of well-known credential formats (OpenAI/Anthropic `sk-...`, AWS key ids, GitHub,
+  Slack and Google tokens, private key blocks, `password=...` assignments), so a key pasted into
+  a task or echoed in a provider's error text is caught even if it is not in the environment.
+
+`redact(text)` returns the text with each secret replaced by `[REDACTED]`; `redact_obj(value)`
+walks dicts, lists and tuples. `install_log_filter()` puts the same redaction on every log record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+MARK = "[REDACTED]"
+
+_PATTERNS = [
+    re.compile(r"\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{16,}"),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
+    re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),
+    re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
+    re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._\-]{16,}"),
+]
+# `api_key=...`, `password: ...`: keep the name, hide the value.
+_ASSIGNMENT = re.compile(
+    r"(?i)\b((?:api[_-]?key|x-api-key|password|passwd|secret|token|access[_-]?key)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{8,})"
+)
+_SECRET_ENV = re.compile(r"(?i)(_API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD|_PASS)$")
+_extra_env: set[str] = set()
+
+
+def register_env(*names: str | None) -> None:
+    """Treat these variables' values as secrets too (the config's `api_key_env` names)."""
+    _extra_env.update(n for n in names if n)
+
+
+def _env_secrets() -> list[str]:
+    values = {
+        value
+        for name, value in os.environ.items()
+        if (name in _extra_env or _SECRET_ENV.search(name)) and value and len(value) >= 8
+    }
+    return sorted(values, key=len, reverse=True)  # longest first: no partial replacement
+
+
+def redact(text: str) -> str:
+    if not text or not isinstance(text, str):
+        return text
+    for value in _env_secrets():
+        if value in text:
+            text = text.replace(value, MARK)
+    for pattern in _PATTERNS:
+        text = pattern.sub(MARK, text)
+    return _ASSIGNMENT.sub(lambda m: m.group(1) + MARK if m.group(2) != MARK else m.group(0), text)
+
+
+def redact_obj(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_obj(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_obj(v) for v in value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_filter() -> None:
+    """Redact every record that reaches the root logger's handlers (idempotent)."""
+    root = logging.getLogger()
+    for handler in [*root.handlers, None]:
+        target: Any = handler or root
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
