@@ -2,7 +2,9 @@
 
 `load(path)` returns a `YamlDoc`: the plain data plus `line_of(loc)`, which maps a key path
 (as pydantic reports it, e.g. ("roles", "reasoning", "model")) to the 1-based line where it
-was written. Syntax errors become `ConfigError("FILE:LINE: ...")`.
+was written. Syntax errors become `ConfigError("FILE:LINE: ...")`. Anchors, aliases and merge keys
+(`<<: *base`) mean what they mean to `yaml.safe_load` (and so to CrewAI); a merged key's line is
+the line in the anchored mapping it came from.
 """
 
 from __future__ import annotations
@@ -43,18 +45,33 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 def _build(node: yaml.Node, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int], path: Path) -> Any:
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
+        merged, merged_lines = _merged(node, path)
+        own: dict[Any, Any] = {}
+        own_lines: dict[tuple[Any, ...], int] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
             key = _scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
-            if key in out:
+            if key in own:
                 raise ConfigError(
                     f"{display_path(path)}:{key_node.start_mark.line + 1}: duplicate key '{key}'; "
                     "remove one of the two entries"
                 )
-            lines[loc + (key,)] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, loc + (key,), lines, path)
+            own_lines[(key,)] = key_node.start_mark.line + 1
+            own[key] = _build(value_node, (key,), own_lines, path)
+        # Merged keys first (as yaml.safe_load orders them); a key written here wins over a merged one,
+        # and keeps the line of the mapping it was written in (the anchor's, for a merged key).
+        out = {key: value for key, value in merged.items() if key not in own} | own
+        for sub, line in merged_lines.items():
+            if sub[0] not in own:
+                lines[loc + sub] = line
+        for sub, line in own_lines.items():
+            lines[loc + sub] = line
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
@@ -63,6 +80,30 @@ def _build(node: yaml.Node, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], i
             items.append(_build(item, loc + (i,), lines, path))
         return items
     return _scalar(node)
+
+
+def _merged(node: yaml.MappingNode, path: Path) -> tuple[dict[Any, Any], dict[tuple[Any, ...], int]]:
+    """The keys a mapping's `<<:` merge keys bring in (YAML 1.1 merge; the first source wins)."""
+    merged: dict[Any, Any] = {}
+    merged_lines: dict[tuple[Any, ...], int] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag != MERGE_TAG:
+            continue
+        sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                raise ConfigError(
+                    f"{display_path(path)}:{source.start_mark.line + 1}: '<<' merges mappings only; "
+                    "write '<<: *anchor' where the anchor names a mapping, or a list of them"
+                )
+            source_lines: dict[tuple[Any, ...], int] = {}
+            data = _build(source, (), source_lines, path)
+            for key, value in data.items():
+                if key in merged:
+                    continue
+                merged[key] = value
+                merged_lines.update({sub: line for sub, line in source_lines.items() if sub[0] == key})
+    return merged, merged_lines
 
 
 def _scalar(node: yaml.Node) -> Any:
