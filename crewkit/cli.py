@@ -1,42 +1,104 @@
 """The `crewkit` command: parses arguments, calls the engine, prints. No logic of its own.
 
-Exit codes: 0 done, 1 the run failed, 2 usage or config error (one line, no traceback).
-Heavy modules (CrewAI, llama.cpp) are imported inside the commands, so `--help` is fast.
+Exit codes: 0 done, 1 the run failed, 2 usage or config error (one line, no traceback),
+130 interrupted (Ctrl-C; the run record says so).
+Built on plain click (typer's rich help cost more start-up time than the whole command tree);
+heavy modules (CrewAI, llama.cpp, rich) are imported inside the commands, so `--help` is fast.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 
+from crewkit import __version__
 from crewkit.errors import CrewkitError, UsageError
+from crewkit.redact import install_log_filter, redact
 
-app = typer.Typer(
-    help="crewkit: governed CrewAI flows that run offline on embedded models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-config_app = typer.Typer(help="Validate configuration.", no_args_is_help=True)
-models_app = typer.Typer(help="Inspect the role map.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
-app.add_typer(models_app, name="models")
-
-InputsOpt = Annotated[
-    str | None, typer.Option("--inputs", help='Inputs as a JSON object, e.g. \'{"task": "..."}\'.')
-]
-InputsFileOpt = Annotated[
-    Path | None, typer.Option("--inputs-file", help="Read the inputs JSON object from a file.")
-]
-FormatOpt = Annotated[str, typer.Option("--format", help="table or json.")]
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _err(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    sys.stderr.write(f"error: {redact(message)}\n")
+    sys.stderr.flush()
+
+
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        crewai = f" (crewai {version('crewai')})"
+    except PackageNotFoundError:
+        crewai = ""
+    click.echo(f"crewkit {__version__}{crewai}")
+    ctx.exit(0)
+
+
+@click.group(context_settings=CONTEXT, no_args_is_help=True)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Print crewkit's and CrewAI's versions.",
+)
+def app() -> None:
+    """crewkit: governed CrewAI flows that run offline on embedded models."""
+
+
+@app.group("config", context_settings=CONTEXT, no_args_is_help=True)
+def config_app() -> None:
+    """Validate configuration."""
+
+
+@app.group("models", context_settings=CONTEXT, no_args_is_help=True)
+def models_app() -> None:
+    """Inspect the role map."""
+
+
+def _inputs_options(fn: Any) -> Any:
+    fn = click.option(
+        "--inputs-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Read the inputs JSON object from a file.",
+    )(fn)
+    return click.option("--inputs", default=None, help='Inputs as a JSON object, e.g. \'{"task": "..."}\'.')(
+        fn
+    )
+
+
+def _run_options(fn: Any) -> Any:
+    fn = click.option(
+        "--verbose", is_flag=True, help="Show CrewAI's own output and flow events (on stderr)."
+    )(fn)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Last stdout line: {run_id, status, output_file}."
+    )(fn)
+
+
+def _parse_object(text: str, source: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
+            'pass an object such as \'{"task": "..."}\''
+        ) from None
+    if not isinstance(value, dict):
+        raise UsageError(
+            f'{source}: expected a JSON object such as \'{{"task": "..."}}\', got {type(value).__name__}'
+        )
+    return value
 
 
 def _parse_inputs(inputs: str | None, inputs_file: Path | None) -> dict[str, Any] | None:
@@ -51,18 +113,7 @@ def _parse_inputs(inputs: str | None, inputs_file: Path | None) -> dict[str, Any
             raise UsageError(f"{source}: cannot read: {exc.strerror}") from None
     if inputs is None:
         return None
-    try:
-        value = json.loads(inputs)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-            'pass an object such as \'{"task": "..."}\''
-        ) from None
-    if not isinstance(value, dict):
-        raise UsageError(
-            f'{source}: expected a JSON object such as \'{{"task": "..."}}\', got {type(value).__name__}'
-        )
-    return value
+    return _parse_object(inputs, source)
 
 
 def _engine() -> tuple[Any, Any]:
@@ -73,67 +124,96 @@ def _engine() -> tuple[Any, Any]:
     return settings, RoleMap(settings)
 
 
-@app.command()
+def _json_line(outcome: Any) -> None:
+    line = {"run_id": outcome.run_id, "status": outcome.status, "output_file": str(outcome.record_path)}
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+@app.command(context_settings=CONTEXT)
+@click.argument("flow", default="default")
+@_inputs_options
+@_run_options
+@click.option(
+    "--trigger-payload",
+    default=None,
+    hidden=True,
+    help="A trigger's JSON payload, given to start steps as crewai_trigger_payload (main.run_with_trigger).",
+)
 def run(
-    flow: Annotated[str, typer.Argument(help="Flow module in flows/ (default: default).")] = "default",
-    inputs: InputsOpt = None,
-    inputs_file: InputsFileOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Last stdout line: {run_id, status, output_file}.")
-    ] = False,
-) -> None:
-    """Run a flow end to end and write output/<run_id>.json."""
-    from crewkit import console
+    flow: str,
+    inputs: str | None,
+    inputs_file: Path | None,
+    as_json: bool,
+    verbose: bool,
+    trigger_payload: str | None,
+) -> int:
+    """Run FLOW (a module in flows/, default: default) and write output/<run_id>.json."""
+    from crewkit import runner
 
     parsed = _parse_inputs(inputs, inputs_file)
+    trigger = _parse_object(trigger_payload, "trigger payload") if trigger_payload is not None else None
     settings, role_map = _engine()
-    if parsed is None:
-        from crewkit.runner import load_flow_class
+    runner.check_flow_name(settings, flow)  # a typo is reported before CrewAI is imported
+    runner.check_writable(settings)
+    from crewkit import console
 
-        parsed = dict(getattr(load_flow_class(settings, flow), "EXAMPLE_INPUTS", {}) or {})
+    if parsed is None:
+        parsed = dict(getattr(runner.load_flow_class(settings, flow), "EXAMPLE_INPUTS", {}) or {})
         if parsed:
             console.note(f"no --inputs given; running the example: {json.dumps(parsed)}")
-    outcome = console.run_with_progress(settings, role_map, flow, parsed)
+    outcome = console.run_flow(settings, role_map, flow, parsed, verbose=verbose, trigger_payload=trigger)
     console.summary(outcome)
     if as_json:
-        line = {"run_id": outcome.run_id, "status": outcome.status, "output_file": str(outcome.record_path)}
-        typer.echo(json.dumps(line))
-    raise typer.Exit(outcome.exit_code)
+        _json_line(outcome)
+    return outcome.exit_code
 
 
-@app.command()
-def plot(flow: Annotated[str, typer.Argument(help="Flow module in flows/.")] = "default") -> None:
-    """Write the flow's diagram to output/flow_FLOW.html."""
+@app.command(context_settings=CONTEXT)
+@click.argument("flow", default="default")
+def plot(flow: str) -> int:
+    """Write FLOW's diagram to output/flow_FLOW.html."""
     import shutil
 
-    from crewkit.runner import load_flow_class
+    from crewkit import runner
 
     settings, _ = _engine()
+    runner.check_flow_name(settings, flow)
+    runner.check_writable(settings)
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     target = settings.output_dir / f"flow_{flow}.html"
-    written = Path(load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False))
+    written = Path(
+        runner.load_flow_class(settings, flow)(suppress_flow_events=True).plot(target.name, show=False)
+    )
     if written.resolve() != target.resolve():  # CrewAI writes the page, its script and style to a temp folder
         for part in written.parent.glob(f"{target.stem}*"):
             shutil.copyfile(part, settings.output_dir / part.name)
         shutil.rmtree(written.parent, ignore_errors=True)
-    typer.echo(f"wrote {target} (CrewAI's page; it loads fonts and icons from CDNs when opened)")
+    click.echo(f"wrote {target} (CrewAI's page; it loads fonts and icons from CDNs when opened)")
+    return 0
 
 
-@app.command()
-def crew(
-    name: Annotated[str, typer.Argument(help="Crew folder in crews/.")],
-    inputs: InputsOpt = None,
-    inputs_file: InputsFileOpt = None,
-) -> None:
-    """Run one crew from crews/NAME/crew.py; agents with no llm get the role map's default."""
-    from crewkit import console
+@app.command(context_settings=CONTEXT)
+@click.argument("name")
+@_inputs_options
+@_run_options
+def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool, verbose: bool) -> int:
+    """Run one crew from crews/NAME on the role map and write output/<run_id>.json."""
+    from crewkit import crews
 
     parsed = _parse_inputs(inputs, inputs_file) or {}
     settings, role_map = _engine()
-    console.run_crew(settings, role_map, name, parsed)
+    crews.load_spec(settings, name, role_map)  # a typo is reported before CrewAI is imported
+    from crewkit import console
+
+    outcome = console.run_crew(settings, role_map, name, parsed, verbose=verbose)
+    console.crew_summary(outcome)
+    if as_json:
+        _json_line(outcome)
+    return outcome.exit_code
 
 
-@config_app.command("check")
+@config_app.command("check", context_settings=CONTEXT)
 def config_check() -> None:
     """Validate every config file and every crew's YAML; errors as FILE:LINE: message."""
     from crewkit import crews
@@ -142,13 +222,13 @@ def config_check() -> None:
     names = list(crews.discover(settings))
     for name in names:
         crews.load_spec(settings, name, role_map)
-    typer.echo(
+    click.echo(
         f"ok: config/models.yaml ({len(settings.models.models)} models, {len(settings.models.roles)} roles), "
         f"config/governance.yaml, {len(names)} crew(s): {', '.join(names)}"
     )
 
 
-@config_app.command("schema")
+@config_app.command("schema", context_settings=CONTEXT)
 def config_schema() -> None:
     """Write the JSON schemas of the YAML files to config/schema/."""
     from crewkit.settings import find_project_dir, json_schemas
@@ -157,11 +237,12 @@ def config_schema() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for filename, schema in json_schemas().items():
         (folder / filename).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
-        typer.echo(f"wrote {folder / filename}")
+        click.echo(f"wrote {folder / filename}")
 
 
-@models_app.command("list")
-def models_list(fmt: FormatOpt = "table") -> None:
+@models_app.command("list", context_settings=CONTEXT)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table or json.")
+def models_list(fmt: str) -> None:
     """The resolved role map: model, provider, fallbacks, capabilities, context, prices."""
     from crewkit import console
 
@@ -169,47 +250,76 @@ def models_list(fmt: FormatOpt = "table") -> None:
     console.models_table(role_map.info(), fmt)
 
 
-@models_app.command("check")
-def models_check() -> None:
+@models_app.command("check", context_settings=CONTEXT)
+def models_check() -> int:
     """Check that every role's models are usable here: API keys set, model files present."""
     settings, role_map = _engine()
     problems = role_map.check()
     for problem in problems:
         _err(problem)
     if problems:
-        raise typer.Exit(2)
+        return 2
     for info in role_map.info():
         if info.degraded:
-            typer.echo(f"note: role '{info.role}' is degraded: {info.degraded}", err=True)
-    typer.echo(f"ok: {len(settings.models.roles)} roles ready")
+            sys.stderr.write(f"note: role '{info.role}' is degraded: {info.degraded}\n")
+    click.echo(f"ok: {len(settings.models.roles)} roles ready")
+    return 0
+
+
+def _usage_error(exc: click.ClickException) -> int:
+    """click's usage errors as one line: `error: MESSAGE (see 'crewkit CMD --help')`, exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    _err(f"{exc.format_message()}{hint}")
+    return int(exc.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one line and an exit code for user errors, tracebacks for bugs."""
+    """Entry point: one line and an exit code for user errors, tracebacks for bugs.
+
+    Called with no `argv` it is the console script and owns the process: after an interrupted
+    run it exits at once (see `exit_process`) instead of returning.
+    """
+    code = _main(argv)
+    if argv is None and code == 130:
+        exit_process(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    install_log_filter()
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app.main(args=argv, prog_name="crewkit", standalone_mode=False)
         return rc if isinstance(rc, int) else 0
-    except typer.Exit as exc:
+    except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
+    except click.exceptions.NoArgsIsHelpError as exc:  # click >= 8.2: `crewkit` alone prints help
+        click.echo(exc.ctx.get_help())
+        return 0
+    except click.ClickException as exc:
+        return _usage_error(exc)
+    except click.exceptions.Abort:
+        _err("interrupted")
+        return 130
     except CrewkitError as exc:
         _err(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except Exception as exc:
-        # typer vendors click; match its usage errors by shape, not by import path
-        kind = type(exc).__name__
-        if kind == "Abort":
-            return 130
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):
-            exc.show()
-            return int(exc.exit_code or 2)
-        raise
 
 
-def entry() -> None:
-    sys.exit(main())
+def exit_process(code: int) -> None:
+    """Exit with `code`; after an interrupted run, do not wait for CrewAI's worker threads."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 130 and any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        os._exit(code)  # the model call in flight would otherwise finish first
+    sys.exit(code)
+
+
+def entry(argv: list[str] | None = None) -> None:
+    exit_process(main(argv))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,50 @@
 """What a person sees on the terminal: progress while a run works, a summary when it ends.
 
-Progress and notes go to stderr, so stdout stays clean for `--json` and for scripts.
+Two rules:
+- stdout holds only what a script reads: the result, written exactly as produced
+  (`sys.stdout.write`: no wrapping, no markup), and the `--json` line. Progress, the plan,
+  usage, verification, notes and errors go to stderr; while a run works, anything CrewAI or a
+  flow step prints goes to stderr too.
+- no user or model text is ever read as rich markup (`[/INST]`, `[code]` stay as written):
+  it is printed as `Text`, and every piece of it is redacted first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from crewkit.redact import redact
 
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """User or model text, redacted, never parsed as markup."""
+    return Text(redact(str(value)), style=style)
 
 
 def note(message: str) -> None:
-    err.print(f"[dim]{message}[/dim]")
+    err.print(_text(message, "dim"))
 
 
-def _quiet_crewai() -> None:
-    """CrewAI's console panels would drown the progress line; crewkit prints its own summary."""
+def write_result(text: str) -> None:
+    """The result on stdout, byte for byte (plus a final newline so a `--json` line stays its own)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def _quiet_crewai(verbose: bool) -> None:
+    """CrewAI's console panels would drown the progress line; `--verbose` keeps them."""
+    if verbose:
+        return
     import logging
 
     logging.getLogger("crewai").setLevel(logging.ERROR)
@@ -35,71 +59,152 @@ def _quiet_crewai() -> None:
         pass
 
 
-def run_with_progress(settings: Any, role_map: Any, flow: str, inputs: dict[str, Any]) -> Any:
-    from crewkit.runner import run_flow
+@contextlib.contextmanager
+def _running(label: str, verbose: bool) -> Iterator[Any]:
+    """Load CrewAI under a spinner (or plain lines with --verbose); stdout goes to stderr meanwhile."""
+    with contextlib.redirect_stdout(sys.stderr):
+        if verbose:
+            err.print(_text(label, "dim"))
+            import crewai  # noqa: F401
 
-    with err.status("loading CrewAI", spinner="dots") as status:
-        import crewai  # noqa: F401 - several seconds on 2 cores; show it
+            _quiet_crewai(verbose)
+            yield None
+            return
+        with err.status(_text(label), spinner="dots") as status:
+            import crewai  # noqa: F401 - several seconds on 2 cores; show it
 
-        _quiet_crewai()
+            _quiet_crewai(verbose)
+            yield status
 
-        def progress(message: str) -> None:
-            status.update(message)
-            err.print(f"[cyan]>[/cyan] {message}")
 
-        return run_flow(settings, role_map, flow, inputs, progress=progress)
+def _progress(status: Any) -> Any:
+    def progress(message: str) -> None:
+        if status is not None:
+            status.update(_text(message))
+        err.print(Text("> ", style="cyan") + _text(message))
+
+    return progress
+
+
+def run_flow(
+    settings: Any,
+    role_map: Any,
+    flow: str,
+    inputs: dict[str, Any],
+    *,
+    verbose: bool = False,
+    trigger_payload: dict[str, Any] | None = None,
+) -> Any:
+    from crewkit import runner
+
+    with _running("loading CrewAI", verbose) as status:
+        return runner.run_flow(
+            settings,
+            role_map,
+            flow,
+            inputs,
+            progress=_progress(status),
+            verbose=verbose,
+            trigger_payload=trigger_payload,
+        )
+
+
+def run_crew(
+    settings: Any, role_map: Any, name: str, inputs: dict[str, Any], *, verbose: bool = False
+) -> Any:
+    from crewkit import runner
+
+    with _running(f"running crew {name}", verbose) as status:
+        return runner.run_crew(settings, role_map, name, inputs, progress=_progress(status))
+
+
+def _usage_table(usage: dict[str, Any]) -> None:
+    if not usage:
+        return
+    table = Table(title="usage per role", title_justify="left")
+    for column in ("role", "calls", "input tok", "output tok", "cost $", "seconds"):
+        table.add_column(column, justify="left" if column == "role" else "right")
+    for role, u in usage.items():
+        table.add_row(
+            _text(role), str(u["calls"]), str(u["input_tokens"]), str(u["output_tokens"]),
+            f"{u['cost_usd']:.6f}", f"{u['seconds']:.2f}",
+        )  # fmt: skip
+    err.print(table)
+
+
+def _plan_line(sub: Any) -> Text:
+    if isinstance(sub, dict):
+        label = f"[{sub['task_type']}] " if sub.get("task_type") else ""
+        return _text(f"  {sub.get('id', '-')} {label}{sub.get('description', '')}")
+    return _text(f"  {sub}")
+
+
+def _withheld(blocked: dict[str, Any]) -> Text:
+    names = [v.get("guardrail", "?") for v in blocked.get("verdicts") or [] if not v.get("allowed", False)]
+    which = ", ".join(names) or "a guardrail"
+    return _text(
+        f"result withheld: guardrail {which} blocked it (sha256 {blocked.get('sha256', '?')})", "red"
+    )
+
+
+def _ending(outcome: Any) -> None:
+    """The lines shared by flow and crew runs: error, interruption, result, record path."""
+    record = outcome.record
+    if outcome.status == "interrupted":
+        err.print(
+            _text(
+                f"interrupted: run {outcome.run_id} was stopped by the user; its record "
+                f"(status interrupted) is {outcome.record_path}",
+                "yellow",
+            )
+        )
+        return
+    if record.get("error"):
+        err.print(Text("error: ", style="red") + _text(record["error"]))
+    if record.get("blocked"):
+        err.print(_withheld(record["blocked"]))
+    elif record.get("result") is not None:
+        err.print(Text("result", style="bold"))
+        write_result(str(record["result"]))
+    err.print(_text(f"record: {outcome.record_path}", "dim"))
 
 
 def summary(outcome: Any) -> None:
     record = outcome.record
     colour = {"done": "green", "failed": "red"}.get(outcome.status, "yellow")
-    err.print(f"\n[bold]run {outcome.run_id}[/bold]: [{colour}]{outcome.status}[/{colour}]")
+    err.print(
+        Text("\nrun ", style="bold") + _text(outcome.run_id, "bold") + ": " + _text(outcome.status, colour)
+    )
     if record.get("plan"):
-        err.print("[bold]plan[/bold]")
+        err.print(Text("plan", style="bold"))
         for sub in record["plan"]:
-            err.print(f"  {sub['id']} [{sub['task_type']}] {sub['description']}")
-    usage = record.get("usage") or {}
-    if usage:
-        table = Table(title="usage per role", title_justify="left")
-        for column in ("role", "calls", "input tok", "output tok", "cost $", "seconds"):
-            table.add_column(column, justify="left" if column == "role" else "right")
-        for role, u in usage.items():
-            table.add_row(
-                role, str(u["calls"]), str(u["input_tokens"]), str(u["output_tokens"]),
-                f"{u['cost_usd']:.6f}", f"{u['seconds']:.2f}",
-            )  # fmt: skip
-        err.print(table)
-    if record.get("error"):
-        err.print(f"[red]error:[/red] {record['error']}")
-    if record.get("result"):
-        err.print("[bold]result[/bold]")
-        out.print(record["result"], markup=False)
-    err.print(f"[dim]record: {outcome.record_path}[/dim]")
+            err.print(_plan_line(sub))
+    _usage_table(record.get("usage") or {})
+    verification = record.get("verification")
+    if isinstance(verification, dict) and verification.get("summary"):
+        err.print(Text("verification: ", style="bold") + _text(verification["summary"]))
+    for limitation in record.get("limitations") or []:
+        err.print(Text("limitation: ", style="yellow") + _text(limitation))
+    _ending(outcome)
 
 
-def run_crew(settings: Any, role_map: Any, name: str, inputs: dict[str, Any]) -> None:
-    from crewkit import crews
-    from crewkit.observability import ledger
-
-    with err.status(f"running crew {name}", spinner="dots"):
-        import crewai  # noqa: F401
-
-        _quiet_crewai()
-        role_map.require_ready()
-        with ledger.open_ledger() as run_ledger:
-            result = crews.kickoff_crew(settings, role_map, name, inputs)
-    usage = run_ledger.usage()
-    for role, u in usage.items():
+def crew_summary(outcome: Any) -> None:
+    for role, u in (outcome.record.get("usage") or {}).items():
         err.print(
-            f"[dim]{role}: {u['calls']} call(s), {u['input_tokens']}+{u['output_tokens']} tokens, "
-            f"${u['cost_usd']:.6f}, {u['seconds']:.2f}s[/dim]"
+            _text(
+                f"{role}: {u['calls']} call(s), {u['input_tokens']}+{u['output_tokens']} tokens, "
+                f"${u['cost_usd']:.6f}, {u['seconds']:.2f}s",
+                "dim",
+            )
         )
-    out.print(getattr(result, "raw", str(result)), markup=False)
+    if outcome.status != "done":
+        err.print(_text(f"crew {outcome.record.get('crew')}: {outcome.status}", "red"))
+    _ending(outcome)
 
 
 def models_table(rows: list[Any], fmt: str) -> None:
     if fmt == "json":
-        out.print_json(json.dumps([r.__dict__ for r in rows]))
+        sys.stdout.write(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
         return
     if fmt != "table":
         from crewkit.errors import UsageError
@@ -119,9 +224,10 @@ def models_table(rows: list[Any], fmt: str) -> None:
     ):
         table.add_column(column)
     for r in rows:
-        table.add_row(
+        cells = (
             r.role, r.model, r.provider, ", ".join(r.fallbacks) or "-", ", ".join(r.capabilities),
             str(r.context), f"{r.input_per_mtok:g}", f"{r.output_per_mtok:g}",
             f"degraded: {r.degraded}" if r.degraded else "",
         )  # fmt: skip
-    out.print(table)
+        table.add_row(*(Text(c) for c in cells))
+    Console(highlight=False).print(table)

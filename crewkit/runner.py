@@ -1,18 +1,35 @@
-"""Run a flow: validate inputs, open the run's ledger, kick off, write the run record.
+"""Run a flow or one crew: check names, folders and inputs first, kick off, write the run record.
 
-`run_flow` is what `crewkit run`, `main.kickoff` and `crewai run` all call. It returns a
-`RunOutcome` (status, run id, record path); the record `output/<run_id>.json` is written
-atomically when the run ends, whatever the outcome:
+`run_flow` is what `crewkit run`, `main.kickoff` and `crewai run` all call; `run_crew` is
+`crewkit crew NAME`. Both return a `RunOutcome` and write `output/<run_id>.json` atomically
+when the run ends, whatever the outcome (done, failed, interrupted):
 
-    {"run_id", "flow", "status", "inputs", "plan", "steps", "result", "usage", "error"?}
+    {"run_id", "flow", "crew"?, "status", "inputs", "plan", "steps", "result", "usage",
+     "error"?, "trigger_payload"?, ...the flow's RECORD_FIELDS}
+
+What a flow module gives the runner (the contract, see the README's "Add a flow"):
+- a CrewAI `Flow` subclass (`FLOW = Cls`, else the only Flow subclass the module defines);
+- optional class attributes `Inputs` (pydantic model the inputs are validated against),
+  `EXAMPLE_INPUTS` (dict), `CREWS` (crew names validated before the run) and `RECORD_FIELDS`
+  (extra state field names copied into the record).
+The runner sets `flow._ctx = RunContext(...)` before kickoff and afterwards reads `plan`,
+`result`, `status` and `error` from the state when present. A state without `result` (a stock
+CrewAI flow) records the value `kickoff()` returned. Everything is redacted before it is written.
+
+Before anything is imported or paid for, the flow or crew name is checked against the files
+in `flows/` / `crews/`, and the output folder and CREWKIT_HOME are probed for writing.
+Kickoff runs in a worker thread so Ctrl-C stops the run at once: the record is written with
+status "interrupted" and the caller exits 130 without waiting for the model call in flight.
 """
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import json
 import os
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,10 +40,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from crewkit import yamlfile
-from crewkit.errors import CrewkitError, UsageError
+from crewkit.errors import ConfigError, CrewkitError, UsageError
 from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
-from crewkit.settings import Settings, suggest
+from crewkit.redact import redact, redact_obj
+from crewkit.settings import Settings, env, suggest
+
+INTERRUPTED = "interrupted"
+INTERRUPTED_ERROR = "interrupted by the user (Ctrl-C)"
+TRIGGER_KEY = "crewai_trigger_payload"  # the name CrewAI's templates pass a trigger's payload under
 
 
 @dataclass
@@ -46,10 +68,23 @@ class RunOutcome:
     status: str
     record_path: Path
     record: dict[str, Any]
+    error_exit_code: int = 1  # the exit code of the error that failed the run (2: config/model)
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status == "done" else 1
+        if self.status == "done":
+            return 0
+        if self.status == INTERRUPTED:
+            return 130
+        return self.error_exit_code
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that run before CrewAI is imported (cheap: files and folders only)
 
 
 def discover_flows(settings: Settings) -> dict[str, Path]:
@@ -57,10 +92,63 @@ def discover_flows(settings: Settings) -> dict[str, Path]:
     return {p.stem: p for p in sorted(root.glob("*.py")) if not p.stem.startswith("_")}
 
 
-def load_flow_class(settings: Settings, name: str) -> type:
+def check_flow_name(settings: Settings, name: str) -> Path:
+    """The flow's file, or a one-line UsageError naming the close match (no import)."""
     flows = discover_flows(settings)
     if name not in flows:
         raise UsageError(f"unknown flow '{name}'{suggest(name, flows)}; flows: {', '.join(flows) or 'none'}")
+    return flows[name]
+
+
+def _probe_writable(path: Path, what: str, fix: str) -> None:
+    """Fail unless `path` (or the folder it would be created in) accepts a new file; leave nothing behind.
+
+    A real probe write, not `os.access`: root passes every permission check but still cannot
+    write on a read-only mount or under a regular file.
+    """
+    target = path
+    while not os.path.lexists(target) and target.parent != target:
+        target = target.parent
+    if os.path.lexists(target) and not target.exists():
+        raise ConfigError(f"{what} {path}: {target} is a broken symlink; {fix}")
+    if not target.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {target} is not a directory; {fix}")
+    try:
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".crewkit-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = path if target == path else f"{path} (in {target})"
+        raise ConfigError(f"{what} {where} is not writable ({exc.strerror}); {fix}") from None
+
+
+def check_writable(settings: Settings) -> None:
+    """The folders a run writes to accept files: output/ and CREWKIT_HOME (and CrewAI's storage)."""
+    _probe_writable(
+        settings.output_dir,
+        "output folder",
+        "make it writable, or run from a project folder you can write to",
+    )
+    _probe_writable(
+        settings.home,
+        "CREWKIT_HOME",
+        "set CREWKIT_HOME to a writable folder (in .env or the environment)",
+    )
+    storage = env("CREWAI_STORAGE_DIR")
+    if storage and not Path(storage).resolve().is_relative_to(settings.home):
+        _probe_writable(
+            Path(storage).resolve(),
+            "CREWAI_STORAGE_DIR",
+            "set CREWAI_STORAGE_DIR to a writable folder, or unset it",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Flows
+
+
+def load_flow_class(settings: Settings, name: str) -> type:
+    path = check_flow_name(settings, name)
     from crewkit.crews import import_project_module
 
     module = import_project_module(settings.project_dir, f"flows.{name}")
@@ -74,7 +162,7 @@ def load_flow_class(settings: Settings, name: str) -> type:
             if issubclass(obj, Flow) and obj is not Flow and obj.__module__ == module.__name__
         ]
         if not found:
-            raise UsageError(f"{yamlfile.display_path(flows[name])}:1: defines no Flow subclass")
+            raise UsageError(f"{yamlfile.display_path(path)}:1: defines no Flow subclass")
         cls = found[0]
     return cls
 
@@ -101,27 +189,19 @@ def validate_inputs(flow_cls: type, inputs: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--inputs: field '{name}': {err['msg']}") from None
 
 
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_flow(
     settings: Settings,
     role_map: RoleMap,
     name: str,
     inputs: dict[str, Any],
     progress: Callable[[str], None] | None = None,
+    *,
+    verbose: bool = False,
+    trigger_payload: dict[str, Any] | None = None,
 ) -> RunOutcome:
+    """Run flow `name` on `inputs`; `trigger_payload` reaches start steps as `crewai_trigger_payload`."""
+    check_flow_name(settings, name)
+    check_writable(settings)
     flow_cls = load_flow_class(settings, name)
     inputs = validate_inputs(flow_cls, inputs)
     role_map.require_ready()
@@ -129,42 +209,206 @@ def run_flow(
 
     for crew_name in getattr(flow_cls, "CREWS", None) or crews.discover(settings):
         crews.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
-    flow = flow_cls(suppress_flow_events=True)  # crewkit prints its own progress
+    flow = flow_cls(suppress_flow_events=not verbose)  # crewkit prints its own progress
     flow._ctx = ctx
-    error: str | None = None
-    status = "done"
-    interrupted = False
+    kickoff_inputs = dict(inputs)
+    if trigger_payload is not None:
+        kickoff_inputs[TRIGGER_KEY] = trigger_payload
     with ledger.open_ledger() as run_ledger:
-        try:
-            flow.kickoff(inputs=inputs)
-        except CrewkitError as exc:
-            status, error = "failed", str(exc)
-        except Exception as exc:  # a crashed step: the record says why, the exit code says failed
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-        except KeyboardInterrupt:
-            interrupted = True
-            status, error = "failed", "interrupted by the user"
-    state = flow.state
-    status = getattr(state, "status", "") or status
-    if status == "running":
-        status = "done" if error is None else "failed"
-    error = error or getattr(state, "error", None) or None
-    record: dict[str, Any] = {
+        ended = _kickoff(lambda: flow.kickoff(inputs=kickoff_inputs), run_ledger)
+    fields = flow_record(flow, tuple(getattr(flow_cls, "RECORD_FIELDS", ()) or ()), ended)
+    record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
+    if trigger_payload is not None:
+        record["trigger_payload"] = trigger_payload
+    return _finish(settings, run_id, record, run_ledger, ended)
+
+
+# ---------------------------------------------------------------------------------------------
+# Crews run alone
+
+
+def run_crew(
+    settings: Settings,
+    role_map: RoleMap,
+    name: str,
+    inputs: dict[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Run one crew from crews/ (built on the role map) and write its run record."""
+    from crewkit import crews
+
+    crews.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, nothing imported
+    check_writable(settings)
+    role_map.require_ready()
+    crew, _ = crews.build_crew(settings, role_map, name)
+    run_id = new_run_id()
+    (progress or (lambda message: None))(f"crew {name}: running")
+    with ledger.open_ledger() as run_ledger:
+        ended = _kickoff(lambda: crews.kickoff(crew, inputs), run_ledger)
+    status, error = _status(None, ended)
+    record = {
         "run_id": run_id,
-        "flow": name,
+        "flow": None,
+        "crew": name,
         "status": status,
         "inputs": inputs,
-        "plan": list(getattr(state, "plan", []) or []),
-        "steps": run_ledger.steps() + list(getattr(state, "guard_steps", []) or []),
-        "result": getattr(state, "result", None),
-        "usage": run_ledger.usage(),
+        "plan": [],
+        "result": _as_text(ended.value) if ended.error is None and not ended.interrupted else None,
     }
     if error:
         record["error"] = error
+    return _finish(settings, run_id, record, run_ledger, ended)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kickoff in a worker thread, the record
+
+
+@dataclass
+class _Ended:
+    value: Any = None
+    error: BaseException | None = None
+    interrupted: bool = False
+
+
+def _kickoff(call: Callable[[], Any], run_ledger: ledger.Ledger) -> _Ended:
+    """Run `call` in a worker thread; Ctrl-C in the main thread returns at once (interrupted).
+
+    CrewAI runs sync flow steps in worker threads of its own, so the main thread would
+    otherwise wait for the step in flight (a whole crew) before it saw the interrupt.
+    A user error before the first model call (a missing template variable) is raised as is.
+    """
+    ended = _Ended()
+
+    def target() -> None:
+        try:
+            ended.value = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            ended.error = exc
+
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(target,), name="crewkit-run", daemon=True
+    )
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        ended.interrupted = True
+        return ended
+    exc = ended.error
+    if isinstance(exc, CrewkitError) and exc.exit_code == 2 and not run_ledger.calls:
+        raise exc  # nothing was paid for yet: a user error, one line, no record
+    if isinstance(exc, KeyboardInterrupt):
+        ended.interrupted, ended.error = True, None
+    return ended
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, CrewkitError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _state_get(state: Any, name: str) -> Any:
+    if isinstance(state, dict):
+        return state.get(name)
+    return getattr(state, name, None)
+
+
+def _state_has(state: Any, name: str) -> bool:
+    if isinstance(state, dict):
+        return name in state
+    fields = getattr(type(state), "model_fields", None)
+    return name in fields if fields is not None else hasattr(state, name)
+
+
+def _as_text(value: Any) -> str | None:
+    """A kickoff's return value as the run's result: a CrewOutput's `.raw`, else `str(value)`."""
+    if value is None:
+        return None
+    raw = getattr(value, "raw", None)
+    if isinstance(raw, str):
+        return raw
+    return value if isinstance(value, str) else str(value)
+
+
+def _status(state: Any, ended: _Ended) -> tuple[str, str | None]:
+    state_status = str(_state_get(state, "status") or "") if state is not None else ""
+    state_error = _state_get(state, "error") if state is not None else None
+    if ended.interrupted:
+        return INTERRUPTED, INTERRUPTED_ERROR
+    if ended.error is not None:
+        status = state_status if state_status not in ("", "running", "done") else "failed"
+        return status, str(state_error or _error_text(ended.error))
+    if state_status in ("", "running"):
+        return ("failed" if state_error else "done"), (str(state_error) if state_error else None)
+    return state_status, (str(state_error) if state_error else None)
+
+
+def flow_record(flow: Any, record_fields: tuple[str, ...], ended: _Ended) -> dict[str, Any]:
+    """The record's fields read from a flow's state after kickoff (see the module docstring)."""
+    state = flow.state
+    status, error = _status(state, ended)
+    if _state_has(state, "result"):
+        result = _state_get(state, "result")
+    else:
+        result = _as_text(ended.value) if ended.error is None and not ended.interrupted else None
+    record: dict[str, Any] = {
+        "status": status,
+        "plan": _jsonable(_state_get(state, "plan") or []),
+        "result": result,
+    }
+    for name in record_fields:
+        record[name] = _jsonable(_state_get(state, name))
+    extra_steps = _state_get(state, "guard_steps")  # steps a flow records itself (no model call)
+    if isinstance(extra_steps, list):
+        record["extra_steps"] = _jsonable(extra_steps)
+    if record.get("blocked"):
+        record["result"] = None  # a blocked result never reaches the record in clear
+    if error:
+        record["error"] = error
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _finish(
+    settings: Settings, run_id: str, record: dict[str, Any], run_ledger: ledger.Ledger, ended: _Ended
+) -> RunOutcome:
+    steps = run_ledger.steps()
+    extra_steps = record.pop("extra_steps", None) or []
+    record = {
+        **{k: v for k, v in record.items() if k != "usage"},
+        "steps": steps + list(extra_steps),
+        "usage": run_ledger.usage(),
+    }
+    record = redact_obj(record)
     path = settings.output_dir / f"{run_id}.json"
     write_atomic(path, record)
-    if interrupted:
-        raise KeyboardInterrupt
-    return RunOutcome(run_id, status, path, record)
+    code = ended.error.exit_code if isinstance(ended.error, CrewkitError) else 1
+    return RunOutcome(run_id, record["status"], path, record, error_exit_code=code)
+
+
+def write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False, default=lambda v: redact(str(v)))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
