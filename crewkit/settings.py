@@ -91,10 +91,14 @@ class VerifierPolicy(_Strict):
     max_rounds: int = Field(2, ge=1, le=10)
 
 
+# The Guard step's checks when config/governance.yaml does not list them (README, "Config reference").
+DEFAULT_OUTPUT_GUARDRAILS = ("not_empty", "no_secrets", "no_prompt_injection")
+
+
 class GovernanceConfig(_Strict):
     guardrails: GuardrailPolicy = GuardrailPolicy()
     verifier: VerifierPolicy = VerifierPolicy()
-    output_guardrails: list[str] = Field(default_factory=lambda: ["no_secrets", "not_empty"])
+    output_guardrails: list[str] = Field(default_factory=lambda: list(DEFAULT_OUTPUT_GUARDRAILS))
 
 
 @dataclass(frozen=True)

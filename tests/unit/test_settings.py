@@ -145,3 +145,31 @@ def test_unknown_llamacpp_param_is_refused(project):
     _edit(project, "models.yaml", "params: {temperature: 0.2, max_tokens: 256}", "params: {temprature: 0.2}")
     with pytest.raises(ConfigError, match=r"model 'local-small': unknown param 'temprature'"):
         load_settings(project)
+
+
+def _readme_governance_defaults() -> dict[str, str]:
+    """`| key | default | meaning |` rows of the README's config/governance.yaml table."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = text.split("`config/governance.yaml`", 1)[1].split("\n\n", 2)[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1].strip("`")
+    return rows
+
+
+def test_defaults_without_governance_yaml_are_what_the_readme_says(project):
+    (project / "config" / "governance.yaml").unlink()
+    governance = load_settings(project).governance
+    rows = _readme_governance_defaults()
+    assert set(rows) >= {"guardrails.max_retries", "verifier.max_rounds", "output_guardrails"}
+    for key, written in rows.items():
+        value = governance
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, list):
+            assert value == [v.strip() for v in written.strip("[]").split(",")], key
+        else:
+            assert str(value) == written, key
+    assert "no_prompt_injection" in governance.output_guardrails
