@@ -1,7 +1,10 @@
 """Shared fixtures: no network, a temporary CREWKIT_HOME, telemetry off, a copy of the project.
 
 The network guard refuses every socket connection except to loopback, so a test that would
-reach a hosted model (or CrewAI's telemetry) fails instead of silently calling out.
+reach a hosted model (or CrewAI's telemetry) fails instead of silently calling out. A test that
+leaves ScriptedLLM replies unused fails at teardown (`scripted_replies_used`). `netless` gives
+the `unshare -rn` prefix for a run with no network namespace, or skips where user namespaces
+are unavailable.
 """
 
 from __future__ import annotations
@@ -9,11 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]  # tests/unit/test_harness.py runs small suites against these fixtures
 
 from crewkit.settings import TELEMETRY_OFF  # noqa: E402 - cheap, and must precede any CrewAI import
 
@@ -54,6 +62,61 @@ def _guarded_connect_ex(self: socket.socket, address: object) -> int:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+CALL_PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_PASSED] = report.passed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def scripted_replies_used(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a passing test whose ScriptedLLMs (or `by_agent` scripts) still hold replies at its end.
+
+    A test that failed or was skipped is not failed again: its leftovers are dropped.
+    """
+    yield
+    fakes = sys.modules.get("tests.fakes")  # not imported: no ScriptedLLM, nothing to check
+    problems = fakes.unused_replies() if fakes else []
+    if problems and request.node.stash.get(CALL_PASSED, False):
+        pytest.fail(
+            "scripted replies left unused (an expected model call never happened; remove them or "
+            "pass allow_unused=True):\n" + "\n".join(problems),
+            pytrace=False,
+        )
+
+
+NETLESS = ["unshare", "-rn"]
+
+
+@cache
+def netless_unavailable(prefix: tuple[str, ...]) -> str | None:
+    """Why `prefix + command` cannot run here (no unshare, no user namespaces), or None."""
+    if shutil.which(prefix[0]) is None:
+        return f"needs `{prefix[0]}` (util-linux) for a run with no network"
+    try:
+        proc = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`{' '.join(prefix)} true` failed: {exc}"
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+        return f"user namespaces are unavailable here (`{' '.join(prefix)} true`: {detail})"
+    return None
+
+
+@pytest.fixture
+def netless() -> list[str]:
+    """The command prefix that runs a program with no network; skips the test where it cannot."""
+    reason = netless_unavailable(tuple(NETLESS))
+    if reason:
+        pytest.skip(reason)
+    return list(NETLESS)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,11 @@ A reply may be a string, a pydantic instance or dict (returned for a `response_m
 a list of tool calls (see `tool_call`), an exception instance (raised), or a callable taking
 the `Call` and returning any of these. A call with no reply left raises `UnexpectedCall`
 carrying the prompt it got, so a test never passes on an unplanned model call.
+
+The other way round too: every ScriptedLLM registers itself, and the autouse fixture in
+tests/conftest.py fails a test that leaves scripted replies unused (a model call the test
+expected never happened), listing them. Create it with `allow_unused=True` where a reply is
+legitimately optional.
 """
 
 from __future__ import annotations
@@ -57,12 +62,17 @@ def tool_call(name: str, **arguments: Any) -> list[dict[str, Any]]:
     ]
 
 
+_created: list[ScriptedLLM] = []  # every instance since the last `unused_replies()`
+_scripts: list[dict[str, list[Any]]] = []  # every `by_agent` script, likewise
+
+
 class ScriptedLLM(BaseLLM):
     model: str = "scripted"
     provider: str = "scripted"
     function_calling: bool = True
     replies: list[Any] = []
     usage_per_call: tuple[int, int] = (10, 5)
+    allow_unused: bool = False
 
     _calls: list[Call] = PrivateAttr(default_factory=list)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -70,6 +80,7 @@ class ScriptedLLM(BaseLLM):
     def __init__(self, replies: list[Any] | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("model", "scripted")
         super().__init__(replies=list(replies or []), **kwargs)
+        _created.append(self)
 
     @property
     def calls(self) -> list[Call]:
@@ -119,8 +130,44 @@ class ScriptedLLM(BaseLLM):
         return reply
 
 
+def _show(reply: Any) -> str:
+    if isinstance(reply, list) and reply and isinstance(reply[0], dict) and "function" in reply[0]:
+        reply = [f"tool_call({c['function']['name']}, {c['function']['arguments']})" for c in reply]
+    text = repr(reply)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def unused_replies() -> list[str]:
+    """One line per scripted reply left unused since the last check, and start afresh.
+
+    Instances created with `allow_unused=True` are skipped. Called at every test's teardown by
+    the autouse fixture in tests/conftest.py.
+    """
+    created, scripts = list(_created), list(_scripts)
+    _created.clear()
+    _scripts.clear()
+    problems = []
+    for llm in created:
+        if llm.replies and not llm.allow_unused:
+            shown = "".join(f"\n    {_show(r)}" for r in llm.replies)
+            problems.append(
+                f"ScriptedLLM(model={llm.model!r}) was called {len(llm.calls)} time(s) and left "
+                f"{len(llm.replies)} scripted repl{'y' if len(llm.replies) == 1 else 'ies'} unused:{shown}"
+            )
+    for script in scripts:
+        for agent, queue in script.items():
+            if queue:
+                shown = "".join(f"\n    {_show(r)}" for r in queue)
+                problems.append(f"by_agent script for {agent!r} left {len(queue)} unused:{shown}")
+    return problems
+
+
 def by_agent(script: dict[str, list[Any]]) -> Callable[[Call], Any]:
-    """A reply that picks from per-agent queues (for crews whose call order interleaves)."""
+    """A reply that picks from per-agent queues (for crews whose call order interleaves).
+
+    Items left in a queue at the end of the test fail it, like unused ScriptedLLM replies.
+    """
+    _scripts.append(script)
 
     def reply(call: Call) -> Any:
         queue = script.get(call.agent or "")
