@@ -313,8 +313,11 @@ def exit_process(code: int) -> None:
     """Exit with `code`; after an interrupted run, do not wait for CrewAI's worker threads."""
     sys.stdout.flush()
     sys.stderr.flush()
-    if code == 130 and any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-        os._exit(code)  # the model call in flight would otherwise finish first
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.is_alive()]
+    if code == 130 and others:
+        # Interpreter shutdown joins CrewAI's executor threads (daemon or not): the step in
+        # flight would finish first. The record is written; leave now.
+        os._exit(code)
     sys.exit(code)
 
 

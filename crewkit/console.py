@@ -23,7 +23,7 @@ from rich.text import Text
 
 from crewkit.redact import redact
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # long paths and hashes stay whole
 
 
 def _text(value: Any, style: str = "") -> Text:

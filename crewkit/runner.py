@@ -39,8 +39,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from crewkit import yamlfile
+from crewkit import binding, yamlfile
 from crewkit.errors import ConfigError, CrewkitError, UsageError
+from crewkit.models.context_fit import check_inputs_fit
 from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
 from crewkit.redact import redact, redact_obj
@@ -106,20 +107,18 @@ def _probe_writable(path: Path, what: str, fix: str) -> None:
     A real probe write, not `os.access`: root passes every permission check but still cannot
     write on a read-only mount or under a regular file.
     """
-    target = path
-    while not os.path.lexists(target) and target.parent != target:
+    target = path.resolve()  # follows a symlinked output/ to where the files would go
+    while not target.exists() and target.parent != target:
         target = target.parent
-    if os.path.lexists(target) and not target.exists():
-        raise ConfigError(f"{what} {path}: {target} is a broken symlink; {fix}")
     if not target.is_dir():
-        raise ConfigError(f"{what} {path} cannot be created: {target} is not a directory; {fix}")
+        raise ConfigError(f"{what} {path} is not writable ({target} is not a directory); {fix}")
     try:
         fd, probe = tempfile.mkstemp(dir=target, prefix=".crewkit-write-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        where = path if target == path else f"{path} (in {target})"
-        raise ConfigError(f"{what} {where} is not writable ({exc.strerror}); {fix}") from None
+        where = "" if target == path else f" (in {target})"
+        raise ConfigError(f"{what} {path} is not writable{where} ({exc.strerror}); {fix}") from None
 
 
 def check_writable(settings: Settings) -> None:
@@ -209,6 +208,7 @@ def run_flow(
 
     for crew_name in getattr(flow_cls, "CREWS", None) or crews.discover(settings):
         crews.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
+    check_inputs_fit(settings, role_map, flow_cls, inputs)  # a task too long for its prompts, now
     run_id = new_run_id()
     ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
     flow = flow_cls(suppress_flow_events=not verbose)  # crewkit prints its own progress
@@ -217,7 +217,7 @@ def run_flow(
     if trigger_payload is not None:
         kickoff_inputs[TRIGGER_KEY] = trigger_payload
     with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: flow.kickoff(inputs=kickoff_inputs), run_ledger)
+        ended = _kickoff(lambda: binding.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
     fields = flow_record(flow, tuple(getattr(flow_cls, "RECORD_FIELDS", ()) or ()), ended)
     record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
     if trigger_payload is not None:
@@ -246,7 +246,7 @@ def run_crew(
     run_id = new_run_id()
     (progress or (lambda message: None))(f"crew {name}: running")
     with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: crews.kickoff(crew, inputs), run_ledger)
+        ended = _kickoff(lambda: crews.kickoff(crew, inputs, role_map), run_ledger)
     status, error = _status(None, ended)
     record = {
         "run_id": run_id,
