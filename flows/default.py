@@ -1,17 +1,24 @@
 """The default flow: Planner -> Executor -> Verifier -> Guard.
 
-- plan:    the planner crew (reasoning role) writes a typed `Plan` of subtasks with task types.
+- plan:    the planner crew (reasoning role) writes a typed `Plan`; `crewkit.plan.normalise`
+           makes it follow the task (one subtask for a one-part task, code only when code is
+           asked for, vision only for images, nothing unrelated; a deterministic plan if unusable).
 - execute: a hierarchical crew; its manager (manager role) delegates each subtask to the
            specialist whose role matches the subtask's task type. The delegation is pinned for
            the embedded model (coworker and task are fixed by the plan, see
            crewkit.models.llamacpp.pin_tool_arguments); hosted models follow the task text.
-- verify:  deterministic checks, then the verifier crew reviews against the acceptance criteria;
-           a failed review sends the work back with the issues, at most `verifier.max_rounds`.
-- guard:   the output guardrails from config/governance.yaml; a block fails the run cleanly.
+           A subtask whose role lacks the capability it needs (an image for a text-only model)
+           is answered with that limitation, without a model call.
+- verify:  deterministic acceptance checks, then the reviewer (only if the checks pass and the
+           reviewer passed its calibration); a failure sends the work back with its reasons, at
+           most `verifier.max_rounds`.
+- guard:   the output guardrails from config/governance.yaml; a block withholds the result
+           (only its sha256 and the verdicts are kept) and fails the run.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar, Literal
 
 from crewai.flow.flow import Flow, listen, or_, router, start
@@ -19,10 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from crewkit import crews
 from crewkit.errors import GuardrailBlocked, RunFailed
-from crewkit.governance import guardrails
+from crewkit.governance import acceptance, guardrails, reviewer
+from crewkit.governance.verification import Verification
+from crewkit.models import capability
 from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
 from crewkit.observability import ledger
-from crewkit.plan import Plan, Review
+from crewkit.plan import normalise, plan_from
 
 DELEGATE_TOOL = "Delegate work to coworker"
 
@@ -42,16 +51,19 @@ class RunState(BaseModel):
     results: list[dict[str, Any]] = Field(default_factory=list)
     feedback: list[str] = Field(default_factory=list)
     rounds: int = 0
-    review: dict[str, Any] | None = None
     guard_steps: list[dict[str, Any]] = Field(default_factory=list)
     result: str | None = None
     status: str = "running"
     error: str | None = None
+    verification: dict[str, Any] | None = None  # how the result was verified (checks, reviewer)
+    limitations: list[str] = Field(default_factory=list)  # what this role map could not do
+    blocked: dict[str, Any] | None = None  # {"sha256", "verdicts"} of a result the Guard withheld
 
 
 class DefaultFlow(Flow[RunState]):
     Inputs: ClassVar[type[BaseModel]] = Inputs
     CREWS: ClassVar[tuple[str, ...]] = ("planner", "executor", "verifier")
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked")
     EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
         "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
     }
@@ -67,10 +79,14 @@ class DefaultFlow(Flow[RunState]):
         with ledger.stage("plan"):
             crew, _ = crews.build_crew(self.ctx.settings, self.ctx.role_map, "planner")
             output = crews.kickoff(crew, {"task": self.state.task})
-        plan = output.pydantic if isinstance(output.pydantic, Plan) else Plan.model_validate_json(output.raw)
+        plan = normalise(plan_from(output), self.state.task)  # None (unusable) -> the task's own parts
         self.state.plan = [
-            {"id": f"s{i}", **sub.model_dump()} for i, sub in enumerate(plan.normalised().subtasks, start=1)
+            {"id": f"s{i}", **sub.model_dump()} for i, sub in enumerate(plan.subtasks, start=1)
         ]
+
+    def note_limitation(self, line: str) -> None:
+        if line not in self.state.limitations:
+            self.state.limitations.append(line)
 
     @listen(or_(plan, "retry"))
     def execute(self) -> None:
@@ -83,73 +99,81 @@ class DefaultFlow(Flow[RunState]):
         by_role: dict[str, Any] = {}
         for specialist in specialists:
             by_role.setdefault(spec.role_of(specialist, role_map), specialist)
+        task = self.state.task
+        answers: dict[str, dict[str, Any]] = {}
         values = []
-        for n, sub in enumerate(self.state.plan, start=1):
+        for sub in self.state.plan:
             specialist = by_role.get(sub["task_type"]) or by_role.get(role_map.default_role) or specialists[0]
-            description = sub["description"]
-            if self.state.feedback:
-                description += " Fix: " + "; ".join(self.state.feedback)
+            gap = capability.gap(settings, sub["id"], sub["task_type"], spec.role_of(specialist, role_map))
+            if gap:  # say what is missing instead of letting a model invent it
+                answers[sub["id"]] = {"subtask": sub["id"], "output": gap.answer(), "limitation": True}
+                self.note_limitation(gap.limitation())
+                continue
+            fixes = acceptance.feedback_for(sub["id"], self.state.feedback)
+            description = sub["description"] + (" Fix: " + "; ".join(fixes) if fixes else "")
+            whole = sub["description"] == task  # a one-part task: its subtask is the task itself
             values.append(
                 {
                     **sub,
                     "description": description,
-                    "task": self.state.task,
-                    "number": n,
-                    "count": len(self.state.plan),
+                    "context": "" if whole else f"Overall task: {task}\n\n",
+                    "delegated": description if whole else f"{description} (part of: {task})",
                     "specialist": specialist.role,
                 }
             )
-        with crews.user_errors(settings, "executor"):
-            crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
-        crew = crews.wire(crew, spec, role_map)
-        task_ids = [str(t.id) for t in crew.tasks]
-        for task, v in zip(crew.tasks, values, strict=True):
-            pin_tool_arguments(
-                task.id,
-                DELEGATE_TOOL,
-                {"coworker": v["specialist"], "task": f"{v['description']} (part of: {v['task']})"},
-                answer_with_tool_result=True,
-            )
-        try:
-            with ledger.stage("execute"):
-                output = crews.kickoff(crew)
-        finally:
-            clear_pins(task_ids)
-        self.state.results = [
-            {"subtask": v["id"], "specialist": v["specialist"], "output": t.raw}
-            for v, t in zip(values, output.tasks_output, strict=True)
-        ]
+        for n, v in enumerate(values, start=1):
+            v.update(number=n, count=len(values))
+        if values:
+            with crews.user_errors(settings, "executor"):
+                crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
+            task_ids = [str(t.id) for t in crew.tasks]
+            for crew_task, v in zip(crew.tasks, values, strict=True):
+                pin_tool_arguments(
+                    crew_task.id,
+                    DELEGATE_TOOL,
+                    {"coworker": v["specialist"], "task": v["delegated"]},
+                    answer_with_tool_result=True,
+                )
+            try:
+                with ledger.stage("execute"):
+                    output = crews.kickoff(crew)
+            finally:
+                clear_pins(task_ids)
+            for v, t in zip(values, output.tasks_output, strict=True):
+                answers[v["id"]] = {"subtask": v["id"], "specialist": v["specialist"], "output": t.raw}
+        self.state.results = [answers[sub["id"]] for sub in self.state.plan]
         self.state.result = "\n\n".join(r["output"].strip() for r in self.state.results)
 
     @router(execute)
     def verify(self) -> Literal["passed", "retry", "failed"]:
-        self.ctx.progress("Verifier: checking the acceptance criteria")
-        empty = [r["subtask"] for r in self.state.results if not (r["output"] or "").strip()]
-        if empty:
-            review = Review(passed=False, issues=[f"subtask {s} has no output" for s in empty])
-        else:
-            criteria = "\n".join(f"- {s['id']}: {s['acceptance']}" for s in self.state.plan)
+        self.ctx.progress("Verifier: acceptance checks, then the reviewer")
+        settings, task = self.ctx.settings, self.state.task
+        checks = acceptance.check_results(task, self.state.plan, self.state.results)
+        answered = [r for r in self.state.results if not r.get("limitation")]
+        verdict = None
+        if answered and all(c.passed for c in checks):  # the reviewer never stands in for the checks
+            ids = {r["subtask"] for r in answered}
+            criteria = "\n".join(f"- {s['id']}: {s['acceptance']}" for s in self.state.plan if s["id"] in ids)
+            result = "\n\n".join(r["output"].strip() for r in answered)
             with ledger.stage("verify"):
-                crew, _ = crews.build_crew(self.ctx.settings, self.ctx.role_map, "verifier")
-                output = crews.kickoff(
-                    crew, {"task": self.state.task, "criteria": criteria, "result": self.state.result or ""}
+                verdict = reviewer.review(settings, self.ctx.role_map, task, criteria, result)
+            if not verdict.trusted:
+                self.note_limitation(
+                    f"the reviewer ({verdict.role}: {verdict.model}) {verdict.issues[0]}; results are verified by "
+                    f"the deterministic checks only; put roles.{verdict.role} on a stronger model to add a review"
                 )
-            review = (
-                output.pydantic
-                if isinstance(output.pydantic, Review)
-                else Review.model_validate_json(output.raw)
-            )
-        self.state.review = review.model_dump()
-        if review.passed:
+        verification = Verification(checks, verdict, not_attempted=len(self.state.results) - len(answered))
+        self.state.verification = verification.as_record()
+        if verification.passed:
             return "passed"
-        if self.state.rounds < self.ctx.settings.governance.verifier.max_rounds:
-            self.state.feedback = [i for i in review.issues if i.strip()][:3]
+        self.state.feedback = [f for f in verification.feedback() if f.strip()][:3]
+        if self.state.rounds < settings.governance.verifier.max_rounds:
             return "retry"
         return "failed"
 
     @listen("failed")
     def give_up(self) -> None:
-        issues = "; ".join((self.state.review or {}).get("issues") or []) or "no reason given"
+        issues = "; ".join(self.state.feedback) or "no reason given"
         self.state.status = "failed"
         self.state.error = (
             f"verifier rejected the result after {self.state.rounds} round(s): {issues}; "
@@ -167,7 +191,13 @@ class DefaultFlow(Flow[RunState]):
              "verdicts": [v.as_dict() for v in verdicts]}
         ]  # fmt: skip
         blocked = [v for v in verdicts if not v.allowed]
-        if blocked:
+        if blocked:  # withhold the result: keep only its hash and the verdicts
+            text = self.state.result or ""
+            self.state.blocked = {
+                "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                "verdicts": [v.as_dict() for v in verdicts],
+            }
+            self.state.result, self.state.results = None, []
             self.state.status = "failed"
             self.state.error = f"guardrail '{blocked[0].guardrail}' blocked the result: {blocked[0].reason}"
             raise GuardrailBlocked(self.state.error)

@@ -23,6 +23,14 @@ PLAN = {
 }
 
 
+# The reviewer is calibrated once per model before it is first asked (crewkit.governance.reviewer):
+# it must reject "banana" for 2+2, then accept "2 + 2 = 4". A reviewer that passes "banana" is
+# not asked at all (one probe call instead of the review call).
+TRUSTED = [{"passed": False, "issues": ["banana is not 4"]}, {"passed": True, "issues": []}]
+UNTRUSTED = [{"passed": True, "issues": []}]
+PASS = {"passed": True, "issues": []}
+
+
 def delegate(coworker: str, task: str) -> list:
     return tool_call(DELEGATE, task=task, context="from the plan", coworker=coworker)
 
@@ -42,7 +50,7 @@ def run(settings, fakes, task="Write a palindrome checker and explain it"):
 
 def test_manager_delegates_each_subtask_to_the_specialist_for_its_type(settings):
     fakes = scripted_roles(
-        reasoning=[PLAN, "It compares the string with its reverse.", {"passed": True, "issues": []}],
+        reasoning=[PLAN, "It compares the string with its reverse.", *TRUSTED, PASS],
         code=["```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```"],
         manager=[
             delegate("Code Specialist", "Write is_palindrome(s) in Python."),
@@ -74,7 +82,12 @@ def test_manager_delegates_each_subtask_to_the_specialist_for_its_type(settings)
     assert agents.count("Code Specialist") == 1 and agents.count("Reasoning Specialist") == 1
     assert record["usage"]["code"]["calls"] == 1
     assert record["usage"]["manager"]["calls"] == 4
-    assert record["usage"]["reasoning"]["input_tokens"] == 30  # 3 calls x 10 scripted tokens
+    # planner, specialist, two calibration probes, review: 5 calls x 10 scripted tokens
+    assert record["usage"]["reasoning"]["input_tokens"] == 50
+    assert record["verification"]["verdict"] == "passed"
+    assert (
+        record["verification"]["reviewer"]["agreed"] is True and record["verification"]["reviewer"]["trusted"]
+    )
     guard = [s for s in record["steps"] if s["step"] == "guard"][0]
     assert all(v["allowed"] for v in guard["verdicts"])
 
@@ -87,7 +100,7 @@ def test_plan_duplicates_are_dropped(settings):
         ]
     }
     fakes = scripted_roles(
-        reasoning=[dup, {"passed": True, "issues": []}],
+        reasoning=[dup, *UNTRUSTED],
         code=["def is_palindrome(s): return s == s[::-1]"],
         manager=[delegate("Code Specialist", "x"), "def is_palindrome(s): return s == s[::-1]"],
     )
@@ -100,8 +113,9 @@ def test_verifier_sends_work_back_with_its_issues_then_passes(settings):
     fakes = scripted_roles(
         reasoning=[
             {"subtasks": [PLAN["subtasks"][0]]},
+            *TRUSTED,
             {"passed": False, "issues": ["handle mixed case"]},
-            {"passed": True, "issues": []},
+            PASS,
         ],
         code=[
             "def is_palindrome(s): return s == s[::-1]",
@@ -123,7 +137,9 @@ def test_verifier_sends_work_back_with_its_issues_then_passes(settings):
 
 def test_verifier_rejection_after_max_rounds_fails_the_run(settings):
     rounds = settings.governance.verifier.max_rounds
-    reasoning = [{"subtasks": [PLAN["subtasks"][0]]}] + [{"passed": False, "issues": ["wrong"]}] * rounds
+    reasoning = [{"subtasks": [PLAN["subtasks"][0]]}, *TRUSTED] + [
+        {"passed": False, "issues": ["wrong"]}
+    ] * rounds
     manager = []
     for _ in range(rounds):
         manager += [delegate("Code Specialist", "x"), "print(1)"]
@@ -138,11 +154,11 @@ def test_verifier_rejection_after_max_rounds_fails_the_run(settings):
 def test_guard_blocks_a_result_that_leaks_a_secret(settings):
     leaked = "use key sk-proj-abcdefghijklmnopqrstuvwxyz123456"
     fakes = scripted_roles(
-        reasoning=[{"subtasks": [PLAN["subtasks"][1]]}, leaked, {"passed": True, "issues": []}],
+        reasoning=[{"subtasks": [PLAN["subtasks"][1]]}, leaked],  # the run fails before any review
         code=[],
         manager=[delegate("Reasoning Specialist", "x"), leaked, leaked, leaked],
     )
-    outcome = run(settings, fakes)
+    outcome = run(settings, fakes, task="Explain how a palindrome check works")
     assert outcome.status == "failed"
     # the task guardrail (no_secrets in executor tasks.yaml) retried, then failed the run with its reason
     assert "no_secrets" in outcome.record["error"] or "secret" in outcome.record["error"].lower()
@@ -174,7 +190,7 @@ def test_bad_inputs_are_usage_errors_and_write_nothing(settings, bad):
 def test_task_text_with_braces_and_code_survives_templating(settings):
     task = 'Fix this: def f(d): return {"a": d["b"]}  # and {placeholder} text'
     fakes = scripted_roles(
-        reasoning=[{"subtasks": [PLAN["subtasks"][0]]}, {"passed": True, "issues": []}],
+        reasoning=[{"subtasks": [PLAN["subtasks"][0]]}, *UNTRUSTED],
         code=['def f(d): return {"a": d.get("b")}'],
         manager=[delegate("Code Specialist", "fix"), 'def f(d): return {"a": d.get("b")}'],
     )
