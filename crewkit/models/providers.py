@@ -33,6 +33,7 @@ class Provider:
     local: bool = False
     sdk: str | None = None  # the Python module CrewAI's native class needs
     params: frozenset[str] | None = None  # accepted `params:` keys (None: passed through to CrewAI)
+    check: Callable[[ModelEntry], str | None] | None = None  # provider-specific entry check
 
     def key_env(self, entry: ModelEntry) -> str | None:
         return entry.api_key_env or self.default_key_env
@@ -52,7 +53,7 @@ class Provider:
             unknown = sorted(set(entry.params) - self.params)
             if unknown:
                 return f"unknown param '{unknown[0]}' for provider '{self.name}'; allowed: {', '.join(sorted(self.params))}"
-        return None
+        return self.check(entry) if self.check is not None else None
 
     def missing(self, role: str, model_name: str, entry: ModelEntry) -> str | None:
         """What is missing on this machine to use the entry for `role`, or None."""
@@ -109,6 +110,13 @@ def resolve_file(spec: str, suffix: str = ".gguf") -> Path:
     return path
 
 
+def _check_llamacpp(entry: ModelEntry) -> str | None:
+    """The context must hold the largest reply plus a minimal prompt (else fitting cannot work)."""
+    from crewkit.models.context_fit import check_context
+
+    return check_context(entry.context, entry.params)
+
+
 def _build_llamacpp(name: str, entry: ModelEntry) -> Any:
     from crewkit.models.llamacpp import LlamaCppLLM
 
@@ -160,6 +168,7 @@ PROVIDERS: dict[str, Provider] = {
             local=True,
             sdk="llama_cpp",
             params=LLAMACPP_PARAMS,
+            check=_check_llamacpp,
         ),
         Provider("openai", _native("openai"), default_key_env="OPENAI_API_KEY"),
         Provider("anthropic", _native("anthropic"), default_key_env="ANTHROPIC_API_KEY", sdk="anthropic"),

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
-_CELL: ContextVar[dict[str, int] | None] = ContextVar("crewkit_usage_cell", default=None)
+_CELL: ContextVar[dict[str, Any] | None] = ContextVar("crewkit_usage_cell", default=None)
 
 
 @contextmanager
-def open_cell() -> Iterator[dict[str, int]]:
-    cell: dict[str, int] = {}
+def open_cell() -> Iterator[dict[str, Any]]:
+    cell: dict[str, Any] = {}
     token = _CELL.set(cell)
     try:
         yield cell
@@ -31,8 +32,18 @@ def report(input_tokens: int, output_tokens: int) -> None:
         cell["output_tokens"] = cell.get("output_tokens", 0) + int(output_tokens)
 
 
-def report_relay() -> None:
-    """The model was not run: the reply relays a tool result verbatim (see llamacpp pins)."""
+def report_not_run(reason: str) -> None:
+    """The model was not run for this call (a relayed tool result, a fully pinned tool call).
+
+    The metered wrapper records such a call with `relayed=True`: no tokens, no cost, not
+    counted as a model call. `cell["not_run"]` says why.
+    """
     cell = _CELL.get()
     if cell is not None:
         cell["relayed"] = 1
+        cell["not_run"] = reason
+
+
+def report_relay() -> None:
+    """The model was not run: the reply relays a tool result verbatim (see llamacpp pins)."""
+    report_not_run("relayed tool result")

@@ -142,7 +142,7 @@ def test_pinned_tool_call_fixes_tool_and_arguments():
     schema = _tool_schema(TOOLS, pin)
     assert schema["properties"]["name"]["const"] == "delegate_work_to_coworker"
     args = schema["properties"]["arguments"]["properties"]
-    assert args["coworker"] == {"const": "Code Specialist"}
+    assert "coworker" not in args  # pinned: spliced in after generation, never generated
     assert args["task"]["minLength"] == 1
 
 
