@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -152,13 +151,10 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
     assert record["usage"]["reasoning"]["output_tokens"] > 0
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for a network-less run")
-def test_cli_runs_the_flow_with_no_network_at_all(project):
+def test_cli_runs_the_flow_with_no_network_at_all(project, netless):
     env = {**os.environ, "CREWKIT_PROJECT": str(project)}
     cmd = [sys.executable, "-m", "crewkit.cli", "run", "--inputs", json.dumps({"task": TASK}), "--json"]
-    proc = subprocess.run(
-        ["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300
-    )
+    proc = subprocess.run([*netless, *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["status"] == "done"
@@ -167,16 +163,13 @@ def test_cli_runs_the_flow_with_no_network_at_all(project):
     assert "usage per role" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare for a network-less run")
-def test_stock_crew_runs_unchanged_with_crewkit_crew_offline(project):
+def test_stock_crew_runs_unchanged_with_crewkit_crew_offline(project, netless):
     from tests.unit.test_crews import make_crew
 
     make_crew(project, "stock")
     env = {**os.environ, "CREWKIT_PROJECT": str(project)}
     cmd = [sys.executable, "-m", "crewkit.cli", "crew", "stock", "--inputs", '{"topic": "owls"}']
-    proc = subprocess.run(
-        ["unshare", "-rn", *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300
-    )
+    proc = subprocess.run([*netless, *cmd], capture_output=True, text=True, env=env, cwd=project, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip()
     assert "reasoning: 1 call(s)" in proc.stderr  # the default role's model answered, once
