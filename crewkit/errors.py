@@ -25,10 +25,26 @@ class ConfigError(CrewkitError):
     exit_code = 2
 
 
-class ModelUnavailable(CrewkitError):
-    """A configured model cannot be used: missing key, missing file, capability gap."""
+class FatalModelError(CrewkitError):
+    """A model error no retry or fallback can fix: the run stops at once with one line.
+
+    `RoleLLM` does not try the role's fallbacks for it, and crewkit keeps CrewAI's agent
+    loop from retrying it (`crewkit.models.fatal`).
+    """
 
     exit_code = 2
+
+
+class ModelUnavailable(FatalModelError):
+    """A configured model cannot be used: missing key, missing or unloadable file."""
+
+
+class ModelAuthError(FatalModelError):
+    """The provider refused the credentials (401/403, invalid or revoked key, no access)."""
+
+
+class ModelRequestError(FatalModelError):
+    """The provider refused the request as written (400/404/422: unknown model, invalid params)."""
 
 
 class CapabilityError(CrewkitError):

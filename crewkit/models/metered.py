@@ -4,6 +4,13 @@ Whichever agent, manager, planner or guardrail makes a call, it reaches `RoleLLM
 checks the call against the model's capabilities, tries the role's model and then its
 fallbacks in order, and records role, model, agent, tokens, cost and latency into the current
 run's `UsageLedger`. Budgets, audit and caching plug in here later; keep it small and fast.
+
+Failures (see `provider_errors`): a timeout, rate limit, connection or server error moves on
+to the next fallback, quietly (the ledger keeps an error step); a refused key or request stops
+at once with a `FatalModelError` naming the role, the model and the fix, which CrewAI does not
+retry (`crewkit.models.fatal`). Provider text is redacted before it is recorded or raised.
+The tokens of each successful call also feed CrewAI's own counters, so a crew's
+`CrewOutput.token_usage` equals the ledger's totals.
 """
 
 from __future__ import annotations
@@ -16,8 +23,15 @@ from typing import Any
 from crewai.llms.base_llm import BaseLLM, call_stop_override
 from pydantic import BaseModel, PrivateAttr
 
-from crewkit.errors import CapabilityError, CrewkitError, ModelCallFailed
-from crewkit.models import usage_cell
+from crewkit import redact
+from crewkit.errors import (
+    CapabilityError,
+    CrewkitError,
+    ModelAuthError,
+    ModelCallFailed,
+    ModelRequestError,
+)
+from crewkit.models import fatal, provider_errors, usage_cell
 from crewkit.observability import ledger
 
 log = logging.getLogger(__name__)
@@ -44,13 +58,21 @@ class Candidate(BaseModel):
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     build: Callable[[], BaseLLM]
+    provider: str = ""
+    key_env: str | None = None  # the variable holding its API key, for the fix in an auth error
+    where: str = ""  # its entry in the config ("config/models.yaml:27"), for one-line errors
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
 
 
 class RoleLLM(BaseLLM):
-    """A role's model with its fallbacks, metered. Built by `crewkit.models.registry`."""
+    """A role's model with its fallbacks, metered. Built by `crewkit.models.registry`.
+
+    Give each agent its own `RoleLLM` (`RoleMap.llm` does; the models behind it are shared):
+    CrewAI sums every agent's `llm.get_token_usage_summary()`, so a shared instance would be
+    counted once per agent.
+    """
 
     llm_type: str = "crewkit-role"
     provider: str = "crewkit"
@@ -101,12 +123,16 @@ class RoleLLM(BaseLLM):
             if needs_vision and "vision" not in candidate.capabilities:
                 errors.append(f"{candidate.name}: no vision capability")
                 continue
-            llm = self._llm(candidate)
-            before = llm.get_token_usage_summary()
             started = time.time()
             t0 = time.perf_counter()
             try:
-                with usage_cell.open_cell() as cell, call_stop_override(llm, list(self.stop_sequences)):
+                llm = self._llm(candidate)
+                before = llm.get_token_usage_summary()
+                with (
+                    usage_cell.open_cell() as cell,
+                    call_stop_override(llm, list(self.stop_sequences)),
+                    fatal.provider_logs_quiet(),
+                ):
                     result = llm.call(
                         messages,
                         tools=tools,
@@ -116,25 +142,38 @@ class RoleLLM(BaseLLM):
                         from_agent=from_agent,
                         response_model=response_model,
                     )
-            except CrewkitError:
-                raise
-            except Exception as exc:  # a crashed call: try the next model, remember why
+            except Exception as exc:
                 seconds = time.perf_counter() - t0
-                ledger.record_call(
-                    self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=str(exc)
+                text = redact.redact(
+                    str(exc) if isinstance(exc, CrewkitError) else provider_errors.describe(exc)
                 )
-                log.warning("role %s: model %s failed: %s", self.role, candidate.name, exc)
-                errors.append(f"{candidate.name}: {type(exc).__name__}: {exc}")
+                ledger.record_call(self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=text)
+                if isinstance(exc, CrewkitError):
+                    raise
+                kind = provider_errors.classify(exc)
+                if kind == "auth":
+                    raise ModelAuthError(self._auth_message(candidate, text)) from None
+                if kind == "request" and not _context_length(exc):
+                    raise ModelRequestError(self._request_message(candidate, text)) from None
+                if kind != "transient":  # not ours to judge (context length, a bug): CrewAI's as raised
+                    _redact_exception(exc)
+                    raise
+                log.debug("role %s: model %s failed, trying the next: %s", self.role, candidate.name, text)
+                errors.append(f"{candidate.name}: {text}")
                 continue
             seconds = time.perf_counter() - t0
-            if "input_tokens" in cell:
-                tokens_in, tokens_out = cell["input_tokens"], cell.get("output_tokens", 0)
-            else:
-                delta = llm.get_token_usage_summary()
-                tokens_in = delta.prompt_tokens - before.prompt_tokens
-                tokens_out = delta.completion_tokens - before.completion_tokens
-            cost = candidate.cost(tokens_in, tokens_out)
             relayed = bool(cell.get("relayed"))
+            if "input_tokens" in cell:
+                usage = {
+                    "prompt_tokens": cell["input_tokens"],
+                    "completion_tokens": cell.get("output_tokens", 0),
+                }
+            else:
+                usage = _usage_delta(before, llm.get_token_usage_summary())
+            tokens_in, tokens_out = usage["prompt_tokens"], usage["completion_tokens"]
+            if not relayed:  # CrewAI's counters: what `CrewOutput.token_usage` sums over agents
+                self._track_token_usage_internal(usage)
+            cost = candidate.cost(tokens_in, tokens_out)
             ledger.record_call(
                 self.role,
                 candidate.name,
@@ -153,3 +192,54 @@ class RoleLLM(BaseLLM):
                 "are text-only; map the role to a model with 'vision' in config/models.yaml"
             )
         raise ModelCallFailed(f"role '{self.role}': every model failed: {'; '.join(errors)}")
+
+    def _where(self, candidate: Candidate) -> str:
+        return f"{candidate.where}: " if candidate.where else ""
+
+    def _auth_message(self, candidate: Candidate, text: str) -> str:
+        fix = (
+            f"check {candidate.key_env} in .env or the environment (a valid key with access to this model)"
+            if candidate.key_env
+            else f"set 'api_key_env:' on model '{candidate.name}' in config/models.yaml and that variable in .env"
+        )
+        return f"{self._where(candidate)}role '{self.role}': model '{candidate.name}' refused the credentials ({text}); {fix}"
+
+    def _request_message(self, candidate: Candidate, text: str) -> str:
+        return (
+            f"{self._where(candidate)}role '{self.role}': model '{candidate.name}' refused the request ({text}); "
+            f"check 'model:' and 'params:' of '{candidate.name}' in config/models.yaml"
+        )
+
+
+def _usage_delta(before: Any, after: Any) -> dict[str, int]:
+    """What one call added to an LLM's lifetime counters, as a provider usage dict."""
+    fields = (
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_prompt_tokens",
+        "reasoning_tokens",
+        "cache_creation_tokens",
+    )
+    return {f: max(0, int(getattr(after, f, 0) or 0) - int(getattr(before, f, 0) or 0)) for f in fields}
+
+
+def _context_length(exc: BaseException) -> bool:
+    """CrewAI's own test: a context overflow is CrewAI's to handle (it summarises and retries)."""
+    from crewai.utilities.exceptions.context_window_exceeding_exception import LLMContextLengthExceededError
+
+    return isinstance(
+        exc, LLMContextLengthExceededError
+    ) or LLMContextLengthExceededError._is_context_length_exceeded_error(exc)
+
+
+def _redact_exception(exc: BaseException) -> None:
+    """Redact secrets in an exception that goes on as raised (its args and `message`)."""
+    try:
+        exc.args = tuple(redact.redact(a) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = redact.redact(exc.message)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an exception type with read-only fields keeps its text
+        pass
+
+
+fatal.install()

@@ -9,6 +9,7 @@ entry to `PROVIDERS`, not editing an if-chain.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,16 @@ class Provider:
                 "not installed; run 'uv sync' (crewkit's dependencies include it)"
             )
         key = self.key_env(entry)
-        if self.key_required and key and not env(key):
+        if key and not env(key) and (self.key_required or entry.api_key_env):
             return (
                 f"role '{role}' uses model '{model_name}' ({self.name}), but {key} is not set; "
                 f"add {key}=... to .env or the environment, or map '{role}' to a local model in config/models.yaml"
+            )
+        if key and is_placeholder(env(key) or ""):
+            return (
+                f"role '{role}' uses model '{model_name}' ({self.name}), but {key} holds a placeholder, "
+                f"not a key; put the real key in .env or the environment, or map '{role}' to a local model "
+                "in config/models.yaml"
             )
         if self.needs_file:
             try:
@@ -78,6 +85,23 @@ class Provider:
             except ModelUnavailable as exc:
                 return f"role '{role}' uses model '{model_name}': {exc}"
         return None
+
+
+_PLACEHOLDER = re.compile(
+    r"""(?ix)^(?:
+        (?:sk-(?:proj-|ant-)?)?(?:x{3,}|\*{3,}|\.{3,}|…|your\b.*|<.*>|\.\.\..*|.*\.\.\.)  # sk-..., sk-xxx, sk-your-key
+      | <.*> | \.{3,} | …                                         # <your key>, ...
+      | (?:.*[^a-z])?(?:your|my)[-_ ]?(?:api[-_ ]?|secret[-_ ]?)?(?:key|token).*  # your-api-key, YOUR_API_KEY_HERE
+      | change[-_ ]?me | replace[-_ ]?me | placeholder | todo | tbd | none | null | undefined | insert[-_ ].* | enter[-_ ].*
+      | .*x{6,}.*                                               # sk-proj-xxxxxxxx...
+    )$"""
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """A value copied from an example (`sk-...`, `sk-xxx`, `your-api-key`, `changeme`, `<...>`)."""
+    value = value.strip().strip("\"'")
+    return bool(value) and bool(_PLACEHOLDER.match(value))
 
 
 SECRET_PARAMS = {"api_key", "apikey", "key", "token", "secret", "password", "aws_secret_access_key"}
@@ -136,12 +160,20 @@ def _native(prefix: str, *, base_url_default: str | None = None) -> Callable[[st
 
         from crewkit.settings import env
 
-        key_env = PROVIDERS[entry.provider].key_env(entry)
+        provider = PROVIDERS[entry.provider]
+        key_env = provider.key_env(entry)
         kwargs: dict[str, Any] = dict(entry.params)
+        # Always an explicit key: CrewAI's classes would otherwise read OPENAI_API_KEY (or their
+        # provider's variable) from the environment, whatever this entry names.
         if key_env and env(key_env):
             kwargs["api_key"] = env(key_env)
-        elif not PROVIDERS[entry.provider].default_key_env:
-            kwargs["api_key"] = "unused"  # keyless local servers; never falls back to OPENAI_API_KEY
+        elif key_env and (provider.key_required or entry.api_key_env):
+            raise ModelUnavailable(
+                f"model '{name}' ({entry.provider}): {key_env} is not set; add {key_env}=... to .env "
+                "or the environment"
+            )
+        else:
+            kwargs["api_key"] = "unused"  # a keyless local server (Ollama, llama.cpp's server)
         base_url = entry.base_url or base_url_default
         if base_url:
             kwargs["base_url"] = base_url

@@ -1,16 +1,20 @@
 """The role map: config roles -> metered CrewAI LLM objects (and the embedder).
 
-`RoleMap(settings)` is the only place LLM objects are made. `llm(role)` returns the role's
-`RoleLLM` (primary model + fallbacks, built lazily), `embedder()` the embedding role's model,
-`check()` lists what is missing on this machine (API keys, model files) with the role and the
-variable to set. Tests pass `overrides={"reasoning": ScriptedLLM([...])}` to script a role.
+`RoleMap(settings)` is the only place LLM objects are made. `llm(role)` returns a new
+`RoleLLM` for the role (primary model + fallbacks; the models behind it are built once, lazily,
+and shared), `embedder()` the embedding role's model, `check()` lists what is missing on this
+machine (API keys, placeholder keys, model files) with the role and the variable to set.
+Every API key variable the config names is registered with `crewkit.redact`.
+Tests pass `overrides={"reasoning": ScriptedLLM([...])}` to script a role.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from crewkit import redact
 from crewkit.errors import ConfigError, ModelUnavailable
 from crewkit.models.providers import PROVIDERS
 from crewkit.settings import ROLE_NEEDS, Settings, suggest
@@ -36,11 +40,15 @@ class RoleMap:
     def __init__(self, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.overrides = dict(overrides or {})
-        self._llms: dict[str, RoleLLM] = {}
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self._embedder: Any = None
         for role in self.overrides:
             if role not in settings.models.roles:
                 raise ConfigError(f"override for unknown role '{role}'{suggest(role, settings.models.roles)}")
+        for model in settings.models.models.values():
+            provider = PROVIDERS.get(model.provider)
+            redact.register_env(model.api_key_env, provider.key_env(model) if provider else None)
 
     @property
     def roles(self) -> list[str]:
@@ -69,9 +77,16 @@ class RoleMap:
         )
 
     def llm(self, role: str) -> RoleLLM:
-        if role not in self._llms:
-            self._llms[role] = self._build(role)
-        return self._llms[role]
+        """A new `RoleLLM` for `role` (one per agent: CrewAI sums token usage per agent's llm)."""
+        return self._build(role)
+
+    def _model(self, name: str) -> Any:
+        """The LLM object for model entry `name`, built on first use and shared by every role."""
+        with self._lock:
+            if name not in self._models:
+                model = self.settings.models.models[name]
+                self._models[name] = PROVIDERS[model.provider].build(name, model)
+            return self._models[name]
 
     def _build(self, role: str) -> RoleLLM:
         from crewkit.models.metered import Candidate, RoleLLM
@@ -86,7 +101,7 @@ class RoleMap:
                 scripted = self.overrides[role]
                 build = lambda scripted=scripted: scripted  # noqa: E731
             else:
-                build = lambda name=name, model=model: PROVIDERS[model.provider].build(name, model)  # noqa: E731
+                build = lambda name=name: self._model(name)  # noqa: E731
             candidates.append(
                 Candidate(
                     name=name,
@@ -95,6 +110,9 @@ class RoleMap:
                     input_per_mtok=model.price.input_per_mtok,
                     output_per_mtok=model.price.output_per_mtok,
                     build=build,
+                    provider=model.provider,
+                    key_env=PROVIDERS[model.provider].key_env(model),
+                    where=self.settings.where("models", name),
                 )
             )
         return RoleLLM(model=f"crewkit/{role}", role=role, candidates=candidates)

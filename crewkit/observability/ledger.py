@@ -55,6 +55,18 @@ class Ledger:
             u["seconds"] = round(u["seconds"] + c.seconds, 4)
         return out
 
+    def totals(self) -> dict[str, int]:
+        """Tokens over every call, named as CrewAI's `UsageMetrics` names them (`token_usage`)."""
+        answered = [c for c in list(self.calls) if not c.relayed and not c.error]
+        prompt = sum(c.input_tokens for c in answered)
+        completion = sum(c.output_tokens for c in answered)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "successful_requests": len(answered),
+        }
+
     def steps(self) -> list[dict[str, Any]]:
         rows = []
         for c in list(self.calls):
