@@ -110,6 +110,20 @@ class Slow(Flow[State]):
         time.sleep(60)
         self.state.result = "woke up"
 """,
+    # a start step that takes the trigger payload (CrewAI's convention); no model call
+    "trigger": _HEADER
+    + """
+import json
+
+
+class Trigger(Flow[State]):
+    Inputs: ClassVar[type[BaseModel]] = Inputs
+    _ctx: Any = PrivateAttr(default=None)
+
+    @start()
+    def answer(self, crewai_trigger_payload: dict | None = None) -> None:
+        self.state.result = f"task={self.state.task} payload={json.dumps(crewai_trigger_payload, sort_keys=True)}"
+""",
     # a stock CrewAI flow: unstructured state, the last step's return value is the result
     "stock": """\
 from crewai.flow.flow import Flow, listen, start
