@@ -38,7 +38,9 @@ _CODE_NOUN = re.compile(
     r"python|javascript|typescript|java|c\+\+|c#|golang|rust|kotlin|swift|ruby|php|bash|shell)\b|"
     r"代码|函数|程序|脚本|类|算法|正则"
 )
-_CODE_IN_TASK = re.compile(r"```|^\s*(?:def|class|function|import)\s+\w", re.M)
+_CODE_IN_TASK = re.compile(
+    r"```|\bdef\s+\w+\s*\(|\bclass\s+\w+\s*[:(]|\bfunction\s*\w*\s*\(|^\s*import\s+\w", re.M
+)
 _IMAGE = re.compile(
     r"(?i)\b(?:image|images|picture|photo|photograph|screenshot|diagram|chart|figure|drawing|logo|icon|"
     r"scan|x-ray|visual)\b|\.(?:png|jpe?g|gif|webp|bmp|svg)\b|data:image/|图片|图像|照片|截图|图表|这张图"
@@ -85,9 +87,11 @@ def split_parts(task: str) -> list[str]:
         if not sentence:
             continue
         pieces = [p.strip() for p in (_CJK_AND_ASK if cjk else _AND_ASK).split(sentence) if p.strip()]
-        for i, piece in enumerate(pieces):
+        for piece in pieces:  # a sentence split at "..., and explain" holds an ask in every piece
             is_ask = (
-                i > 0 or piece.endswith(("?", "？")) or bool((_CJK_ASK if cjk else _STARTS_ASK).search(piece))
+                len(pieces) > 1
+                or piece.endswith(("?", "？"))
+                or bool((_CJK_ASK if cjk else _STARTS_ASK).search(piece))
             )
             if is_ask:
                 asks.append(f"{pending} {piece}".strip() if pending else piece)

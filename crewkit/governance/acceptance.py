@@ -58,9 +58,7 @@ _BRACE_TAGS = {
     "javascript", "js", "typescript", "ts", "java", "c", "cpp", "c++", "cc", "h", "hpp", "cs",
     "csharp", "c#", "go", "golang", "rust", "rs", "kotlin", "kt", "swift", "php", "scala", "dart",
 }  # fmt: skip
-_PY_START = re.compile(
-    r"^(?:async\s+def|def|class)\s+\w+.*:\s*(?:#.*)?$|^(?:import\s+\w|from\s+[\w.]+\s+import\s)"
-)
+_PY_START = re.compile(r"^(?:async\s+def|def|class)\s+\w+\s*[(:]|^(?:import\s+\w|from\s+[\w.]+\s+import\s)")
 _CODE_LINE = re.compile(
     r"^\s*(?:(?:async\s+)?def\s+\w+\s*\(|class\s+\w+|import\s+[\w.]+|from\s+[\w.]+\s+import\s|return\b|"
     r"function\s+\w*\s*\(|(?:const|let|var)\s+\w+\s*=|fn\s+\w+\s*\(|public\s+|#include\s*<|package\s+\w+|"
@@ -69,11 +67,12 @@ _CODE_LINE = re.compile(
 )
 
 
-def code_blocks(text: str) -> list[CodeBlock]:
-    """Fenced blocks (an unterminated last fence runs to the end), else the unfenced Python region."""
+def code_blocks(text: str, unfenced: bool = True) -> list[CodeBlock]:
+    """Fenced blocks (an unterminated last fence runs to the end), else (if `unfenced`) the region
+    of unfenced Python starting at a def/class/import line."""
     text = text or ""
     blocks = [CodeBlock(m.group(1).lower(), m.group(2), True) for m in _FENCE.finditer(text)]
-    if blocks:
+    if blocks or not unfenced:
         return blocks
     lines = text.splitlines()
     for i, line in enumerate(lines):
@@ -371,7 +370,7 @@ def check_answer(
     asked = sections_asked(acceptance)
     if task_type == "code" and "code" not in asked:
         asked.insert(0, "code")
-    blocks = code_blocks(answer)
+    blocks = code_blocks(answer, unfenced="code" in asked)  # prose may start with "import ..." too
     errors = [(b, code_error(b)) for b in blocks]
     broken = [(b, e) for b, e in errors if e]
     if broken:
