@@ -327,3 +327,65 @@ def test_a_failure_that_crewai_retry_recovers_is_not_reported(project, monkeypat
     assert len(scripted.calls) == 2
     for claim in ("every model failed", "failed", "error", "Error"):
         assert claim not in captured.err, captured.err
+
+
+# ---------------------------------------------------------------- token accounting
+
+
+def _totals(usage) -> dict[str, int]:
+    return {
+        k: getattr(usage, k)
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens", "successful_requests")
+    }
+
+
+def test_crew_token_usage_equals_the_ledger(settings):
+    """Two agents on one role and one on another: CrewAI sums each agent's llm counters."""
+    from crewai import Agent, Crew, Process, Task
+
+    from crewkit.models.registry import RoleMap
+
+    reasoning = ScriptedLLM(["first answer", "second answer"], usage_per_call=(100, 20))
+    code = ScriptedLLM(["print(4)"], usage_per_call=(7, 3))
+    role_map = RoleMap(settings, overrides={"reasoning": reasoning, "code": code})
+    agents = [
+        Agent(role=name, goal="g", backstory="b", llm=role_map.llm(role), allow_delegation=False)
+        for name, role in (("Analyst", "reasoning"), ("Reviewer", "reasoning"), ("Coder", "code"))
+    ]
+    tasks = [Task(description=f"step {i}", expected_output="text", agent=a) for i, a in enumerate(agents)]
+    with ledger.open_ledger() as book:
+        result = Crew(agents=agents, tasks=tasks, process=Process.sequential).kickoff()
+    assert book.totals() == {
+        "prompt_tokens": 207,
+        "completion_tokens": 43,
+        "total_tokens": 250,
+        "successful_requests": 3,
+    }
+    assert _totals(result.token_usage) == book.totals()
+
+
+def test_hierarchical_crew_token_usage_counts_the_manager_once(settings):
+    from crewai import Agent, Crew, Process, Task
+
+    from crewkit.models.registry import RoleMap
+    from tests.fakes import tool_call
+
+    manager = ScriptedLLM(
+        [tool_call("delegate_work_to_coworker", task="write it", context="none", coworker="Writer"), "final"],
+        usage_per_call=(50, 10),
+    )
+    writer = ScriptedLLM(["written"], usage_per_call=(30, 5))
+    role_map = RoleMap(settings, overrides={"manager": manager, "reasoning": writer})
+    agent = Agent(
+        role="Writer", goal="g", backstory="b", llm=role_map.llm("reasoning"), allow_delegation=False
+    )
+    crew = Crew(
+        agents=[agent],
+        tasks=[Task(description="write", expected_output="text")],
+        process=Process.hierarchical,
+        manager_llm=role_map.llm("manager"),
+    )
+    with ledger.open_ledger() as book:
+        result = crew.kickoff()
+    assert book.totals()["total_tokens"] == 2 * 60 + 35
+    assert _totals(result.token_usage) == book.totals()
