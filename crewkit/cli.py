@@ -215,16 +215,18 @@ def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool,
 
 @config_app.command("check", context_settings=CONTEXT)
 def config_check() -> None:
-    """Validate every config file and every crew's YAML; errors as FILE:LINE: message."""
-    from crewkit import crews
+    """Validate the config files, every crew (YAML, code, built) and every flow module; FILE:LINE errors."""
+    from crewkit.project_check import check_project
 
     settings, role_map = _engine()
-    names = list(crews.discover(settings))
-    for name in names:
-        crews.load_spec(settings, name, role_map)
+    report = check_project(settings, role_map)
+    governance = (
+        "config/governance.yaml" if report.governance_file else "no config/governance.yaml (defaults)"
+    )
     click.echo(
         f"ok: config/models.yaml ({len(settings.models.models)} models, {len(settings.models.roles)} roles), "
-        f"config/governance.yaml, {len(names)} crew(s): {', '.join(names)}"
+        f"{governance}, {len(report.crews)} crew(s): {', '.join(report.crews)}, "
+        f"{len(report.flows)} flow(s): {', '.join(report.flows)}"
     )
 
 
@@ -286,8 +288,25 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _main(argv: list[str] | None) -> int:
+def _log_to_stderr() -> None:
+    """Library warnings go through one stderr handler that carries the redaction filter.
+
+    With no handler configured, Python prints warnings through its last-resort handler, which
+    no filter sees: a provider's error text with a key in it would reach the terminal as is.
+    """
+    import logging
+
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
     install_log_filter()
+
+
+def _main(argv: list[str] | None) -> int:
+    _log_to_stderr()
     try:
         rc = app.main(args=argv, prog_name="crewkit", standalone_mode=False)
         return rc if isinstance(rc, int) else 0

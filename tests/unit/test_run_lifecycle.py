@@ -240,3 +240,19 @@ def test_usage_errors_are_one_line_exit_2(project, capsys, argv, expected):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and expected in err and len(err.splitlines()) == 1
+
+
+def test_library_warnings_are_redacted_on_the_terminal(project):
+    """Without a handler, Python's last-resort handler printed log records past every filter."""
+    script = (
+        "import logging; from crewkit.cli import main; main(['--version']); "
+        "logging.getLogger('litellm').warning('401 from provider: key %s rejected', 'sk-proj-"
+        + "Z" * 30
+        + "')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env_for(project), timeout=120
+    )
+    assert proc.returncode == 0
+    assert "ZZZZZZZZZZ" not in proc.stderr
+    assert "WARNING litellm: 401 from provider: key [REDACTED] rejected" in proc.stderr
