@@ -61,6 +61,7 @@ class Candidate(BaseModel):
     provider: str = ""
     key_env: str | None = None  # the variable holding its API key, for the fix in an auth error
     where: str = ""  # its entry in the config ("config/models.yaml:27"), for one-line errors
+    server: str | None = None  # the local server it calls (Ollama, llama-server), for a hint
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
@@ -159,7 +160,8 @@ class RoleLLM(BaseLLM):
                     _redact_exception(exc)
                     raise
                 log.debug("role %s: model %s failed, trying the next: %s", self.role, candidate.name, text)
-                errors.append(f"{candidate.name}: {text}")
+                hint = f" (is the server at {candidate.server} running?)" if candidate.server else ""
+                errors.append(f"{candidate.name}: {text}{hint}")
                 continue
             seconds = time.perf_counter() - t0
             relayed = bool(cell.get("relayed"))

@@ -34,10 +34,17 @@ class Provider:
     local: bool = False
     sdk: str | None = None  # the Python module CrewAI's native class needs
     params: frozenset[str] | None = None  # accepted `params:` keys (None: passed through to CrewAI)
+    base_url_default: str | None = None
     check: Callable[[ModelEntry], str | None] | None = None  # provider-specific entry check
 
     def key_env(self, entry: ModelEntry) -> str | None:
         return entry.api_key_env or self.default_key_env
+
+    def server_url(self, entry: ModelEntry) -> str | None:
+        """The URL of the server an entry calls when its provider takes one (Ollama, llama-server)."""
+        if not (self.needs_base_url or self.base_url_default):
+            return None
+        return entry.base_url or self.base_url_default
 
     def check_entry(self, entry: ModelEntry) -> str | None:
         """A problem with the entry as written, or None."""
@@ -104,6 +111,7 @@ def is_placeholder(value: str) -> bool:
     return bool(value) and bool(_PLACEHOLDER.match(value))
 
 
+OLLAMA_URL = "http://localhost:11434/v1"
 SECRET_PARAMS = {"api_key", "apikey", "key", "token", "secret", "password", "aws_secret_access_key"}
 LLAMACPP_PARAMS = frozenset(
     {"temperature", "max_tokens", "n_threads", "repeat_penalty", "constrained_max_tokens", "top_p", "seed"}
@@ -207,7 +215,8 @@ PROVIDERS: dict[str, Provider] = {
         Provider("gemini", _native("gemini"), default_key_env="GEMINI_API_KEY", sdk="google.genai"),
         Provider(
             "ollama",
-            _native("ollama", base_url_default="http://localhost:11434/v1"),
+            _native("ollama", base_url_default=OLLAMA_URL),
+            base_url_default=OLLAMA_URL,
             key_required=False,
             local=True,
         ),

@@ -113,6 +113,7 @@ class RoleMap:
                     provider=model.provider,
                     key_env=PROVIDERS[model.provider].key_env(model),
                     where=self.settings.where("models", name),
+                    server=PROVIDERS[model.provider].server_url(model),
                 )
             )
         return RoleLLM(model=f"crewkit/{role}", role=role, candidates=candidates)

@@ -205,3 +205,34 @@ def test_every_api_key_env_in_the_config_is_redacted(project, monkeypatch):
     assert redact.redact("x team-credential-value-42 y") == "x team-credential-value-42 y"  # not yet known
     RoleMap(load_settings(project))
     assert redact.redact("x team-credential-value-42 y") == f"x {redact.MARK} y"
+
+
+@pytest.mark.parametrize(
+    ("model", "url"),
+    [("ollama-qwen", "http://localhost:11434/v1"), ("llama-server", "http://localhost:8080/v1")],
+)
+def test_shipped_local_server_examples_are_a_one_line_switch(project, monkeypatch, model, url):
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_VALUE)
+    path = project / "config" / "models.yaml"
+    text = path.read_text()
+    assert f"reasoning: {{model: {model}}}" in text  # the comment shows the line to write
+    path.write_text(
+        text.replace("reasoning: {model: local-small, fallbacks: []}", f"reasoning: {{model: {model}}}")
+    )
+    role_map = RoleMap(load_settings(project))
+    assert role_map.check() == []
+    llm = role_map.llm("reasoning")
+    built = llm._llm(llm.primary)
+    client = built._get_sync_client()  # the openai.OpenAI client CrewAI will send with
+    assert str(client.base_url).rstrip("/") == url and client.api_key != OPENAI_VALUE
+
+
+def test_a_local_server_that_is_not_running_is_named(project):
+    from crewkit.errors import ModelCallFailed
+
+    _add_model(
+        project,
+        "    provider: ollama\n    model: qwen2.5\n    base_url: http://127.0.0.1:9/v1\n    params: {max_retries: 0}\n",
+    )
+    with pytest.raises(ModelCallFailed, match=r"is the server at http://127.0.0.1:9/v1 running\?"):
+        RoleMap(load_settings(project)).llm("reasoning").call("x")
