@@ -1,15 +1,15 @@
-"""YAML crews: find them, validate their YAML, build them and wire every model to the role map.
+"""YAML crews: find them, validate their YAML, build and kick them off on the role map.
 
-A crew is `crews/<name>/crew.py` (a stock `@CrewBase` class) with `config/agents.yaml` and
-`config/tasks.yaml`. `build_crew` makes it runnable offline without touching its code:
+A crew is `crews/<name>/crew.py` or `crews/<name>/<name>.py` (what `crewai flow add-crew`
+writes): a stock `@CrewBase` class with `config/agents.yaml` and `config/tasks.yaml`.
 
-- tasks' `guardrails: [name, ...]` (and `guardrail: name`) are resolved from crewkit's registry
-  before CrewAI sees them (CrewAI would turn a string into a model-based guardrail);
-- after the crew is built, every agent gets its role's `RoleLLM` (`llm:` in agents.yaml names a
-  role or a model entry; no `llm` means the role map's default role), and so do the manager
-  (hierarchical), the planner (`planning=True`), function calling and memory (LLM + embedder);
-- so nothing is left on a CrewAI default model: no silent OpenAI call. The role map wins over an
-  `llm=` set in the crew's code (logged), so switching models stays a config change.
+- The YAML's keys are checked against CrewAI's own `Agent` / `Task` fields (plus the YAML-only
+  keys `CrewBase` maps), with the file and line of a mistake.
+- Tasks' `guardrails: [name, ...]` (and `guardrail: name`) are resolved from crewkit's registry
+  before CrewAI sees them (CrewAI would turn a string into a model-based guardrail).
+- Every model the crew uses comes from the role map through `crewkit.binding` (agents' `llm:`
+  names a role or model entry; no `llm` means the default role; manager, planning, memory and
+  text guardrails have roles of their own): crews are built and kicked off inside `bound(...)`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crewkit import yamlfile
+from crewkit import binding, yamlfile
 from crewkit.errors import ConfigError, CrewkitError, GuardrailBlocked, UsageError
 from crewkit.governance import guardrails
 from crewkit.models.registry import RoleMap
@@ -33,19 +33,21 @@ from crewkit.settings import Settings, suggest
 
 log = logging.getLogger(__name__)
 
-AGENT_KEYS = {
-    "role", "goal", "backstory", "llm", "function_calling_llm", "tools", "verbose", "allow_delegation",
-    "max_iter", "max_rpm", "max_execution_time", "max_retry_limit", "memory", "cache", "allow_code_execution",
-    "code_execution_mode", "respect_context_window", "multimodal", "reasoning", "max_reasoning_attempts",
-    "inject_date", "date_format", "system_template", "prompt_template", "response_template", "use_system_prompt",
-    "step_callback", "knowledge_sources", "embedder", "callbacks", "cache_handler", "apps", "mcps",
-}  # fmt: skip
-TASK_KEYS = {
-    "description", "expected_output", "agent", "context", "tools", "output_file", "output_json",
-    "output_pydantic", "async_execution", "human_input", "markdown", "callback", "callbacks", "guardrail",
-    "guardrails", "guardrail_max_retries", "max_retries", "create_directory", "name", "converter_cls",
-    "response_model", "input_files",
-}  # fmt: skip
+
+def agent_keys() -> set[str]:
+    """What an agents.yaml entry may set: CrewAI's `Agent` fields and `CrewBase`'s YAML-only keys."""
+    from crewai import Agent
+    from crewai.project.crew_base import AgentConfig
+
+    return set(Agent.model_fields) | set(AgentConfig.__annotations__)
+
+
+def task_keys() -> set[str]:
+    """What a tasks.yaml entry may set: CrewAI's `Task` fields and `CrewBase`'s YAML-only keys."""
+    from crewai import Task
+    from crewai.project.crew_base import TaskConfig
+
+    return set(Task.model_fields) | set(TaskConfig.__annotations__)
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,22 @@ class CrewSpec:
 
 
 def discover(settings: Settings) -> dict[str, Path]:
+    """Crew name -> folder: `crews/<name>/crew.py`, or `crews/<name>/<name>.py` (CrewAI's layout)."""
     root = settings.crews_dir
     if not root.is_dir():
         return {}
-    return {p.parent.name: p.parent for p in sorted(root.glob("*/crew.py"))}
+    return {
+        folder.name: folder
+        for folder in sorted(p for p in root.iterdir() if p.is_dir())
+        if crew_module_file(folder) is not None
+    }
+
+
+def crew_module_file(folder: Path) -> Path | None:
+    for candidate in (folder / "crew.py", folder / f"{folder.name}.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) -> CrewSpec:
@@ -89,15 +103,17 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
     for doc, kind in ((agents, "agent"), (tasks, "task")):
         if not isinstance(doc.data, dict) or not doc.data:
             raise ConfigError(f"{doc.where(())}: expected a mapping of {kind} names to their settings")
+    known_agent_keys, known_task_keys = agent_keys(), task_keys()
     for key, info in agents.data.items():
         if not isinstance(info, dict):
             raise ConfigError(
                 f"{agents.where((key,))}: agent '{key}' must be a mapping (role, goal, backstory)"
             )
         for field in info:
-            if field not in AGENT_KEYS:
+            if field not in known_agent_keys:
                 raise ConfigError(
-                    f"{agents.where((key, field))}: agent '{key}' has unknown field '{field}'{suggest(field, AGENT_KEYS)}"
+                    f"{agents.where((key, field))}: agent '{key}' has unknown field '{field}'"
+                    f"{suggest(field, known_agent_keys)}"
                 )
         for field in ("role", "goal", "backstory"):
             if not info.get(field):
@@ -116,9 +132,10 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
                 f"{tasks.where((key,))}: task '{key}' must be a mapping (description, expected_output)"
             )
         for field in info:
-            if field not in TASK_KEYS:
+            if field not in known_task_keys:
                 raise ConfigError(
-                    f"{tasks.where((key, field))}: task '{key}' has unknown field '{field}'{suggest(field, TASK_KEYS)}"
+                    f"{tasks.where((key, field))}: task '{key}' has unknown field '{field}'"
+                    f"{suggest(field, known_task_keys)}"
                 )
         for field in ("description", "expected_output"):
             if not info.get(field):
@@ -165,11 +182,15 @@ def import_project_module(project_dir: Path, dotted: str) -> Any:
     """
     if str(project_dir) not in sys.path:
         sys.path.insert(0, str(project_dir))
-    top = dotted.split(".", 1)[0]
-    package = importlib.import_module(top)
-    folder = str(project_dir / top)
-    if folder not in list(package.__path__):
-        package.__path__.insert(0, folder)
+    # crews/, flows/ and tools/ are packages user code imports from each other
+    # (`from crews.research.crew import ResearchCrew` in a flow): this project's folders first.
+    for top in dict.fromkeys([dotted.split(".", 1)[0], "crews", "flows", "tools"]):
+        folder = project_dir / top
+        if not (folder / "__init__.py").is_file():
+            continue
+        package = importlib.import_module(top)
+        if str(folder) not in list(package.__path__):
+            package.__path__.insert(0, str(folder))
     try:
         return importlib.import_module(dotted)
     except SyntaxError as exc:
@@ -192,8 +213,8 @@ def user_frame(exc: BaseException, project_dir: Path) -> str:
 
 
 def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
-    module_name = f"crews.{spec.name}.crew"
-    module = import_project_module(project_dir, module_name)
+    path = crew_module_file(spec.directory) or spec.directory / "crew.py"
+    module = import_project_module(project_dir, f"crews.{spec.name}.{path.stem}")
     classes = [
         obj
         for _, obj in inspect.getmembers(module, inspect.isclass)
@@ -201,7 +222,7 @@ def load_crew_class(spec: CrewSpec, project_dir: Path) -> type:
     ]
     if not classes:
         raise ConfigError(
-            f"{yamlfile.display_path(spec.directory / 'crew.py')}:1: no @CrewBase class found; decorate your crew class"
+            f"{yamlfile.display_path(path)}:1: no @CrewBase class found; decorate your crew class"
         )
     return classes[0]
 
@@ -221,66 +242,6 @@ def prepare_tasks_config(instance: Any, settings: Settings) -> None:
         info.setdefault("guardrail_max_retries", settings.governance.guardrails.max_retries)
 
 
-def wire(crew: Any, spec: CrewSpec | None, role_map: RoleMap) -> Any:
-    """Give every model user in `crew` its role's LLM, so nothing is left on a CrewAI default."""
-    from crewkit.models.metered import RoleLLM
-
-    for agent in crew.agents:
-        if isinstance(agent.llm, RoleLLM):
-            continue
-        role = spec.role_of(agent, role_map) if spec else role_map.default_role
-        log.info(
-            "agent %r runs on role %r (was %r)",
-            str(agent.role).strip(),
-            role,
-            getattr(agent.llm, "model", None),
-        )
-        agent.llm = role_map.llm(role)
-        if agent.function_calling_llm is not None and not isinstance(agent.function_calling_llm, RoleLLM):
-            agent.function_calling_llm = agent.llm
-    if str(getattr(crew.process, "value", crew.process)) == "hierarchical":
-        if crew.manager_agent is not None:
-            if not isinstance(crew.manager_agent.llm, RoleLLM):
-                crew.manager_agent.llm = role_map.llm("manager")
-        elif not isinstance(crew.manager_llm, RoleLLM):
-            crew.manager_llm = role_map.llm("manager")
-    if crew.planning and not isinstance(crew.planning_llm, RoleLLM):
-        crew.planning_llm = role_map.llm("reasoning")
-    if crew.function_calling_llm is not None and not isinstance(crew.function_calling_llm, RoleLLM):
-        crew.function_calling_llm = role_map.llm(role_map.default_role)
-    if getattr(crew, "chat_llm", None) is not None and not isinstance(crew.chat_llm, RoleLLM):
-        crew.chat_llm = role_map.llm(role_map.default_role)
-    _wire_embeddings(crew, role_map)
-    return crew
-
-
-def _wire_embeddings(crew: Any, role_map: RoleMap) -> None:
-    """Memory and knowledge embed with the embedding role (CrewAI would default to OpenAI)."""
-    needs = (
-        crew.memory is True
-        or crew.knowledge_sources
-        or any(getattr(a, "knowledge_sources", None) for a in crew.agents)
-    )
-    if not needs:
-        return
-    if crew.embedder is None:
-        crew.embedder = role_map.embedder_config()
-    for agent in crew.agents:
-        if getattr(agent, "knowledge_sources", None) and agent.embedder is None:
-            agent.embedder = crew.embedder
-    if crew.knowledge_sources:
-        from crewai.knowledge.knowledge import Knowledge
-
-        crew.knowledge = Knowledge(
-            sources=crew.knowledge_sources, embedder=crew.embedder, collection_name="crew"
-        )
-        crew.knowledge.add_sources()
-    if crew.memory is True:
-        from crewai.memory.unified_memory import Memory
-
-        crew._memory = Memory(llm=role_map.llm(role_map.default_role), embedder=role_map.embedder())
-
-
 @contextmanager
 def user_errors(settings: Settings, name: str) -> Iterator[None]:
     """CrewAI rejecting what a crew's code and YAML describe -> one ConfigError at the user's line."""
@@ -298,17 +259,37 @@ def instantiate(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, 
     """The crew class's instance, YAML validated and guardrails resolved, before any Crew is made."""
     spec = load_spec(settings, name, role_map)
     cls = load_crew_class(spec, settings.project_dir)
-    with user_errors(settings, name):
+    with user_errors(settings, name), binding.bound(role_map):
         instance = cls()
         prepare_tasks_config(instance, settings)
     return instance, spec
 
 
 def build_crew(settings: Settings, role_map: RoleMap, name: str) -> tuple[Any, CrewSpec]:
+    """The crew, every model on the role map (kick it off inside `binding.bound` too)."""
     instance, spec = instantiate(settings, role_map, name)
-    with user_errors(settings, name):
-        crew = instance.crew()
-    return wire(crew, spec, role_map), spec
+    method = crew_method(instance)
+    if method is None:
+        path = crew_module_file(spec.directory) or spec.directory / "crew.py"
+        raise UsageError(
+            f"{yamlfile.display_path(path)}:1: crew '{name}' has no @crew method, so it cannot run alone; "
+            "add one that returns Crew(...) (as `crewai create crew` writes), or run the flow that uses it"
+        )
+    with user_errors(settings, name), binding.bound(role_map):
+        crew = method()
+    return crew, spec
+
+
+def crew_method(instance: Any) -> Any:
+    """The instance's `@crew`-decorated method (CrewAI marks it `is_crew`), else None."""
+    for attr in dir(type(instance)):
+        member = getattr(type(instance), attr, None)
+        if getattr(member, "is_crew", False) or getattr(
+            getattr(member, "__wrapped__", None), "is_crew", False
+        ):
+            return getattr(instance, attr)
+    crew = getattr(instance, "crew", None)
+    return crew if callable(crew) else None
 
 
 def _short(exc: BaseException) -> str:
@@ -335,17 +316,29 @@ def guardrail_failure(exc: BaseException) -> GuardrailBlocked | None:
     return None
 
 
-def kickoff(crew: Any, inputs: dict[str, Any] | None = None) -> Any:
-    """`crew.kickoff`, with CrewAI's final guardrail failure turned into `GuardrailBlocked`."""
-    try:
-        return crew.kickoff(inputs=inputs)
-    except Exception as exc:
-        blocked = guardrail_failure(exc)
-        if blocked:
-            raise blocked from None
-        raise
+def kickoff(crew: Any, inputs: dict[str, Any] | None = None, role_map: RoleMap | None = None) -> Any:
+    """`crew.kickoff`, with CrewAI's final guardrail failure turned into `GuardrailBlocked`.
+
+    Given inputs (even `{}`), every `{variable}` of the crew must have one: a missing one is a
+    `UsageError` before any model call (CrewAI itself only checks when inputs are not empty).
+    Runs inside `binding.bound(role_map)` when a role map is given (else the caller's binding).
+    """
+    from crewkit import crew_inputs  # imports CrewAI's hook types
+
+    role_map = role_map or binding.active()
+    if role_map is not None and inputs is not None:
+        crew_inputs.check(crew, inputs, role_map.settings, strict=True)
+    with binding.bound(role_map) if role_map is not None else nullcontext():
+        try:
+            return crew.kickoff(inputs=inputs)
+        except Exception as exc:
+            blocked = guardrail_failure(exc)
+            if blocked:
+                raise blocked from None
+            raise
 
 
 def kickoff_crew(settings: Settings, role_map: RoleMap, name: str, inputs: dict[str, Any]) -> Any:
-    crew, _ = build_crew(settings, role_map, name)
-    return kickoff(crew, inputs)
+    with binding.bound(role_map):
+        crew, _ = build_crew(settings, role_map, name)
+        return kickoff(crew, inputs, role_map)

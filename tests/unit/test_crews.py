@@ -123,34 +123,6 @@ def test_unknown_crew_is_a_usage_error_with_suggestion(settings):
         crews.load_spec(settings, "planer")
 
 
-def test_hierarchical_stock_crew_gets_the_manager_role(project, settings):
-    folder = make_crew(project, "managed")
-    code = (folder / "crew.py").read_text()
-    code = code.replace("process=Process.sequential", 'process=Process.hierarchical, manager_llm="gpt-4o"')
-    code = code.replace("agent: researcher", "")
-    (folder / "crew.py").write_text(code)
-    (folder / "config" / "tasks.yaml").write_text(TASKS.replace("  agent: researcher\n", ""))
-    crew, _ = crews.build_crew(settings, RoleMap(settings), "managed")
-    from crewkit.models.metered import RoleLLM
-
-    assert isinstance(crew.manager_llm, RoleLLM) and crew.manager_llm.role == "manager"
-    assert all(isinstance(a.llm, RoleLLM) for a in crew.agents)
-
-
-def test_planning_and_function_calling_llms_come_from_the_role_map(project, settings):
-    folder = make_crew(project, "planned")
-    code = (
-        (folder / "crew.py")
-        .read_text()
-        .replace("process=Process.sequential", "process=Process.sequential, planning=True")
-    )
-    (folder / "crew.py").write_text(code)
-    crew, _ = crews.build_crew(settings, RoleMap(settings), "planned")
-    from crewkit.models.metered import RoleLLM
-
-    assert isinstance(crew.planning_llm, RoleLLM) and crew.planning_llm.role == "reasoning"
-
-
 def test_syntax_error_in_crew_code_is_one_line_with_its_line(project, settings):
     folder = make_crew(project, "broken_syntax")
     (folder / "crew.py").write_text(
@@ -190,3 +162,97 @@ def test_cli_crew_with_broken_code_exits_2_without_traceback(project, capsys):
         "error: crews/cli_broken/crew.py:1: cannot import crews.cli_broken.crew: ModuleNotFoundError"
     )
     assert len(err.strip().splitlines()) == 1
+
+
+def test_crew_in_name_dot_py_is_discovered_and_runs(project, settings):
+    """`crewai flow add-crew owls` writes crews/owls/owls.py, not crew.py."""
+    folder = make_crew(project, "owls_named")
+    (folder / "crew.py").rename(folder / "owls_named.py")
+    assert "owls_named" in crews.discover(settings)
+    fake = ScriptedLLM(["- Owls are quiet."])
+    result = crews.kickoff_crew(
+        settings, RoleMap(settings, overrides={"reasoning": fake}), "owls_named", {"topic": "Owl"}
+    )
+    assert "Owls are quiet" in result.raw
+
+
+def test_yaml_keys_come_from_crewais_agent_and_task_models(project, settings):
+    """Keys CrewAI accepts (max_tokens, reasoning, allow_crewai_trigger_context) pass; typos do not."""
+    make_crew(
+        project,
+        "modern",
+        agents=AGENTS + "  max_tokens: 200\n  reasoning: false\n  knowledge_config: {results_limit: 3}\n",
+        tasks=TASKS + "  allow_crewai_trigger_context: false\n  markdown: true\n",
+    )
+    crews.load_spec(settings, "modern")
+    make_crew(project, "typo_key", agents=AGENTS + "  max_token: 200\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"agents.yaml:5: agent 'researcher' has unknown field 'max_token' \(did you mean 'max_tokens'\?\)",
+    ):
+        crews.load_spec(settings, "typo_key")
+
+
+def test_crew_executor_alone_says_why_not_in_one_line(project, capsys):
+    from crewkit.cli import main
+
+    assert main(["crew", "executor", "--inputs", '{"task": "x"}']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: crews/executor/crew.py:1: crew 'executor' has no @crew method")
+
+
+def _crewai_template_crew(project: Path, name: str) -> Path:
+    """The crew `crewai create crew` writes (CrewAI's own template files), put in crews/NAME/."""
+    import crewai_cli
+
+    template = Path(crewai_cli.__file__).parent / "templates" / "crew"
+    folder = project / "crews" / name
+    (folder / "config").mkdir(parents=True)
+    cls = "".join(p.title() for p in name.split("_"))
+    (folder / "crew.py").write_text((template / "crew.py").read_text().replace("{{crew_name}}", cls))
+    for part in ("agents.yaml", "tasks.yaml"):
+        (folder / "config" / part).write_text((template / "config" / part).read_text())
+    return folder
+
+
+def test_template_crew_missing_variable_is_one_line_before_any_model_call(project, capsys, monkeypatch):
+    _crewai_template_crew(project, "research")
+    import crewkit.cli
+    from crewkit.settings import load_settings
+
+    fake = ScriptedLLM([])
+    monkeypatch.setattr(
+        crewkit.cli, "_engine", lambda: (s := load_settings(), RoleMap(s, overrides={"reasoning": fake}))
+    )
+    code = crewkit.cli.main(["crew", "research", "--inputs", '{"topic": "owls"}'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "Traceback" not in err
+    errors = [e for e in err.splitlines() if e.startswith("error:")]
+    assert len(errors) == 1, err
+    err = errors[0]
+    line = next(
+        i
+        for i, t in enumerate((project / "crews/research/config/tasks.yaml").read_text().splitlines(), 1)
+        if "current_year" in t
+    )
+    assert err.startswith(f"error: crews/research/config/tasks.yaml:{line}: ")
+    assert "task 'research_task' (description) uses {current_year}" in err
+    assert """--inputs '{"topic": "owls", "current_year": "..."}'""" in err
+    assert fake.calls == []
+    assert not list((project / "output").glob("*.json"))  # nothing written
+
+
+def test_template_crew_writes_its_report_under_output(project, settings, monkeypatch):
+    _crewai_template_crew(project, "research_report")
+    monkeypatch.chdir(project)
+    fake = ScriptedLLM(["- Owls 2026: ten facts.", "# Owl report\n\nOwls are great."])
+    role_map = RoleMap(settings, overrides={"reasoning": fake})
+    result = crews.kickoff_crew(
+        settings, role_map, "research_report", {"topic": "owls", "current_year": "2026"}
+    )
+    assert result.raw.startswith("# Owl report")
+    assert (project / "output" / "report.md").read_text().startswith("# Owl report")
+    assert not (project / "report.md").exists()
+    assert "the current year is 2026" in fake.calls[0].prompt
