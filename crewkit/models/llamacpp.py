@@ -1,7 +1,8 @@
 """The embedded model: a CrewAI `BaseLLM` running a GGUF file in process with llama.cpp.
 
-- Loaded lazily, once per process and file (`_load`), shared by every role that maps to it, on
-  every usable core. A file llama.cpp cannot load is a `ModelUnavailable` naming entry and file.
+- Loaded lazily, once per process and file (`_load`), shared by every role that maps to it. A
+  file llama.cpp cannot load is a `ModelUnavailable` naming entry and file. Each call runs on
+  every usable core that other processes leave free (`free_cores`; `params.n_threads` fixes it).
 - Safe under concurrent calls: llama.cpp contexts are not re-entrant, so generation holds a
   per-model lock. llama.cpp reuses the KV cache of the longest prefix shared with the previous
   prompt; a RAM prompt cache keeps earlier prompts' states too (an agent's next turn, a retry).
@@ -27,6 +28,7 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -91,6 +93,36 @@ def usable_cores() -> int:
     except (OSError, ValueError):
         pass
     return max(1, cores)
+
+
+def _runnable_threads() -> int | None:
+    """Threads runnable on the whole machine right now (/proc/loadavg), this one included."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            return int(fh.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_cores() -> int:
+    """Usable cores not taken by other runnable threads right now (at least 1).
+
+    llama.cpp's worker threads wait for each other at every step: on cores that other
+    processes keep busy, 2 threads on 2 cores ran ~40x slower than 1 (measured on a shared
+    2-core machine), while on an idle machine every core helps. So each call uses every usable
+    core the machine is not already running something else on (median of a few samples).
+    """
+    cores = usable_cores()
+    samples = []
+    for i in range(5):
+        n = _runnable_threads()
+        if n is None:
+            return cores
+        samples.append(n)
+        if i < 4:
+            time.sleep(0.002)
+    others = max(0, sorted(samples)[len(samples) // 2] - 1)
+    return max(1, min(cores, (os.cpu_count() or cores) - others))
 
 
 def _load(name: str, path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
@@ -356,7 +388,7 @@ class LlamaCppLLM(BaseLLM):
     provider: str = "llamacpp"
     model_path: str
     n_ctx: int = 8192
-    n_threads: int = 0  # 0: every usable core
+    n_threads: int = 0  # 0: every usable core that is free at each call (see free_cores)
     temperature: float | None = 0.2
     max_tokens: int | float | None = DEFAULT_MAX_TOKENS
     repeat_penalty: float = 1.15
@@ -372,6 +404,13 @@ class LlamaCppLLM(BaseLLM):
 
     def get_context_window_size(self) -> int:
         return self.n_ctx
+
+    def _set_threads(self, llama: Any) -> None:
+        """Explicit `n_threads` param: that many; else the usable cores that are free now."""
+        threads = self.n_threads or free_cores()
+        if getattr(llama, "_crewkit_threads", None) != threads and hasattr(llama, "_ctx"):
+            llama._ctx.set_n_threads(threads, threads)
+            llama._crewkit_threads = threads
 
     def _model(self) -> tuple[Any, threading.Lock]:
         return _load(self.model, self.model_path, self.n_ctx, self.n_threads)
@@ -489,6 +528,7 @@ class LlamaCppLLM(BaseLLM):
             )
             with lock:
                 turns = self._fit(llama, turns, max_tokens)
+                self._set_threads(llama)
                 out = llama.create_chat_completion(messages=turns, **kwargs)
             splice = (pinned_fn, pin) if pinned_fn is not None and mode == "tool_call" else None
             return self._finish(out, mode, response_model, messages, from_task, from_agent, splice)

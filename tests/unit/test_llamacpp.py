@@ -258,6 +258,28 @@ def test_threads_default_to_every_usable_core(monkeypatch: pytest.MonkeyPatch):
     assert seen["cache"] is not None  # prompt cache: earlier prompts' KV states are reused
 
 
+def test_calls_use_only_the_cores_other_processes_leave_free(
+    fake: FakeLlama, monkeypatch: pytest.MonkeyPatch
+):
+    """2 llama.cpp threads on 2 busy cores ran ~40x slower than 1: threads follow the free cores."""
+    set_to: list[tuple[int, int]] = []
+
+    class Ctx:
+        def set_n_threads(self, n: int, n_batch: int) -> None:
+            set_to.append((n, n_batch))
+
+    fake._ctx = Ctx()
+    monkeypatch.setattr(llamacpp, "usable_cores", lambda: 2)
+    monkeypatch.setattr(llamacpp.os, "cpu_count", lambda: 2)
+    fake.replies = ["a", "b", "c"]
+    monkeypatch.setattr(llamacpp, "_runnable_threads", lambda: 9)  # a busy machine
+    _llm().call("hi")
+    monkeypatch.setattr(llamacpp, "_runnable_threads", lambda: 1)  # only this thread runs
+    _llm().call("hi")
+    _llm(n_threads=1).call("hi")  # an explicit param wins
+    assert set_to == [(1, 1), (2, 2), (1, 1)]
+
+
 # -- config load and run start ------------------------------------------------------------------
 
 
