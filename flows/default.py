@@ -64,6 +64,8 @@ class DefaultFlow(Flow[RunState]):
     Inputs: ClassVar[type[BaseModel]] = Inputs
     CREWS: ClassVar[tuple[str, ...]] = ("planner", "executor", "verifier")
     RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked")
+    # the task reaches the executor's prompts through {context} and the delegated text
+    PROMPT_INPUTS: ClassVar[dict[str, dict[str, int]]] = {"executor.subtask": {"task": 1}}
     EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
         "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
     }
@@ -131,7 +133,7 @@ class DefaultFlow(Flow[RunState]):
                 pin_tool_arguments(
                     crew_task.id,
                     DELEGATE_TOOL,
-                    {"coworker": v["specialist"], "task": v["delegated"]},
+                    {"coworker": v["specialist"], "task": v["delegated"], "context": ""},
                     answer_with_tool_result=True,
                 )
             try:
@@ -159,8 +161,8 @@ class DefaultFlow(Flow[RunState]):
                 verdict = reviewer.review(settings, self.ctx.role_map, task, criteria, result)
             if not verdict.trusted:
                 self.note_limitation(
-                    f"the reviewer ({verdict.role}: {verdict.model}) {verdict.issues[0]}; results are verified by "
-                    f"the deterministic checks only; put roles.{verdict.role} on a stronger model to add a review"
+                    f"no model review: the reviewer ({verdict.role}: {verdict.model}) {verdict.issues[0]}; only the "
+                    f"deterministic checks verify results; map roles.{verdict.role} to a stronger model to add one"
                 )
         verification = Verification(checks, verdict, not_attempted=len(self.state.results) - len(answered))
         self.state.verification = verification.as_record()

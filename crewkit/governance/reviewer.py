@@ -152,7 +152,7 @@ def review(settings: Settings, role_map: Any, task: str, criteria: str, result: 
     model = settings.role(role).model
     trust = calibrate(settings, role_map, role)
     if not trust.trusted:
-        return ReviewerVerdict(role, model, None, False, [f"not asked: failed calibration ({trust.reason})"])
+        return ReviewerVerdict(role, model, None, False, [f"failed calibration: {trust.reason}"])
     said = model_review(_ask(settings, role_map, {"task": task, "criteria": criteria, "result": result}))
     if said is None:
         return ReviewerVerdict(role, model, False, True, ["the reviewer's reply was not a valid review"])

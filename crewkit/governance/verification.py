@@ -53,7 +53,7 @@ class Verification:
                 who = f"reviewer ({r.role}: {r.model})"
                 if not r.trusted:
                     reason = r.issues[0] if r.issues else "failed calibration"
-                    line += f"; {who} untrusted and {reason}, so the checks alone verified this result"
+                    line += f"; {who} not asked, untrusted ({reason}): the checks alone verified this result"
                 elif r.agreed:
                     line += f"; {who} agreed"
                 else:
