@@ -219,6 +219,11 @@ def echo_share(answer: str, prompts: Iterable[str]) -> float:
     return len(mine & source) / len(mine) if mine else 0.0
 
 
+# tasks whose right answer repeats most of their own text
+_REWRITE = re.compile(
+    r"(?i)\b(?:fix|correct|proofread|rewrite|rephrase|paraphrase|edit|format|reformat|clean up|repeat|copy|"
+    r"quote|spell|grammar|punctuat|capitali[sz]e|sort|reorder)|改写|修改|纠正|重复"
+)
 _META = re.compile(
     r"(?i)\bas an ai\b|\bas an? (?:large )?language model\b|\bi(?:'m| am) (?:ready|here|happy|glad) to "
     r"(?:help|assist)|\bhow (?:can|may) i (?:help|assist)|\bplease (?:share|provide|send|give|paste|upload|"
@@ -331,6 +336,8 @@ def expected_number(task: str) -> str | None:
     found = _ARITH.findall(task)
     if len(found) != 1:
         return None
+    if re.fullmatch(r"[\d.]+(?:-[\d.]+)+", found[0]):
+        return None  # 2026-11-26, 1-2-3, 555-1234: dates, ranges and numbers, not sums
     expr = found[0].replace("×", "*").replace("÷", "/").replace("^", "**")
     try:
         value = _evaluate(ast.parse(expr, mode="eval"))
@@ -400,7 +407,7 @@ def check_answer(
     else:
         checks.append(Check("not_meta_reply", subtask, True))
 
-    echo = echo_share(answer, [task, description])
+    echo = 0.0 if _REWRITE.search(task) else echo_share(answer, [task, description])
     if echo >= 0.7:
         checks.append(
             Check(

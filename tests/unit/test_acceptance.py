@@ -126,3 +126,10 @@ def test_unterminated_fence_is_a_block_to_the_end():
 def test_prose_that_starts_like_python_is_not_parsed_as_code():
     answer = "import duties are taxes on goods.\nclass sizes vary by school."
     assert not failed(answer, task="Explain import duties and class sizes")
+
+
+def test_a_rewrite_task_may_repeat_its_text_and_dashes_are_not_sums():
+    text = "the committee will meet on tuesday to discuss the budget for next year and its priorities"
+    assert not failed(text.capitalize() + ".", task=f"Fix the capitalisation: {text}")
+    assert expected_number("What is 2026-11-26?") is None
+    assert expected_number("What is 10 - 4?") == "6"
