@@ -16,6 +16,7 @@ The tokens of each successful call also feed CrewAI's own counters, so a crew's
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,14 +28,17 @@ from crewkit import redact
 from crewkit.errors import (
     CapabilityError,
     CrewkitError,
+    FatalModelError,
     ModelAuthError,
     ModelCallFailed,
     ModelRequestError,
+    ModelUnavailable,
 )
 from crewkit.models import fatal, provider_errors, usage_cell
 from crewkit.observability import ledger
 
 log = logging.getLogger(__name__)
+_LOCATED = re.compile(r"^\S+:\d+: ")  # a message that already starts with FILE:LINE
 
 
 def _has_images(messages: Any) -> bool:
@@ -81,6 +85,9 @@ class RoleLLM(BaseLLM):
     candidates: list[Candidate]
 
     _built: dict[str, BaseLLM] = PrivateAttr(default_factory=dict)
+    # A model that failed fatally outside a call (CrewAI's token-count preflight, whose errors
+    # it swallows) is not tried again by the call that follows: no second load of a bad file.
+    _fatal: dict[str, FatalModelError] = PrivateAttr(default_factory=dict)
 
     def _llm(self, candidate: Candidate) -> BaseLLM:
         llm = self._built.get(candidate.name)
@@ -105,7 +112,11 @@ class RoleLLM(BaseLLM):
         return self.primary.context
 
     def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
-        return self._llm(self.primary).get_input_tokens_count(messages, tools, response_model)
+        try:
+            return self._llm(self.primary).get_input_tokens_count(messages, tools, response_model)
+        except FatalModelError as exc:
+            self._fatal[self.primary.name] = exc
+            raise
 
     def call(
         self,
@@ -127,6 +138,8 @@ class RoleLLM(BaseLLM):
             started = time.time()
             t0 = time.perf_counter()
             try:
+                if candidate.name in self._fatal:
+                    raise self._fatal[candidate.name]
                 llm = self._llm(candidate)
                 before = llm.get_token_usage_summary()
                 with (
@@ -149,6 +162,8 @@ class RoleLLM(BaseLLM):
                     str(exc) if isinstance(exc, CrewkitError) else provider_errors.describe(exc)
                 )
                 ledger.record_call(self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=text)
+                if isinstance(exc, ModelUnavailable) and candidate.where and not _LOCATED.match(text):
+                    raise ModelUnavailable(f"{candidate.where}: {text}") from None  # FILE:LINE of the entry
                 if isinstance(exc, CrewkitError):
                     raise
                 kind = provider_errors.classify(exc)

