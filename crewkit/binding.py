@@ -16,9 +16,9 @@ place)` instead of building its own default (OpenAI):
 | `memory: true` (`Memory`: its analysis llm)             | memory     | `default_role`            |
 | every embedder (`build_embedder`, `Knowledge`)          | embedding  | `embedding`               |
 
-An explicit choice is kept: a string naming a role or model entry (`llm: code`,
-`manager_llm="manager"`), a role's `RoleLLM` handed over by crewkit code, or an LLM class of the
-user's own (a `BaseLLM` subclass outside CrewAI, like CrewAI's own `llm_overlay` keeps). A model
+An explicit choice is kept (memory aside, which CrewAI hands the agent's own llm): a string naming
+a role or model entry (`llm: code`, `manager_llm="manager"`), a role's `RoleLLM` handed over by
+crewkit code, or an LLM class of the user's own (a `BaseLLM` subclass outside CrewAI, like CrewAI's own `llm_overlay` keeps). A model
 string that names nothing in config/models.yaml (`"gpt-4o-mini"`, CrewAI's defaults) runs on the
 place's role and is logged: nothing reaches a provider the role map does not name. Outside a
 binding CrewAI behaves exactly as stock.
@@ -109,6 +109,9 @@ def resolve(declared: Any, place: str) -> Any:
         return declared
     from crewkit.models.metered import RoleLLM
 
+    if place == "memory" and not _is_users_own(declared):
+        # CrewAI hands memory the agent's own llm (or its `llm:` string): memory is not that agent
+        return role_map.llm(role_map.default_role)
     if isinstance(declared, str) and (role := named_role(role_map, declared)):
         return role_map.llm(role)
     if _is_users_own(declared):

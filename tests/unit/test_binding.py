@@ -103,14 +103,16 @@ def test_crewai_run_entry_point_binds_the_role_map(project, capsys, monkeypatch)
 
 
 def test_agent_with_memory_true_uses_the_default_and_embedding_roles(project, settings):
-    make_crew(project, "remembering", agents=AGENTS + "  memory: true\n")
-    fake = ScriptedLLM(["- Owls are nocturnal.", {"memories": []}])
+    make_crew(project, "remembering", agents=AGENTS + "  llm: code\n  memory: true\n")
+    code = ScriptedLLM(["- Owls are nocturnal."])
+    default = ScriptedLLM([{"memories": []}])  # memory's own analysis runs on the default role
     embedder = FakeEmbedder()
-    role_map = RoleMap(settings, overrides={"reasoning": fake, "embedding": embedder})
+    role_map = RoleMap(settings, overrides={"code": code, "reasoning": default, "embedding": embedder})
+    assert role_map.default_role == "reasoning"
     result = crews.kickoff_crew(settings, role_map, "remembering", {"topic": "Owl"})
     assert "Owls are nocturnal" in result.raw
-    assert [c.agent for c in fake.calls] == ["Owl Researcher", None]  # the task, then memory's analysis
-    assert fake.calls[1].response_model.__name__ == "ExtractedMemories"
+    assert [c.agent for c in code.calls] == ["Owl Researcher"]
+    assert [c.response_model.__name__ for c in default.calls] == ["ExtractedMemories"]
     assert embedder.texts  # memory searched with the embedding role
 
 
