@@ -188,6 +188,14 @@ def dominant_script(text: str, minimum: int = 6) -> str | None:
     return name if weight >= 0.6 * total else None
 
 
+_SCRIPT_NAMES = {
+    "CJK": "Chinese or Japanese",
+    "Hangul": "Korean",
+    "Latin": "a Latin-script language (English, ...)",
+    "Cyrillic": "a Cyrillic-script language (Russian, ...)",
+    "Arabic": "Arabic script",
+    "Devanagari": "Devanagari (Hindi, ...)",
+}
 _TRANSLATION = re.compile(
     r"(?i)translat|\b(?:in|into|to) (?:english|chinese|mandarin|japanese|korean|french|german|spanish|"
     r"russian|italian|portuguese|arabic|hindi|dutch|greek|hebrew|thai)\b|翻译|译成|用英[文语]|用中文|英文回答"
@@ -430,8 +438,8 @@ def check_answer(
     ):
         checks.append(
             Check(
-                "same_language", subtask, False, f"{label}the task is in {want} script but the answer is in {got}; "
-                "answer in the task's language"
+                "same_language", subtask, False, f"{label}the task is written in {_SCRIPT_NAMES.get(want, want)} but "
+                f"the answer in {_SCRIPT_NAMES.get(got, got)}; answer in the task's language"
             )
         )  # fmt: skip
     else:
