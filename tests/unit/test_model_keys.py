@@ -30,6 +30,7 @@ class _Server:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
+        self.statuses: list[int] = []  # statuses for the next requests, then `status`
         self.body: dict[str, Any] = {
             "id": "c1",
             "object": "chat.completion",
@@ -52,12 +53,12 @@ class _Server:
                         "body": json.loads(self.rfile.read(length)),
                     }
                 )
-                payload = json.dumps(
-                    server.body
-                    if server.status == 200
-                    else {"error": {"message": "Incorrect API key provided"}}
-                ).encode()
-                self.send_response(server.status)
+                status = server.statuses.pop(0) if server.statuses else server.status
+                error = {
+                    "error": {"message": "Incorrect API key provided" if status == 401 else "upstream failed"}
+                }
+                payload = json.dumps(server.body if status == 200 else error).encode()
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
@@ -236,3 +237,29 @@ def test_a_local_server_that_is_not_running_is_named(project):
     )
     with pytest.raises(ModelCallFailed, match=r"is the server at http://127.0.0.1:9/v1 running\?"):
         RoleMap(load_settings(project)).llm("reasoning").call("x")
+
+
+def test_a_server_error_that_the_fallback_recovers_prints_nothing(project, server, capfd, caplog):
+    """CrewAI's OpenAI class logs "OpenAI API call failed" at ERROR: kept at DEBUG for a recovered call."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    server.statuses = [500]  # the primary's request fails, the fallback's succeeds
+    entry = (
+        f"    provider: openai_compatible\n    model: qwen2.5\n    base_url: {server.url}\n"
+        "    params: {max_retries: 0}\n"
+    )
+    _add_model(project, entry, model="primary-server")
+    _add_model(project, entry, role="-", model="backup-server")
+    path = project / "config" / "models.yaml"
+    text = path.read_text().replace(
+        "{model: primary-server, fallbacks: []}", "{model: primary-server, fallbacks: [backup-server]}"
+    )
+    path.write_text(text)
+    with ledger.open_ledger() as book:
+        assert RoleMap(load_settings(project)).llm("reasoning").call("2+2?") == "4"
+    assert [c.model for c in book.calls] == ["primary-server", "backup-server"]
+    assert "500" in (book.calls[0].error or "")
+    assert capfd.readouterr().err == ""
+    assert any("API call failed" in r.getMessage() for r in caplog.records)  # CrewAI did log it...
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []  # ...at DEBUG
