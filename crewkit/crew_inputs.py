@@ -4,7 +4,8 @@
 while a role map is bound (see `crewkit.binding`), and so for stock code too:
 
 - every `{variable}` the crew's tasks and agents use must have a value: a missing one is one
-  line naming the variable, where it is used and how to pass it (`--inputs '{...}'`), exit 2,
+  line naming the variable, where it is used and how to pass it (`--inputs '{...}'` for
+  `crewkit crew`, the crew's `kickoff(inputs=...)` in a flow's code), exit 2,
   instead of CrewAI's traceback after the run has started. Like CrewAI, a kickoff with no inputs
   at all leaves the text as written (crewkit's own flow passes pre-filled tasks that way);
   `crewkit crew NAME` always checks (`strict=True`): its inputs only come from `--inputs`.
@@ -101,9 +102,12 @@ def check_variables(crew: Any, inputs: dict[str, Any] | None, settings: Settings
     needed = list(dict.fromkeys([*given, *(v for v, _, _ in uses)]))
     example = json.dumps({name: given.get(name, "...") for name in needed}, ensure_ascii=False)
     variables = ", ".join("{" + n + "}" for n in names)
+    it = "it" if len(names) == 1 else "them"
+    fix = (
+        f"pass {it}: --inputs '{example}'" if strict else f"give {it} in the crew's kickoff(inputs={example})"
+    )
     raise MissingInput(
-        f"{where + ': ' if where else ''}{label} uses {variables}, which the inputs do not give; "
-        f"pass {'it' if len(names) == 1 else 'them'}: --inputs '{example}'"
+        f"{where + ': ' if where else ''}{label} uses {variables}, which the inputs do not give; {fix}"
     )
 
 

@@ -191,3 +191,22 @@ def test_users_own_llm_class_is_kept(settings):
     with binding.bound(RoleMap(settings)):
         agent = Agent(role="a", goal="g", backstory="b", llm=own)
     assert agent.llm is own
+
+
+def test_stock_flow_crew_missing_a_template_variable_is_one_line_exit_2(project, capsys, monkeypatch):
+    make_crew(project, "flow_missing", tasks=TASKS.replace("about {topic}.", "about {topic} in {year}."))
+    (project / "flows" / "missing_flow.py").write_text(
+        STOCK_FLOW.format(crew="flow_missing", cls="FlowMissingCrew")
+    )
+    fake = ScriptedLLM([])
+    _cli_with(monkeypatch, {"reasoning": fake})
+    from crewkit.cli import main
+
+    code = main(["run", "missing_flow", "--inputs", "{}"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2
+    assert len(errors) == 1
+    assert errors[0].startswith("error: crews/flow_missing/config/tasks.yaml:2: task 'research_task'")
+    assert "uses {year}" in errors[0]
+    assert errors[0].endswith("""give it in the crew's kickoff(inputs={"topic": "Owl", "year": "..."})""")
+    assert fake.calls == []
