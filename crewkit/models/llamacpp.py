@@ -142,10 +142,11 @@ def _load(name: str, path: str, n_ctx: int, n_threads: int) -> tuple[Any, thread
                     seed=0,
                 )
             except Exception as exc:  # llama.cpp says ValueError; a bad file can raise others
-                reason = " ".join(str(exc).split()) or type(exc).__name__
+                reason = " ".join(str(exc).replace(path, "").split()).rstrip(": ")
+                if not reason or reason.startswith("Failed to load model"):
+                    reason = "llama.cpp cannot read it (corrupt, truncated or not a GGUF model)"
                 raise ModelUnavailable(
-                    f"model '{name}': cannot load {path}: {reason} (not a valid GGUF model file?); "
-                    "fix 'file:' in config/models.yaml"
+                    f"model '{name}': cannot load {path}: {reason}; fix 'file:' in config/models.yaml"
                 ) from None
             llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
             _MODELS[key] = (llama, threading.Lock())

