@@ -224,6 +224,9 @@ def _install_llms() -> None:
         def model_post_init(self: Any, context: Any) -> None:
             if active() is not None:
                 self.llm = resolve(self.llm, "memory")
+                spec = self.embedder
+                if spec is None or (isinstance(spec, dict) and spec.get("provider") != "custom"):
+                    self.embedder = _embedding_function()  # now, not lazily outside the binding
             original(self, context)
 
         return model_post_init

@@ -44,7 +44,7 @@ def test_crew_memory_uses_the_role_map(project, settings):
     role_map = RoleMap(settings)
     crew, _ = crews.build_crew(settings, role_map, "mem")
     memory = crew._memory
-    assert isinstance(memory.llm, RoleLLM)
-    assert memory.embedder is role_map.embedder()
+    assert isinstance(memory.llm, RoleLLM) and memory.llm.role == role_map.default_role
+    assert memory.embedder.wrapped is role_map.embedder()  # the embedding role, set while built
     vectors = memory.embedder(["hello world"])
     assert len(vectors[0]) == 384
