@@ -26,7 +26,10 @@ _PATTERNS = [
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),
     re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
     re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.S),
+    re.compile(
+        r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+        re.S,
+    ),
     re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._\-]{16,}"),
 ]
 # `api_key=...`, `password: ...`: keep the name, hide the value.
@@ -85,9 +88,13 @@ class RedactingFilter(logging.Filter):
 
 
 def install_log_filter() -> None:
-    """Redact every record that reaches the root logger's handlers (idempotent)."""
+    """Redact every record that reaches the root logger's handlers (idempotent).
+
+    Also Python's last-resort handler, which prints WARNING and above when no handler is set:
+    a record of a named logger (CrewAI's) does not pass the root logger's own filters.
+    """
     root = logging.getLogger()
-    for handler in [*root.handlers, None]:
+    for handler in [*root.handlers, logging.lastResort, None]:
         target: Any = handler or root
         if not any(isinstance(f, RedactingFilter) for f in target.filters):
             target.addFilter(RedactingFilter())

@@ -415,3 +415,14 @@ def test_a_model_file_that_cannot_load_stops_the_run_at_the_first_attempt(projec
         line = _one_error_line(err)
         assert line.startswith("error: config/models.yaml:") and "cannot load garbage.gguf" in line
         assert "fix 'file:' in config/models.yaml" in line
+
+
+def test_a_named_logger_printing_through_the_last_resort_handler_is_redacted(capsys):
+    """With no logging set up, Python prints WARNING+ of any logger (CrewAI's) via `lastResort`."""
+    redact.install_log_filter()
+    record = logging.LogRecord(
+        "crewai.flow.runtime", logging.ERROR, __file__, 1, "failed: %s", (FAKE_KEY,), None
+    )
+    logging.lastResort.handle(record)
+    err = capsys.readouterr().err
+    assert "failed: [REDACTED]" in err and FAKE_KEY not in err
