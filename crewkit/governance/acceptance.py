@@ -458,7 +458,8 @@ def check_answer(
     elif asked:
         checks.append(Check("required_sections", subtask, True))
 
-    number = expected_number(task) if task_type != "code" else None
+    # the sum a subtask asks for ("What is 2+2? Explain why." -> only s1 must state 4)
+    number = expected_number(description or task) if task_type != "code" else None
     if number is not None:
         if _mentions_number(answer, number):
             checks.append(Check("computed_answer", subtask, True))

@@ -133,3 +133,9 @@ def test_a_rewrite_task_may_repeat_its_text_and_dashes_are_not_sums():
     assert not failed(text.capitalize() + ".", task=f"Fix the capitalisation: {text}")
     assert expected_number("What is 2026-11-26?") is None
     assert expected_number("What is 10 - 4?") == "6"
+
+
+def test_only_the_subtask_that_asks_for_the_sum_must_state_it():
+    task = "What is 2+2? Explain why."
+    assert "computed_answer" in failed("five", task=task, description="What is 2+2?")
+    assert not failed("Adding two and two counts four items in all.", task=task, description="Explain why.")
