@@ -56,7 +56,7 @@ _PY_TAGS = {"python", "py", "python3", "py3", "ipython", "pycon"}
 _JSON_TAGS = {"json", "jsonc"}
 _BRACE_TAGS = {
     "javascript", "js", "typescript", "ts", "java", "c", "cpp", "c++", "cc", "h", "hpp", "cs",
-    "csharp", "c#", "go", "golang", "rust", "rs", "kotlin", "kt", "swift", "php", "scala", "dart",
+    "csharp", "c#", "go", "golang", "kotlin", "kt", "swift", "php", "scala", "dart",
 }  # fmt: skip
 _PY_START = re.compile(r"^(?:async\s+def|def|class)\s+\w+\s*[(:]|^(?:import\s+\w|from\s+[\w.]+\s+import\s)")
 _CODE_LINE = re.compile(
@@ -112,10 +112,15 @@ def _doctest_source(code: str) -> str:
     )
 
 
+# one pass, leftmost first: "http://x" stays a string, "// don't" stays a comment
+_STRING_OR_COMMENT = re.compile(
+    r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|`(?:\\.|[^`\\])*`|//[^\n]*|/\*.*?\*/', re.S
+)
+
+
 def _brackets_balance(code: str) -> str | None:
     """None when (), [] and {} balance outside strings and comments, else what is wrong."""
-    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", code, flags=re.S)
-    code = re.sub(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|`(?:\\.|[^`\\])*`', '""', code, flags=re.S)
+    code = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("/") else '""', code)
     pairs, stack = {")": "(", "]": "[", "}": "{"}, []
     for n, line in enumerate(code.splitlines(), start=1):
         for ch in line:

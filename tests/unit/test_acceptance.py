@@ -139,3 +139,8 @@ def test_only_the_subtask_that_asks_for_the_sum_must_state_it():
     task = "What is 2+2? Explain why."
     assert "computed_answer" in failed("five", task=task, description="What is 2+2?")
     assert not failed("Adding two and two counts four items in all.", task=task, description="Explain why.")
+
+
+def test_brackets_inside_strings_and_comments_do_not_count():
+    js = "```js\nfetch('http://x.org/(').then((r) => r);  // don't close (\nfunction f() { return [1]; }\n```"
+    assert "code_parses" not in failed(js, task="Write a JS function f")
