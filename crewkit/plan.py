@@ -36,7 +36,8 @@ _GENERIC = frozenset(
         "a an the and or of for to in on with by from as at is are be it its this that these those your you "
         "write create make build implement explain describe provide give show code function program script "
         "solution answer task subtask result output step steps example examples test tests using use how what "
-        "why which it into about each all any one two three simple small short python",
+        "why which it into about each all any one two three simple small short python "
+        "的 是 一 个 了 我 你 这 那 在 和 并 请 写 用 吗 呢 么 什 为",
     )
 )
 
@@ -103,8 +104,11 @@ def relevant(description: str, task: str) -> bool:
 
 
 def _fit(text: str) -> str:
+    """A task or part as a subtask description (the schema's length limits hold)."""
     text = " ".join(text.split())
-    return text if len(text) <= DESCRIPTION_MAX else WHOLE_TASK
+    if len(text) > DESCRIPTION_MAX:
+        return WHOLE_TASK
+    return text if len(text) >= 8 else f"Answer this: {text}"
 
 
 def _acceptance(sub_type: str, model_acceptance: str | None, allowed: set[str]) -> str:
@@ -172,6 +176,7 @@ def normalise(plan: Plan | None, task: str) -> Plan:
                 )
             ]
         )
+    kept = kept[: len(prof.parts)]
     types = {s.task_type for s in kept}
     if (
         not kept
@@ -179,7 +184,6 @@ def normalise(plan: Plan | None, task: str) -> Plan:
         or (prof.about_image and "vision" not in types)
     ):
         return from_parts(task, prof)
-    kept = kept[: len(prof.parts)]
     return Plan(
         subtasks=[
             s.model_copy(

@@ -131,3 +131,10 @@ def test_asks_for_code(task, code):
 
 def test_profile_main_type():
     assert profile("What does this screenshot show?").main_type == "vision"
+
+
+@pytest.mark.parametrize("task", ["2+2?", "hi", "What is X? Why?"])
+def test_very_short_tasks_and_parts_still_make_a_valid_plan(task):
+    subs = normalise(copied_example(task), task).subtasks
+    assert subs and all(len(s.description) >= 8 for s in subs)
+    assert all(s.task_type == "reasoning" for s in subs)
