@@ -18,10 +18,10 @@ place)` instead of building its own default (OpenAI):
 
 An explicit choice is kept (memory aside, which CrewAI hands the agent's own llm): a string naming
 a role or model entry (`llm: code`, `manager_llm="manager"`), a role's `RoleLLM` handed over by
-crewkit code, or an LLM class of the user's own (a `BaseLLM` subclass outside CrewAI, like CrewAI's own `llm_overlay` keeps). A model
-string that names nothing in config/models.yaml (`"gpt-4o-mini"`, CrewAI's defaults) runs on the
-place's role and is logged: nothing reaches a provider the role map does not name. Outside a
-binding CrewAI behaves exactly as stock.
+crewkit code, or an LLM class of the user's own (a `BaseLLM` subclass outside CrewAI, as CrewAI's
+own `llm_overlay` keeps it). A model string that names nothing in config/models.yaml
+(`"gpt-4o-mini"`, CrewAI's defaults) runs on the place's role and is logged: nothing reaches a
+provider the role map does not name. Outside a binding CrewAI behaves exactly as stock.
 
 The same binding registers CrewAI's `INPUT` interception hook, so every crew kickoff (a stock
 flow's `MyCrew().crew().kickoff()` included) is checked by `crewkit.crew_inputs` first.
