@@ -62,7 +62,6 @@ class Candidate(BaseModel):
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
     build: Callable[[], BaseLLM]
-    provider: str = ""
     key_env: str | None = None  # the variable holding its API key, for the fix in an auth error
     where: str = ""  # its entry in the config ("config/models.yaml:27"), for one-line errors
     server: str | None = None  # the local server it calls (Ollama, llama-server), for a hint

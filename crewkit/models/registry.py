@@ -110,7 +110,6 @@ class RoleMap:
                     input_per_mtok=model.price.input_per_mtok,
                     output_per_mtok=model.price.output_per_mtok,
                     build=build,
-                    provider=model.provider,
                     key_env=PROVIDERS[model.provider].key_env(model),
                     where=self.settings.where("models", name),
                     server=PROVIDERS[model.provider].server_url(model),

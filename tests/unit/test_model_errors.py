@@ -128,7 +128,6 @@ def _role(*llms: ScriptedLLM, key_env: str | None = "OPENAI_API_KEY") -> RoleLLM
                 capabilities=["text", "tools"],
                 context=8192,
                 build=lambda llm=llm: llm,
-                provider="openai",
                 key_env=key_env,
                 where="config/models.yaml:30",
             )  # fmt: skip
