@@ -66,6 +66,8 @@ class DefaultFlow(Flow[RunState]):
     RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked")
     # the task reaches the executor's prompts through {context} and the delegated text
     PROMPT_INPUTS: ClassVar[dict[str, dict[str, int]]] = {"executor.subtask": {"task": 1}}
+    # no flow-level CrewAI memory (this flow never recalls): skips a lancedb import, seconds per run
+    _skip_auto_memory: bool = True
     EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
         "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
     }
