@@ -130,7 +130,7 @@ def _json_line(outcome: Any) -> None:
     sys.stdout.flush()
 
 
-@app.command(context_settings=CONTEXT)
+@app.command(context_settings=CONTEXT, short_help="Run a flow and write its run record.")
 @click.argument("flow", default="default")
 @_inputs_options
 @_run_options
@@ -193,7 +193,7 @@ def plot(flow: str) -> int:
     return 0
 
 
-@app.command(context_settings=CONTEXT)
+@app.command(context_settings=CONTEXT, short_help="Run one crew and write its run record.")
 @click.argument("name")
 @_inputs_options
 @_run_options
