@@ -425,3 +425,26 @@ def test_a_named_logger_printing_through_the_last_resort_handler_is_redacted(cap
     logging.lastResort.handle(record)
     err = capsys.readouterr().err
     assert "failed: [REDACTED]" in err and FAKE_KEY not in err
+
+
+@pytest.mark.parametrize("max_execution_time", [None, 60])
+def test_crewai_does_not_retry_a_fatal_error(settings, max_execution_time):
+    """Agent.execute_task retries any exception max_retry_limit times; not a fatal one, wrapped or not."""
+    from crewai import Agent, Crew, Task
+
+    from crewkit.models.registry import RoleMap
+
+    scripted = ScriptedLLM([_openai(openai.AuthenticationError, 401)])
+    role_map = RoleMap(settings, overrides={"reasoning": scripted})
+    agent = Agent(
+        role="Analyst",
+        goal="g",
+        backstory="b",
+        llm=role_map.llm("reasoning"),
+        max_retry_limit=3,
+        max_execution_time=max_execution_time,
+    )
+    crew = Crew(agents=[agent], tasks=[Task(description="d", expected_output="e", agent=agent)])
+    with pytest.raises(ModelAuthError):
+        crew.kickoff()
+    assert len(scripted.calls) == 1
