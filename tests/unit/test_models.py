@@ -200,6 +200,8 @@ def test_hosted_providers_build_crewai_native_classes_offline(monkeypatch, entry
     assert entry["model"] in llm.model
     for attr, value in expect.items():
         assert getattr(llm, attr) == value
+    if "base_url" in expect:  # and it reaches the client that sends the requests
+        assert str(llm._get_sync_client().base_url).rstrip("/") == expect["base_url"]
 
 
 def test_openai_compatible_needs_base_url():
