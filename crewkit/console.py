@@ -41,21 +41,36 @@ def write_result(text: str) -> None:
     sys.stdout.flush()
 
 
-def _quiet_crewai(verbose: bool) -> None:
-    """CrewAI's console panels would drown the progress line; `--verbose` keeps them."""
-    if verbose:
-        return
+def _crewai_verbosity(verbose: bool) -> None:
+    """CrewAI's console panels: all of them with `--verbose`, none without (crewkit prints progress).
+
+    CrewAI sets its console formatter's `verbose` from each Crew as it is built (`Crew.verbose`,
+    usually False), so setting it once would not hold: the formatter's class is swapped for a
+    subclass whose `verbose` is the run's choice.
+    """
     import logging
 
-    logging.getLogger("crewai").setLevel(logging.ERROR)
+    logging.getLogger("crewai").setLevel(logging.NOTSET if verbose else logging.ERROR)
     try:
         from crewai.events.event_listener import event_listener
 
-        event_listener.verbose = False
-        formatter = getattr(event_listener, "formatter", None)
-        if formatter is not None:
-            formatter.verbose = False
-    except Exception:  # a newer CrewAI without these attributes only prints more
+        formatter = event_listener.formatter
+        if not hasattr(type(formatter), "crewkit_forced"):
+
+            class RunVerbosity(type(formatter)):  # type: ignore[misc]
+                crewkit_forced = False
+
+                @property
+                def verbose(self) -> bool:
+                    return type(self).crewkit_forced
+
+                @verbose.setter
+                def verbose(self, _value: bool) -> None:
+                    pass  # a Crew being built does not override the run's choice
+
+            formatter.__class__ = RunVerbosity
+        type(formatter).crewkit_forced = verbose
+    except Exception:  # a newer CrewAI without this formatter only prints more (on stderr)
         pass
 
 
@@ -67,13 +82,13 @@ def _running(label: str, verbose: bool) -> Iterator[Any]:
             err.print(_text(label, "dim"))
             import crewai  # noqa: F401
 
-            _quiet_crewai(verbose)
+            _crewai_verbosity(verbose)
             yield None
             return
         with err.status(_text(label), spinner="dots") as status:
             import crewai  # noqa: F401 - several seconds on 2 cores; show it
 
-            _quiet_crewai(verbose)
+            _crewai_verbosity(verbose)
             yield status
 
 

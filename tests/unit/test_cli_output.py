@@ -172,3 +172,23 @@ def test_crew_run_alone_writes_a_record_and_a_json_line(project, capsys, monkeyp
     assert record["inputs"] == {"topic": "owls"} and record["result"] == "Owls [hoot] at night."
     assert record["usage"]["reasoning"]["calls"] == 1
     assert [s["agent"] for s in record["steps"]] == ["Writer"]
+
+
+def test_verbose_gives_back_crewai_agent_output_for_crews(project, capsys, monkeypatch):
+    """CrewAI resets its console's verbosity from each Crew built (verbose=False): --verbose must hold."""
+    add_crew(project)
+    fake = ScriptedLLM(["Owls hoot.", "Owls hoot again."])
+
+    def engine():
+        from crewkit.settings import load_settings
+
+        settings = load_settings()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}')
+    assert code == 0 and out == "Owls hoot.\n"
+    assert "Crew Execution Started" not in err
+    code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}', "--verbose")
+    assert code == 0 and out == "Owls hoot again.\n"
+    assert "Crew Execution Started" in err and "Agent: Writer" in err
