@@ -204,7 +204,9 @@ def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool,
     parsed = _parse_inputs(inputs, inputs_file) or {}
     settings, role_map = _engine()
     crews.load_spec(settings, name, role_map)  # a typo is reported before CrewAI is imported
-    from crewkit import console
+    from crewkit import console, runner
+
+    runner.check_writable(settings)
 
     outcome = console.run_crew(settings, role_map, name, parsed, verbose=verbose)
     console.crew_summary(outcome)

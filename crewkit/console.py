@@ -12,6 +12,7 @@ Two rules:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -74,10 +75,34 @@ def _crewai_verbosity(verbose: bool) -> None:
         pass
 
 
+class _RedactingStream(io.TextIOBase):
+    """stdout during a run: CrewAI's panels and a step's prints, redacted, sent to stderr."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def write(self, text: str) -> int:
+        self._target.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._target, "encoding", "utf-8")
+
+
 @contextlib.contextmanager
 def _running(label: str, verbose: bool) -> Iterator[Any]:
     """Load CrewAI under a spinner (or plain lines with --verbose); stdout goes to stderr meanwhile."""
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(_RedactingStream(sys.stderr)):
         if verbose:
             err.print(_text(label, "dim"))
             import crewai  # noqa: F401

@@ -192,3 +192,22 @@ def test_verbose_gives_back_crewai_agent_output_for_crews(project, capsys, monke
     code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}', "--verbose")
     assert code == 0 and out == "Owls hoot again.\n"
     assert "Crew Execution Started" in err and "Agent: Writer" in err
+
+
+def test_verbose_crewai_output_is_redacted_too(project, capsys, monkeypatch):
+    add_crew(project)
+    fake = ScriptedLLM([f"Your key is {FAKE_KEY}."])
+
+    def engine():
+        from crewkit.settings import load_settings
+
+        settings = load_settings()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    inputs = json.dumps({"topic": f"the key {FAKE_KEY}"})
+    code, out, err = run_cli(capsys, "crew", "echo", "--inputs", inputs, "--verbose", "--json")
+    assert code == 0
+    assert "Crew Execution Started" in err and "[REDACTED]" in err
+    assert FAKE_KEY not in out + err
+    assert out.splitlines()[0] == "Your key is [REDACTED]."

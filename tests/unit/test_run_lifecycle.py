@@ -17,7 +17,7 @@ import pytest
 from crewkit import cli
 from crewkit.models.registry import RoleMap
 from tests.fakes import ScriptedLLM
-from tests.sample_project import add_flow
+from tests.sample_project import add_crew, add_flow
 
 CONSOLE_SCRIPT = "import sys; from crewkit.cli import main; sys.exit(main())"  # what `crewkit` runs
 
@@ -65,28 +65,38 @@ def _unwritable(kind: str, tmp_path: Path) -> Path:
     return regular / "sub"  # mkdir fails with ENOTDIR, for every user
 
 
+COMMANDS = {
+    "run": ["run", "echo", "--inputs", '{"task": "t"}', "--json"],
+    "crew": ["crew", "echo", "--inputs", '{"topic": "t"}', "--json"],
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", ["under-a-file", "chmod"])
 def test_unwritable_output_folder_stops_the_run_before_any_model_call(
-    project, scripted, capsys, tmp_path, kind
+    project, scripted, capsys, tmp_path, kind, command
 ):
     add_flow(project, "echo")
+    add_crew(project)
     (project / "output").symlink_to(_unwritable(kind, tmp_path), target_is_directory=True)
-    code, out, err = run_cli(capsys, "run", "echo", "--inputs", '{"task": "t"}', "--json")
+    code, out, err = run_cli(capsys, *COMMANDS[command])
     assert code == 2
     assert err.startswith(f"error: output folder {project / 'output'} ") and "not writable" in err
     assert len(err.splitlines()) == 1 and out == ""
     assert scripted.calls == []
 
 
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("kind", ["under-a-file", "chmod"])
 def test_unwritable_crewkit_home_is_named_before_any_model_call(
-    project, scripted, capsys, tmp_path, monkeypatch, kind
+    project, scripted, capsys, tmp_path, monkeypatch, kind, command
 ):
     home = _unwritable(kind, tmp_path)
     monkeypatch.setenv("CREWKIT_HOME", str(home))
     monkeypatch.delenv("CREWAI_STORAGE_DIR")
     add_flow(project, "echo")
-    code, out, err = run_cli(capsys, "run", "echo", "--inputs", '{"task": "t"}')
+    add_crew(project)
+    code, out, err = run_cli(capsys, *COMMANDS[command][:-1])
     assert code == 2
     assert err.startswith(f"error: CREWKIT_HOME {home} ") and "not writable" in err
     assert "set CREWKIT_HOME to a writable folder" in err and "flows/" not in err
