@@ -101,20 +101,19 @@ class _RedactingStream(io.TextIOBase):
 
 @contextlib.contextmanager
 def _running(label: str, verbose: bool) -> Iterator[Any]:
-    """Load CrewAI under a spinner (or plain lines with --verbose); stdout goes to stderr meanwhile."""
-    with contextlib.redirect_stdout(_RedactingStream(sys.stderr)):
-        if verbose:
-            err.print(_text(label, "dim"))
-            import crewai  # noqa: F401
+    """Load CrewAI under a spinner (plain lines with --verbose); stdout goes to stderr meanwhile.
 
-            _crewai_verbosity(verbose)
-            yield None
-            return
-        with err.status(_text(label), spinner="dots") as status:
-            import crewai  # noqa: F401 - several seconds on 2 cores; show it
+    The spinner starts first: on a terminal it reroutes stderr above itself, and the redacting
+    stdout is then built on that, so nothing printed during the run skips the redaction.
+    """
+    if verbose:
+        err.print(_text(label, "dim"))
+    spinner = contextlib.nullcontext() if verbose else err.status(_text(label), spinner="dots")
+    with spinner as status, contextlib.redirect_stdout(_RedactingStream(sys.stderr)):
+        import crewai  # noqa: F401 - several seconds on 2 cores; show it
 
-            _crewai_verbosity(verbose)
-            yield status
+        _crewai_verbosity(verbose)
+        yield status
 
 
 def _progress(status: Any) -> Any:

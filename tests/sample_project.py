@@ -74,7 +74,7 @@ class Fixed(Flow[State]):
 
     @start()
     def answer(self) -> None:
-        print("a step printing to stdout")
+        print("a step printing to stdout, key sk-proj-STEPKEY1234567890abcdefghij")
         self.state.result = RESULT if self.state.task != "fail" else None
         if self.state.task == "fail":
             raise RuntimeError("the step failed")

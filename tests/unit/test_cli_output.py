@@ -87,7 +87,9 @@ def test_piped_stdout_of_the_real_command_parses_as_json(project):
     assert json.loads(first)["items"][11]["n"] == 11
     assert second == "    " + "y" * 150
     assert json.loads(last)["status"] == "done"
-    assert "a step printing to stdout" in proc.stderr  # what a step prints is a decoration
+    # what a step prints is a decoration: on stderr, redacted
+    assert "a step printing to stdout, key [REDACTED]" in proc.stderr
+    assert "STEPKEY" not in proc.stdout + proc.stderr
 
 
 def test_a_key_in_the_task_and_in_a_provider_error_is_redacted(project, scripted, capsys, monkeypatch):
