@@ -235,3 +235,16 @@ def test_a_model_file_that_cannot_load_is_one_line_exit_2(project):
     assert len(errors) == 1 and "model 'local-small'" in errors[0] and str(bad) in errors[0]
     assert "Traceback" not in proc.stderr, proc.stderr
     assert errors[0].count(str(bad)) == 1 and proc.stderr.count(str(bad)) == 1, proc.stderr
+
+
+def test_a_task_too_long_for_the_embedded_context_is_refused_before_any_model_call(project):
+    """20,000 characters pass the input check, but in Chinese they are ~20k tokens: refused at start."""
+    task = ("请解释这份季度报告中提到的每一个风险，并给出应对建议。" * 800)[:20_000]
+    env = {**os.environ, "CREWKIT_PROJECT": str(project)}
+    cmd = [sys.executable, "-m", "crewkit.cli", "run", "--inputs", json.dumps({"task": task}), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=project, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: --inputs: field 'task' is "), proc.stderr
+    assert "8192-token context) fits at most " in errors[0] and "shorten it" in errors[0]
+    assert not list((project / "output").glob("*.json"))  # no run started, nothing written
