@@ -42,32 +42,34 @@ def write_result(text: str) -> None:
     sys.stdout.flush()
 
 
-def _crewai_verbosity(verbose: bool) -> None:
+def _crewai_verbosity(verbose: bool | None) -> None:
     """CrewAI's console panels: all of them with `--verbose`, none without (crewkit prints progress).
 
     CrewAI sets its console formatter's `verbose` from each Crew as it is built (`Crew.verbose`,
     usually False), so setting it once would not hold: the formatter's class is swapped for a
-    subclass whose `verbose` is the run's choice.
+    subclass whose `verbose` is the run's choice. `None` gives CrewAI back its own behaviour.
     """
     import logging
 
-    logging.getLogger("crewai").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    logging.getLogger("crewai").setLevel(logging.NOTSET if verbose in (True, None) else logging.ERROR)
     try:
         from crewai.events.event_listener import event_listener
 
         formatter = event_listener.formatter
         if not hasattr(type(formatter), "crewkit_forced"):
+            own = formatter.verbose
 
             class RunVerbosity(type(formatter)):  # type: ignore[misc]
-                crewkit_forced = False
+                crewkit_forced: bool | None = None
 
                 @property
                 def verbose(self) -> bool:
-                    return type(self).crewkit_forced
+                    forced = type(self).crewkit_forced
+                    return self.__dict__.get("crewkit_own", own) if forced is None else forced
 
                 @verbose.setter
-                def verbose(self, _value: bool) -> None:
-                    pass  # a Crew being built does not override the run's choice
+                def verbose(self, value: bool) -> None:
+                    self.__dict__["crewkit_own"] = value  # what CrewAI asked for; used when not forced
 
             formatter.__class__ = RunVerbosity
         type(formatter).crewkit_forced = verbose
@@ -113,7 +115,10 @@ def _running(label: str, verbose: bool) -> Iterator[Any]:
         import crewai  # noqa: F401 - several seconds on 2 cores; show it
 
         _crewai_verbosity(verbose)
-        yield status
+        try:
+            yield status
+        finally:
+            _crewai_verbosity(None)
 
 
 def _progress(status: Any) -> Any:
