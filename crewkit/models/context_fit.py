@@ -114,7 +114,8 @@ class _Counter:
     def reply(self) -> int:
         if self.entry.provider == "llamacpp":
             return reply_room(self.entry.params)
-        return int(self.entry.params.get("max_tokens") or HOSTED_REPLY_TOKENS)
+        # hosted: its max_tokens param, else an eighth of the window (at most HOSTED_REPLY_TOKENS)
+        return int(self.entry.params.get("max_tokens") or min(HOSTED_REPLY_TOKENS, self.entry.context // 8))
 
 
 def readers(

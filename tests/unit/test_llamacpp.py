@@ -10,6 +10,7 @@ prompts is refused before any model call.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -336,3 +337,24 @@ def test_the_task_limit_is_exact_at_the_boundary(settings):
     check_inputs_fit(settings, role_map, flow, {"task": "a" * (limit * 4)})  # estimated 4 chars a token
     with pytest.raises(UsageError):
         check_inputs_fit(settings, role_map, flow, {"task": "a" * (limit * 4 + 4)})
+
+
+def test_hosted_models_are_checked_against_their_configured_context(project: Path):
+    from crewkit.models.context_fit import check_inputs_fit
+    from crewkit.models.registry import RoleMap
+    from crewkit.runner import load_flow_class
+    from crewkit.settings import load_settings
+
+    path = project / "config" / "models.yaml"
+    text = path.read_text().replace("    context: 128000\n", "    context: 4096\n")
+    text = re.sub(
+        r"(?m)^(  (?:reasoning|code|vision|manager): *\{model: )local-small", r"\1gpt-4o-mini", text
+    )
+    path.write_text(text)
+    settings = load_settings(project)
+    assert {settings.role(r).model for r in ("reasoning", "code", "vision", "manager")} == {"gpt-4o-mini"}
+    flow = load_flow_class(settings, "default")
+    check_inputs_fit(settings, RoleMap(settings), flow, {"task": "Summarise the report. " * 20})
+    with pytest.raises(UsageError) as info:
+        check_inputs_fit(settings, RoleMap(settings), flow, {"task": "Summarise the report. " * 2000})
+    assert "model 'gpt-4o-mini', 4096-token context) fits at most about " in str(info.value)
