@@ -242,7 +242,10 @@ _META = re.compile(
     r"(?:help|assist)|\bhow (?:can|may) i (?:help|assist)|\bplease (?:share|provide|send|give|paste|upload|"
     r"specify|clarify)\b|\b(?:could|can|would) you (?:please )?(?:share|provide|send|give|paste|upload|clarify|"
     r"specify)\b|\b(?:share|send|provide|paste|give me) (?:me )?(?:the|your) (?:json|plan|subtasks?|task|"
-    r"details|image|file|input|data|question)\b|\bwhat would you like me to\b|\bi (?:cannot|can't|am unable "
+    r"details|image|file|input|data|question)\b|\bwhat would you like me to\b|"
+    r"\bwhat (?:\w+ )?(?:task|question|problem|topic|request)s? (?:do|would|can) you\b|"
+    r"\bwhat can i (?:do|help) (?:for|with) you\b|\b(?:let me know|tell me) (?:what|how|which|if)\b|"
+    r"\bdo you have (?:a|any|another) (?:task|question|request)\b|\bi (?:cannot|can't|am unable "
     r"to|am not able to) (?:help|assist|answer|do that)\b|请(?:提供|分享|发送|给出)|我(?:已经)?准备好|"
     r"作为(?:一个)?(?:AI|人工智能|语言模型)|有什么(?:可以|能)帮|我可以帮助?你"
 )

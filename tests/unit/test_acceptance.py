@@ -43,6 +43,8 @@ def test_a_code_subtask_without_code_fails():
         "I'm ready to assist you. Please share the JSON plan so I can start.",
         "As an AI language model, I need more details. Could you provide the task?",
         "我准备好了，请提供JSON计划。",
+        "I'm ready to assist. What task do you have in your mind?",
+        "Sure! Let me know what you would like me to write.",
     ],
 )
 def test_meta_replies_fail(answer):
