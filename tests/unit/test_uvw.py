@@ -216,3 +216,27 @@ def test_ci_run_passes_pytests_exit_code_through_and_fails_when_nothing_was_coll
     assert proc.stdout == "run --locked pytest\n"
     assert proc.returncode == ci_rc
     assert ("collected no tests" in proc.stderr) == (pytest_rc == 5)
+
+
+def test_uvw_uses_an_importable_uv_package_when_none_is_on_path(tmp_path, wheel_server):
+    """`pip install --user uv` puts uv in a package, not always on PATH: uvw finds it there."""
+    base, requested = wheel_server
+    folder = project(tmp_path, base, hashlib.sha256(fake_wheel()).hexdigest())
+    binary = tmp_path / "pkg-uv"
+    binary.write_text(
+        '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "uv 9.9.9"; exit 0; fi\necho "pkg-uv $*"\n'
+    )
+    binary.chmod(0o755)
+    site = tmp_path / "site" / "uv"
+    site.mkdir(parents=True)
+    (site / "__init__.py").write_text(f"def find_uv_bin():\n    return {str(binary)!r}\n")
+    env = {"PATH": str(tmp_path / "site"), "PYTHONPATH": str(tmp_path / "site"), "HOME": str(folder)}
+    proc = subprocess.run(
+        [sys.executable, "-S", str(folder / "uvw"), "sync"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.stdout == "pkg-uv sync\n", proc.stderr
+    assert requested == []
