@@ -209,10 +209,11 @@ def _format_instructions() -> tuple[str, str]:
 
 
 def _compact_format_instructions(turns: list[dict[str, str]], schema: dict[str, Any]) -> list[dict[str, str]]:
-    """Replace CrewAI's pretty-printed OpenAPI schema block with one compact line.
+    """Replace CrewAI's pretty-printed OpenAPI schema block with one short line.
 
     A structured reply is forced by a grammar, so the ~200-400 tokens of indented schema and
-    "preserve the content" advice only slow the prompt down.
+    "preserve the content" advice only slow the prompt down (prompt evaluation is most of a
+    call's time on the embedded model). The schema stays, compact, when it describes fields.
     """
     before, after = _format_instructions()
     if not before:
@@ -223,7 +224,10 @@ def _compact_format_instructions(turns: list[dict[str, str]], schema: dict[str, 
         start = content.find(before)
         end = content.find(after, start + len(before)) if start >= 0 and after else -1
         if start >= 0 and end >= 0:
-            hint = "Answer with JSON matching this schema: " + _schema_hint(schema)
+            # the grammar forces keys, types and enums; only field descriptions add anything
+            hint = "Answer with JSON."
+            if '"description"' in json.dumps(schema):
+                hint = "Answer with JSON matching this schema: " + _schema_hint(schema)
             content = content[:start] + hint + content[end + len(after) :]
             turn = {**turn, "content": content}
         out.append(turn)

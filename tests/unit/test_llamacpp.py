@@ -206,22 +206,30 @@ def test_prompt_tokens_are_counted_as_the_chat_template_renders_them():
     assert llamacpp._count_tokens(llama, turns) == len(rendered.encode())
 
 
-def test_structured_prompts_carry_a_compact_schema_not_crewai_pretty_block(fake: FakeLlama):
+def test_structured_prompts_drop_crewais_pretty_schema_block(fake: FakeLlama):
+    """The grammar enforces the schema: its ~200-400 indented tokens only slowed the prompt."""
     from crewai.utilities.i18n import I18N_DEFAULT
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
 
     class Review(BaseModel):
         passed: bool
 
-    block = I18N_DEFAULT.slice("formatted_task_instructions").format(
-        output_format=json.dumps(Review.model_json_schema(), indent=2)
-    )
-    fake.replies = ['{"passed": true}']
-    result = _llm().call([{"role": "user", "content": f"Check it.\n{block}\n\nGo:"}], response_model=Review)
-    sent = fake.requests[0]["messages"][0]["content"]
-    assert result.passed is True
-    assert "OpenAPI" not in sent and "Preserve the original content" not in sent
-    assert sent.startswith("Check it.") and sent.endswith("Go:") and '{"properties":{"passed"' in sent
+    class Described(BaseModel):
+        passed: bool = Field(description="true when every criterion is met")
+
+    for model, expect in ((Review, "Answer with JSON.\n"), (Described, '{"properties":{"passed"')):
+        block = I18N_DEFAULT.slice("formatted_task_instructions").format(
+            output_format=json.dumps(model.model_json_schema(), indent=2)
+        )
+        fake.replies = ['{"passed": true}']
+        result = _llm().call(
+            [{"role": "user", "content": f"Check it.\n{block}\n\nGo:"}], response_model=model
+        )
+        sent = fake.requests[-1]["messages"][0]["content"]
+        assert result.passed is True
+        assert "OpenAPI" not in sent and "Preserve the original content" not in sent
+        assert sent.startswith("Check it.") and sent.endswith("Go:") and expect in sent
+        assert len(sent) < len(block)
 
 
 # -- loading ------------------------------------------------------------------------------------
