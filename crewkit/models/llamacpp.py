@@ -199,6 +199,17 @@ def _schema_hint(schema: dict[str, Any]) -> str:
     return json.dumps(strip(schema), separators=(",", ":"), ensure_ascii=False)
 
 
+def _describes_fields(node: Any) -> bool:
+    """Whether a JSON schema carries `description` texts (not a property named "description")."""
+    if isinstance(node, dict):
+        if isinstance(node.get("description"), str):
+            return True
+        return any(_describes_fields(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_describes_fields(v) for v in node)
+    return False
+
+
 def _format_instructions() -> tuple[str, str]:
     """CrewAI's output-format instructions around the schema it embeds: (before, after)."""
     from crewai.utilities.i18n import I18N_DEFAULT
@@ -226,7 +237,7 @@ def _compact_format_instructions(turns: list[dict[str, str]], schema: dict[str, 
         if start >= 0 and end >= 0:
             # the grammar forces keys, types and enums; only field descriptions add anything
             hint = "Answer with JSON."
-            if '"description"' in json.dumps(schema):
+            if _describes_fields(schema):
                 hint = "Answer with JSON matching this schema: " + _schema_hint(schema)
             content = content[:start] + hint + content[end + len(after) :]
             turn = {**turn, "content": content}
