@@ -41,7 +41,7 @@ def test_agent_reads_a_folder_with_crewai_tools_and_nothing_outside_it(project, 
     (project / "secret.txt").write_text("do not read me")
     folder = make_crew(project, "with_folder", agents=AGENTS, tasks=TASKS)
     code = (folder / "crew.py").read_text()
-    code = code.replace("verbose=False)", f"verbose=False, tools=folder_read_tools('notes'))")
+    code = code.replace("verbose=False)", "verbose=False, tools=folder_read_tools('notes'))")
     (folder / "crew.py").write_text("from tools.folder_read import folder_read_tools\n" + code)
     fake = ScriptedLLM(
         [
