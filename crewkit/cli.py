@@ -164,6 +164,7 @@ def run(
             console.note(f"no --inputs given; running the example: {json.dumps(parsed)}")
     outcome = console.run_flow(settings, role_map, flow, parsed, verbose=verbose, trigger_payload=trigger)
     console.summary(outcome)
+    console.embedded_note(settings, outcome.record)
     if as_json:
         _json_line(outcome)
     return outcome.exit_code
@@ -210,6 +211,7 @@ def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool,
 
     outcome = console.run_crew(settings, role_map, name, parsed, verbose=verbose)
     console.crew_summary(outcome)
+    console.embedded_note(settings, outcome.record)
     if as_json:
         _json_line(outcome)
     return outcome.exit_code

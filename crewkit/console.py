@@ -232,6 +232,31 @@ def summary(outcome: Any) -> None:
     _ending(outcome)
 
 
+def embedded_note(settings: Any, record: dict[str, Any]) -> None:
+    """Say plainly when answers came from a model shipped in a package (the offline demo model)."""
+    models = settings.models.models
+    shipped = sorted(
+        {
+            str(step.get("model"))
+            for step in record.get("steps") or []
+            if not step.get("relayed")
+            and step.get("model") in models
+            and models[step["model"]].provider == "llamacpp"
+            and str(models[step["model"]].file or "").startswith("package:")
+        }
+    )
+    if shipped:
+        err.print(
+            _text(
+                f"note: answers came from the embedded model ({', '.join(shipped)}), a 135M-parameter model "
+                "that proves the machinery runs offline but writes weak content; for real answers switch a "
+                "role in config/models.yaml, e.g. 'reasoning: {model: ollama-qwen}' (a local Ollama), "
+                "'{model: llama-server}' (llama.cpp's server) or '{model: gpt-4o}' (see README, Embedded models)",
+                "dim",
+            )
+        )
+
+
 def crew_summary(outcome: Any) -> None:
     for role, u in (outcome.record.get("usage") or {}).items():
         err.print(

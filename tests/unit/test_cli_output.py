@@ -213,3 +213,13 @@ def test_verbose_crewai_output_is_redacted_too(project, capsys, monkeypatch):
     assert "Crew Execution Started" in err and "[REDACTED]" in err
     assert FAKE_KEY not in out + err
     assert out.splitlines()[0] == "Your key is [REDACTED]."
+
+
+def test_a_run_on_the_shipped_embedded_model_says_its_content_is_weak(project, scripted, capsys):
+    add_flow(project, "echo")
+    scripted.add("A short answer.")
+    code, out, err = run_cli(capsys, "run", "echo", "--inputs", json.dumps({"task": "Say something"}))
+    assert code == 0, err
+    note = next(line for line in err.splitlines() if line.startswith("note: answers came from"))
+    assert "local-small" in note and "weak content" in note and "config/models.yaml" in note
+    assert "note:" not in out  # decorations stay off stdout
