@@ -200,6 +200,7 @@ class RoleLLM(BaseLLM):
                 tokens_out,
                 cost,
                 relayed=relayed,
+                not_run=cell.get("not_run"),
             )
             return result
         if needs_vision and all("no vision capability" in e for e in errors):

@@ -27,7 +27,8 @@ class CallRecord:
     output_tokens: int
     cost_usd: float
     error: str | None = None
-    relayed: bool = False  # answered by relaying a tool result: no model ran
+    relayed: bool = False  # no model ran: a relayed tool result or a fully pinned tool call
+    not_run: str | None = None  # why no model ran
 
 
 @dataclass
@@ -84,6 +85,8 @@ class Ledger:
                 row["error"] = c.error
             if c.relayed:
                 row["relayed"] = True
+                if c.not_run:
+                    row["not_run"] = c.not_run
             rows.append(row)
         return rows
 
@@ -137,6 +140,7 @@ def record_call(
     cost_usd: float,
     error: str | None = None,
     relayed: bool = False,
+    not_run: str | None = None,
 ) -> None:
     current().add(
         CallRecord(
@@ -151,5 +155,6 @@ def record_call(
             cost_usd=cost_usd,
             error=error,
             relayed=relayed,
+            not_run=not_run,
         )
     )

@@ -189,6 +189,7 @@ def test_default_flow_end_to_end_delegates_to_specialists(settings):
         assert worked, f"no model call by the specialist for {sub}"
     relays = [s for s in execute if s.get("relayed")]  # relayed answers, fully pinned calls: no model
     assert relays and all(s["agent"] == "Crew Manager" and s["output_tokens"] == 0 for s in relays)
+    assert {s.get("not_run") for s in relays} <= {"pinned tool call", "relayed tool result"}
     manager_runs = [s for s in execute if s["agent"] == "Crew Manager" and not s.get("relayed")]
     assert record["usage"].get("manager", {}).get("calls", 0) == len(manager_runs)
     specialist_calls = [s for s in execute if s["agent"] in specialist_for.values()]

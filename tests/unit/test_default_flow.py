@@ -217,9 +217,12 @@ def test_relayed_answers_are_not_counted_as_model_calls(settings):
 
     with ledger.open_ledger() as book:
         ledger.record_call("manager", "m", "Crew Manager", 0.0, 0.1, 10, 5, 0.0)
-        ledger.record_call("manager", "m", "Crew Manager", 0.0, 0.0, 0, 0, 0.0, relayed=True)
+        ledger.record_call(
+            "manager", "m", "Crew Manager", 0.0, 0.0, 0, 0, 0.0, relayed=True, not_run="pinned tool call"
+        )
     assert book.usage()["manager"]["calls"] == 1
     assert [s.get("relayed", False) for s in book.steps()] == [False, True]
+    assert [s.get("not_run") for s in book.steps()] == [None, "pinned tool call"]  # the record says why
 
 
 # ---------------------------------------------------------------- `done` must mean something
