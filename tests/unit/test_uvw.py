@@ -41,7 +41,12 @@ def load_uvw():
 def fake_wheel(version: str = "9.9.9") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"uv-{version}.dist-info/METADATA", f"Name: uv\nVersion: {version}\n")
+        archive.writestr(
+            f"uv-{version}.dist-info/METADATA", f"Metadata-Version: 2.1\nName: uv\nVersion: {version}\n"
+        )
+        archive.writestr(
+            f"uv-{version}.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: false\nTag: py3-none-any\n"
+        )
         archive.writestr(f"uv-{version}.data/scripts/uv", FAKE_UV)
     return buffer.getvalue()
 
@@ -240,3 +245,37 @@ def test_uvw_uses_an_importable_uv_package_when_none_is_on_path(tmp_path, wheel_
     )
     assert proc.stdout == "pkg-uv sync\n", proc.stderr
     assert requested == []
+
+
+def test_uvw_gets_the_locked_wheel_through_pip_when_pip_is_there(tmp_path, wheel_server):
+    """pip's own settings (here a local find-links folder) apply; the lock's URL is not asked."""
+    base, requested = wheel_server
+    body = fake_wheel()
+    folder = project(tmp_path, base, hashlib.sha256(body).hexdigest())
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / f"uv-9.9.9-py3-none-{tag()}.whl").write_bytes(body)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {
+        "PATH": str(empty),
+        "HOME": str(folder),
+        "LANG": "C.UTF-8",
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(links),
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_CONSTRAINT": "",
+    }
+    with_pip = [
+        exe
+        for exe in dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable)])
+        if subprocess.run([exe, "-I", "-c", "import pip"], capture_output=True).returncode == 0
+    ]
+    if not with_pip:
+        pytest.skip("no Python with pip here (uv's venvs have none)")
+    proc = subprocess.run(
+        [with_pip[0], "-I", str(folder / "uvw"), "sync"],
+        capture_output=True, text=True, env=env, cwd=folder, timeout=120,
+    )  # fmt: skip
+    assert proc.stdout == "wheel-uv sync\n", proc.stderr
+    assert requested == []  # pip fetched it; the URL in uv.lock was never used
