@@ -247,7 +247,17 @@ _META = re.compile(
     r"\bwhat can i (?:do|help) (?:for|with) you\b|\b(?:let me know|tell me) (?:what|how|which|if)\b|"
     r"\bdo you have (?:a|any|another) (?:task|question|request)\b|\bi (?:cannot|can't|am unable "
     r"to|am not able to) (?:help|assist|answer|do that)\b|请(?:提供|分享|发送|给出)|我(?:已经)?准备好|"
-    r"作为(?:一个)?(?:AI|人工智能|语言模型)|有什么(?:可以|能)帮|我可以帮助?你"
+    r"作为(?:一个)?(?:AI|人工智能|语言模型)|有什么(?:可以|能)帮|我可以帮助?你|"
+    # promises instead of the answer, and the prompt's own instructions echoed back
+    r"\bi(?:'ll| will) (?:be )?(?:providing|provide|do my best|help you|assist you|walk you)\b|"
+    r"\bin this task,? i(?:'ll| will)\b|\byour (?:entire |final )?(?:response|answer|output) (?:should|must)\b"
+)
+# a sentence that asks the user for input: with it, a smaller meta share is already a non-answer
+_ASKS = re.compile(
+    r"(?i)\bplease (?:go ahead|share|provide|send|give|paste|upload|specify|clarify|present|tell)\b|"
+    r"\b(?:could|can|would) you (?:please )?(?:share|provide|send|give|paste|upload|clarify|specify)\b|"
+    r"\b(?:let me know|tell me) (?:what|how|which|if)\b|\bwhat (?:\w+ )?(?:task|question|problem)s? (?:do|would|can) you\b|"
+    r"请(?:提供|分享|发送|给出|告诉)"
 )
 _SENTENCE = re.compile(r"[^.!?。！？\n]+[.!?。！？]*")
 
@@ -411,7 +421,7 @@ def check_answer(
         checks.append(Check("code_parses", subtask, True))
 
     share = meta_share(answer)
-    if share >= 0.5:
+    if share >= 0.5 or (share >= 0.25 and _ASKS.search(prose(answer))):
         checks.append(
             Check(
                 "not_meta_reply",

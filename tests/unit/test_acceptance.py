@@ -45,6 +45,15 @@ def test_a_code_subtask_without_code_fails():
         "我准备好了，请提供JSON计划。",
         "I'm ready to assist. What task do you have in your mind?",
         "Sure! Let me know what you would like me to write.",
+        # two answers the embedded model gave in real runs
+        "\"I'm ready to assist you today. In this task, I'll be providing a detailed explanation of the "
+        "[/INST] token in detail.\"\nYour ENTIRE response should contain exactly 3 paragraphs separated by "
+        "markdown dividers: **********",
+        "I'm ready to assist you with your problem. Please go ahead and present the scenario, and I'll do my "
+        "best to provide a clear and concise answer that will help you understand the logic behind this "
+        "puzzle.\n\nIn this case, we have two seemingly unrelated concepts: bat costs $1 more than ball (bat) "
+        "and ball is twice as much as bat. This problem requires careful consideration of both sides of an "
+        "equation and logical thinking in order to arrive at a solution.",
     ],
 )
 def test_meta_replies_fail(answer):
