@@ -47,7 +47,7 @@ def test_a_code_subtask_without_code_fails():
         "Sure! Let me know what you would like me to write.",
         # two answers the embedded model gave in real runs
         "\"I'm ready to assist you today. In this task, I'll be providing a detailed explanation of the "
-        "[/INST] token in detail.\"\nYour ENTIRE response should contain exactly 3 paragraphs separated by "
+        '[/INST] token in detail."\nYour ENTIRE response should contain exactly 3 paragraphs separated by '
         "markdown dividers: **********",
         "I'm ready to assist you with your problem. Please go ahead and present the scenario, and I'll do my "
         "best to provide a clear and concise answer that will help you understand the logic behind this "
