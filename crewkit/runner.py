@@ -174,7 +174,14 @@ def validate_inputs(flow_cls: type, inputs: dict[str, Any]) -> dict[str, Any]:
     try:
         return model.model_validate(inputs).model_dump(exclude_none=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # an unknown field close to a known one is the misspelling behind the "missing" error: name it
+        typos = [
+            e
+            for e in errors
+            if e["type"] == "extra_forbidden" and suggest(str(e["loc"][-1]), model.model_fields)
+        ]
+        err = (typos or errors)[0]
         name = ".".join(str(p) for p in err["loc"]) or "inputs"
         if err["type"] == "missing":
             raise UsageError(

@@ -28,6 +28,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
         ("[1, 2]", "expected a JSON object"),
         ('{"colour": "red"}', "--inputs: missing field 'task'"),
         ('{"task": "x", "tasks": 1}', "unknown field 'tasks'"),
+        ('{"tsk": "x"}', "unknown field 'tsk' (did you mean 'task'?)"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line_and_no_record(project, capsys, inputs, expected):
