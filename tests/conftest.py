@@ -143,3 +143,25 @@ def settings(project: Path):
     from crewkit.settings import load_settings
 
     return load_settings(project)
+
+
+@pytest.fixture
+def scripted(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """The CLI's role map with an empty ScriptedLLM on the reasoning role; returns the fake.
+
+    Script replies with `scripted.add(...)`; any call beyond them fails the test.
+    """
+    from crewkit import cli
+    from crewkit.models.registry import RoleMap
+    from tests.fakes import ScriptedLLM
+
+    fake = ScriptedLLM([])
+
+    def engine():
+        from crewkit.settings import load_settings
+
+        settings = load_settings()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    return fake

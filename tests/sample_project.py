@@ -191,3 +191,12 @@ def add_crew(project: Path, name: str = "echo") -> Path:
     (folder / "config" / "agents.yaml").write_text(AGENTS_YAML, encoding="utf-8")
     (folder / "config" / "tasks.yaml").write_text(TASKS_YAML, encoding="utf-8")
     return folder
+
+
+def run_cli(capsys: object, *argv: str) -> tuple[int, str, str]:
+    """`crewkit ARGV` in process: (exit code, stdout, stderr)."""
+    from crewkit import cli
+
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()  # type: ignore[attr-defined]
+    return code, captured.out, captured.err

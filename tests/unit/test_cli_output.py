@@ -8,35 +8,12 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from crewkit import cli
 from crewkit.models.registry import RoleMap
 from tests.fakes import ScriptedLLM
-from tests.sample_project import add_crew, add_flow
+from tests.sample_project import add_crew, add_flow, run_cli
 
 FAKE_KEY = "sk-proj-FAKEfake1234567890abcdefABCDEF"
-
-
-@pytest.fixture
-def scripted(project, monkeypatch):
-    """Give the CLI a role map whose reasoning role is a ScriptedLLM; returns the fake."""
-    fake = ScriptedLLM([])
-
-    def engine():
-        from crewkit.settings import load_settings
-
-        settings = load_settings()
-        return settings, RoleMap(settings, overrides={"reasoning": fake})
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    return fake
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def only_record(project) -> dict:

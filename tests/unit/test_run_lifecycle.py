@@ -14,33 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from crewkit import cli
-from crewkit.models.registry import RoleMap
-from tests.fakes import ScriptedLLM
-from tests.sample_project import add_crew, add_flow
+from tests.sample_project import add_crew, add_flow, run_cli
 
 CONSOLE_SCRIPT = "import sys; from crewkit.cli import main; sys.exit(main())"  # what `crewkit` runs
-
-
-@pytest.fixture
-def scripted(project, monkeypatch):
-    """The CLI's role map with an empty ScriptedLLM for reasoning: any model call fails the test."""
-    fake = ScriptedLLM([])
-
-    def engine():
-        from crewkit.settings import load_settings
-
-        settings = load_settings()
-        return settings, RoleMap(settings, overrides={"reasoning": fake})
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    return fake
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def env_for(project: Path, **extra: str) -> dict[str, str]:
