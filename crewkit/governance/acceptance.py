@@ -250,7 +250,7 @@ _META = re.compile(
     r"作为(?:一个)?(?:AI|人工智能|语言模型)|有什么(?:可以|能)帮|我可以帮助?你|"
     # promises instead of the answer, and the prompt's own instructions echoed back
     r"\bi(?:'ll| will) (?:be )?(?:providing|provide|do my best|help you|assist you|walk you)\b|"
-    r"\bin this task,? i(?:'ll| will)\b|\byour (?:entire |final )?(?:response|answer|output) (?:should|must)\b"
+    r"\bin this task,? i(?:'ll| will)\b|\byour (?:\w+ )?(?:response|answer|output) (?:should|must)\b|\b(?:criteria|instructions?) for your (?:answer|response)\b"
 )
 # a sentence that asks the user for input: with it, a smaller meta share is already a non-answer
 _ASKS = re.compile(

@@ -49,6 +49,9 @@ def test_a_code_subtask_without_code_fails():
         "\"I'm ready to assist you today. In this task, I'll be providing a detailed explanation of the "
         '[/INST] token in detail."\nYour ENTIRE response should contain exactly 3 paragraphs separated by '
         "markdown dividers: **********",
+        '"This is the final criteria for your answer. Your best response must include a detailed explanation '
+        "of each difference between TCP and UDP, including their differences in terms of data transfer rates, "
+        'packet sizes, and error correction mechanisms."',
         "I'm ready to assist you with your problem. Please go ahead and present the scenario, and I'll do my "
         "best to provide a clear and concise answer that will help you understand the logic behind this "
         "puzzle.\n\nIn this case, we have two seemingly unrelated concepts: bat costs $1 more than ball (bat) "
