@@ -14,6 +14,7 @@ writes): a stock `@CrewBase` class with `config/agents.yaml` and `config/tasks.y
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -34,20 +35,22 @@ from crewkit.settings import Settings, suggest
 log = logging.getLogger(__name__)
 
 
-def agent_keys() -> set[str]:
+@functools.cache
+def agent_keys() -> frozenset[str]:
     """What an agents.yaml entry may set: CrewAI's `Agent` fields and `CrewBase`'s YAML-only keys."""
     from crewai import Agent
     from crewai.project.crew_base import AgentConfig
 
-    return set(Agent.model_fields) | set(AgentConfig.__annotations__)
+    return frozenset(Agent.model_fields) | frozenset(AgentConfig.__annotations__)
 
 
-def task_keys() -> set[str]:
+@functools.cache
+def task_keys() -> frozenset[str]:
     """What a tasks.yaml entry may set: CrewAI's `Task` fields and `CrewBase`'s YAML-only keys."""
     from crewai import Task
     from crewai.project.crew_base import TaskConfig
 
-    return set(Task.model_fields) | set(TaskConfig.__annotations__)
+    return frozenset(Task.model_fields) | frozenset(TaskConfig.__annotations__)
 
 
 @dataclass(frozen=True)

@@ -246,7 +246,7 @@ def run_crew(
     """Run one crew from crews/ (built on the role map) and write its run record."""
     from crewkit import crews
 
-    crews.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, nothing imported
+    crews.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
     check_writable(settings)
     role_map.require_ready()
     crew, _ = crews.build_crew(settings, role_map, name)
