@@ -40,6 +40,11 @@ class Check:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, check: str, subtask: str | None, failure: str | None) -> Check:
+        """Passed when `failure` is None, else failed with that reason."""
+        return cls(check, subtask, failure is None, failure or "")
+
 
 # ---------------------------------------------------------------- code blocks
 
@@ -397,8 +402,8 @@ def check_answer(
     """Every deterministic check for one answer, in order; a failed `not_empty` stops the rest."""
     label = f"{subtask}: " if subtask else ""
     if not (answer or "").strip():
-        return [Check("not_empty", subtask, False, f"{label}the answer is empty; answer the task")]
-    checks = [Check("not_empty", subtask, True)]
+        return [Check.of("not_empty", subtask, f"{label}the answer is empty; answer the task")]
+    checks = [Check.of("not_empty", subtask, None)]
 
     asked = sections_asked(acceptance)
     if task_type == "code" and "code" not in asked:
@@ -406,90 +411,73 @@ def check_answer(
     blocks = code_blocks(answer, unfenced="code" in asked)  # prose may start with "import ..." too
     errors = [(b, code_error(b)) for b in blocks]
     broken = [(b, e) for b, e in errors if e]
-    if broken:
-        block, error = broken[0]
-        lang = block.lang or "Python"
-        checks.append(
-            Check(
-                "code_parses",
-                subtask,
-                False,
-                f"{label}the {lang} code does not parse ({error}); fix the code",
-            )
-        )
-    elif blocks or task_type == "code":
-        checks.append(Check("code_parses", subtask, True))
+    if broken or blocks or task_type == "code":
+        failure = None
+        if broken:
+            block, error = broken[0]
+            failure = f"{label}the {block.lang or 'Python'} code does not parse ({error}); fix the code"
+        checks.append(Check.of("code_parses", subtask, failure))
 
     share = meta_share(answer)
-    if share >= 0.5 or (share >= 0.25 and _ASKS.search(prose(answer))):
-        checks.append(
-            Check(
-                "not_meta_reply",
-                subtask,
-                False,
-                f"{label}the answer talks about the conversation instead of answering; give the answer itself",
-            )
+    meta = share >= 0.5 or (share >= 0.25 and _ASKS.search(prose(answer)))
+    checks.append(
+        Check.of(
+            "not_meta_reply",
+            subtask,
+            f"{label}the answer talks about the conversation instead of answering; give the answer itself"
+            if meta
+            else None,
         )
-    else:
-        checks.append(Check("not_meta_reply", subtask, True))
+    )
 
     echo = 0.0 if _REWRITE.search(task) else echo_share(answer, [task, description])
-    if echo >= 0.7:
-        checks.append(
-            Check(
-                "not_echo",
-                subtask,
-                False,
-                f"{label}the answer repeats the task ({echo:.0%}); answer it instead",
-            )
+    checks.append(
+        Check.of(
+            "not_echo",
+            subtask,
+            f"{label}the answer repeats the task ({echo:.0%}); answer it instead" if echo >= 0.7 else None,
         )
-    else:
-        checks.append(Check("not_echo", subtask, True))
+    )
 
     want = None if _TRANSLATION.search(task) else dominant_script(task)
     got = dominant_script(answer, minimum=12)
-    if (
-        want
-        and got
-        and got != want
-        and script_weights(prose(answer)).get(want, 0) < 0.3 * sum(script_weights(prose(answer)).values())
-    ):
-        checks.append(
-            Check(
-                "same_language", subtask, False, f"{label}the task is written in {_SCRIPT_NAMES.get(want, want)} but "
-                f"the answer in {_SCRIPT_NAMES.get(got, got)}; answer in the task's language"
-            )
-        )  # fmt: skip
-    else:
-        checks.append(Check("same_language", subtask, True))
+    weights = script_weights(prose(answer)) if want and got and got != want else {}
+    wrong_language = bool(weights) and weights.get(want, 0) < 0.3 * sum(weights.values())
+    checks.append(
+        Check.of(
+            "same_language",
+            subtask,
+            f"{label}the task is written in {_SCRIPT_NAMES.get(want, want)} but the answer in "
+            f"{_SCRIPT_NAMES.get(got, got)}; answer in the task's language"
+            if wrong_language
+            else None,
+        )
+    )
 
-    missing = [name for name in asked if not section_present(name, answer)]
-    if missing:
+    if asked:
+        missing = [name for name in asked if not section_present(name, answer)]
         checks.append(
-            Check(
+            Check.of(
                 "required_sections",
                 subtask,
-                False,
-                f"{label}the acceptance criteria ask for {', '.join(missing)}, which the answer lacks; add it",
+                f"{label}the acceptance criteria ask for {', '.join(missing)}, which the answer lacks; add it"
+                if missing
+                else None,
             )
         )
-    elif asked:
-        checks.append(Check("required_sections", subtask, True))
 
     # the sum a subtask asks for ("What is 2+2? Explain why." -> only s1 must state 4)
     number = expected_number(description or task) if task_type != "code" else None
     if number is not None:
-        if _mentions_number(answer, number):
-            checks.append(Check("computed_answer", subtask, True))
-        else:
-            checks.append(
-                Check(
-                    "computed_answer",
-                    subtask,
-                    False,
-                    f"{label}the task's arithmetic has one right value and the answer does not state it; compute it",
-                )
+        checks.append(
+            Check.of(
+                "computed_answer",
+                subtask,
+                None
+                if _mentions_number(answer, number)
+                else f"{label}the task's arithmetic has one right value and the answer does not state it; compute it",
             )
+        )
     return checks
 
 
