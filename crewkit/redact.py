@@ -54,10 +54,11 @@ def _env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)  # longest first: no partial replacement
 
 
-def redact(text: str) -> str:
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`secrets`: the environment's secret values, when the caller already has them (`redact_obj`)."""
     if not text or not isinstance(text, str):
         return text
-    for value in _env_secrets():
+    for value in _env_secrets() if secrets is None else secrets:
         if value in text:
             text = text.replace(value, MARK)
     for pattern in _PATTERNS:
@@ -65,13 +66,16 @@ def redact(text: str) -> str:
     return _ASSIGNMENT.sub(lambda m: m.group(1) + MARK if m.group(2) != MARK else m.group(0), text)
 
 
-def redact_obj(value: Any) -> Any:
+def redact_obj(value: Any, secrets: list[str] | None = None) -> Any:
+    """`redact` on every string inside dicts, lists and tuples (the environment is read once)."""
+    if secrets is None:
+        secrets = _env_secrets()
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, secrets)
     if isinstance(value, dict):
-        return {k: redact_obj(v) for k, v in value.items()}
+        return {k: redact_obj(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(redact_obj(v) for v in value)
+        return type(value)(redact_obj(v, secrets) for v in value)
     return value
 
 
