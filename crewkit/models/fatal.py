@@ -28,6 +28,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from crewkit.errors import CrewkitError, FatalModelError
+from crewkit.models.provider_errors import chain
 
 _CREWAI_DIR = f"{os.sep}crewai{os.sep}"
 _IN_CALL: ContextVar[bool] = ContextVar("crewkit_in_model_call", default=False)
@@ -56,14 +57,7 @@ def provider_logs_quiet() -> Iterator[None]:
 
 def find_fatal(exc: BaseException) -> FatalModelError | None:
     """The fatal model error in `exc`'s chain (CrewAI sometimes wraps it), or None."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, FatalModelError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in chain(exc) if isinstance(e, FatalModelError)), None)
 
 
 def install() -> None:

@@ -100,7 +100,8 @@ def _by_type(exc: BaseException) -> Kind:
     return "unknown"
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
+def chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the exceptions it was raised from (cause, else context), outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen and len(seen) < _MAX_CHAIN:
@@ -111,7 +112,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 def classify(exc: BaseException) -> Kind:
     """What kind of failure `exc` is; the first link of its chain that says decides."""
-    for link in _chain(exc):
+    for link in chain(exc):
         status = status_of(link)
         kind = _by_status(status, str(link)) if status is not None else _by_type(link)
         if kind != "unknown":
@@ -121,7 +122,7 @@ def classify(exc: BaseException) -> Kind:
 
 def describe(exc: BaseException) -> str:
     """`ClassName (status): first line of the message`, for one-line errors (redact it after)."""
-    link = next((e for e in _chain(exc) if status_of(e) is not None), exc)
+    link = next((e for e in chain(exc) if status_of(e) is not None), exc)
     status = status_of(link)
     text = " ".join(str(link).split())
     if len(text) > 240:
