@@ -329,8 +329,8 @@ def kickoff(crew: Any, inputs: dict[str, Any] | None = None, role_map: RoleMap |
     from crewkit import crew_inputs  # imports CrewAI's hook types
 
     role_map = role_map or binding.active()
-    if role_map is not None and inputs is not None:
-        crew_inputs.check(crew, inputs, role_map.settings, strict=True)
+    if role_map is not None and inputs is not None:  # output files: the binding's INPUT hook places them
+        crew_inputs.check_variables(crew, inputs, role_map.settings, strict=True)
     with binding.bound(role_map) if role_map is not None else nullcontext():
         try:
             return crew.kickoff(inputs=inputs)
