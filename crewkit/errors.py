@@ -69,3 +69,31 @@ class RunFailed(CrewkitError):
     """A flow run ended in failure; the run record holds the details."""
 
     exit_code = 1
+
+
+class StateStoreError(CrewkitError):
+    """state.db cannot be used as it is (newer schema, corrupt, unwritable). Names the file and the fix."""
+
+    exit_code = 2
+
+
+class ApprovalRequired(CrewkitError):
+    """The run needs a person's decision; it is checkpointed and waits (exit 75)."""
+
+    exit_code = 75
+
+    def __init__(self, message: str, approval_id: str) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+
+
+class RunPaused(BaseException):  # noqa: N818 - a control signal, like KeyboardInterrupt
+    """Carries an `ApprovalRequired` out of CrewAI's agent loops to the flow's step boundary.
+
+    A BaseException on purpose: CrewAI's executors and hook dispatch catch `Exception` (a tool
+    error goes back to the model, a failing hook is swallowed), and a pause must not be either.
+    """
+
+    def __init__(self, required: ApprovalRequired) -> None:
+        super().__init__(str(required))
+        self.required = required
