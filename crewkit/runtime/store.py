@@ -1,0 +1,847 @@
+"""The state store: one SQLite file (`CREWKIT_HOME/state.db`) holding every run's durable state.
+
+Runs, their step checkpoints, the call journal (answers replayed on resume instead of paid
+again), the persisted usage rows, approvals waiting for a person, and the undo log of side
+effects. The file is in WAL mode so readers never block the writer, and several threads and
+processes may use it at once: each thread has its own connection, every read-then-write runs in
+`BEGIN IMMEDIATE`, and SQLite's busy timeout makes a second writer wait instead of failing.
+
+The schema is versioned with `PRAGMA user_version` and an ordered list of migrations, each
+applied in one transaction. A file written by a newer crewkit, a file that is not a database
+and a file that fails `PRAGMA quick_check` all raise `StateStoreError` naming the file and
+what to do; the store never resets or deletes a file it cannot read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crewkit.errors import StateStoreError, UsageError
+from crewkit.settings import suggest
+
+BUSY_TIMEOUT_S = 30.0
+DB_NAME = "state.db"
+_HEADER = b"SQLite format 3\x00"
+
+# Each entry is one schema version: the statements that take the file from version i to i+1.
+# Append only; never edit a migration that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            run_id      TEXT PRIMARY KEY,
+            flow        TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            inputs      TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            requester   TEXT,
+            pid         INTEGER,
+            pid_start   TEXT,
+            host        TEXT,
+            created     REAL NOT NULL,
+            updated     REAL NOT NULL,
+            error       TEXT,
+            record_path TEXT,
+            approval_id TEXT
+        )""",
+        "CREATE INDEX runs_by_created ON runs (created)",
+        "CREATE INDEX runs_by_status ON runs (status, created)",
+        """CREATE TABLE checkpoints (
+            run_id  TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            seq     INTEGER NOT NULL,
+            step    TEXT NOT NULL,
+            output  TEXT NOT NULL,
+            state   TEXT NOT NULL,
+            stable  INTEGER NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        """CREATE TABLE journal (
+            run_id     TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            key        TEXT NOT NULL,
+            kind       TEXT NOT NULL,
+            checkpoint INTEGER NOT NULL,
+            value      TEXT NOT NULL,
+            created    REAL NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+        "CREATE INDEX journal_by_checkpoint ON journal (run_id, checkpoint)",
+        """CREATE TABLE calls (
+            id            INTEGER PRIMARY KEY,
+            run_id        TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            role          TEXT,
+            model         TEXT,
+            input_tokens  INTEGER,
+            output_tokens INTEGER,
+            cost_usd      REAL,
+            started       REAL,
+            row           TEXT NOT NULL
+        )""",
+        "CREATE INDEX calls_by_run ON calls (run_id, id)",
+        """CREATE TABLE approvals (
+            id         TEXT PRIMARY KEY,
+            run_id     TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            key        TEXT NOT NULL,
+            step       TEXT NOT NULL,
+            tier       TEXT NOT NULL,
+            subject    TEXT NOT NULL,
+            reason     TEXT NOT NULL,
+            approvers  TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            decided_by TEXT,
+            note       TEXT,
+            created    REAL NOT NULL,
+            decided    REAL,
+            expires_at REAL,
+            on_expiry  TEXT NOT NULL,
+            UNIQUE (run_id, key)
+        )""",
+        "CREATE INDEX approvals_by_status ON approvals (status, expires_at)",
+        """CREATE TABLE undo (
+            id         INTEGER PRIMARY KEY,
+            run_id     TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            checkpoint INTEGER NOT NULL,
+            action     TEXT NOT NULL,
+            payload    TEXT NOT NULL,
+            origin     TEXT,
+            created    REAL NOT NULL,
+            undone     REAL
+        )""",
+        "CREATE INDEX undo_by_run ON undo (run_id, checkpoint)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+DECISIONS = ("approved", "rejected")
+_EXPIRY_ALIASES = {
+    "approve": "approved",
+    "approved": "approved",
+    "reject": "rejected",
+    "rejected": "rejected",
+}
+EXPIRED_BY = "policy (expired)"
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    flow: str
+    status: str
+    inputs: dict[str, Any]
+    fingerprint: str
+    requester: str | None
+    pid: int | None
+    host: str | None
+    created: float
+    updated: float
+    error: str | None
+    record_path: str | None
+    approval_id: str | None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    step: str
+    output: Any
+    state: dict[str, Any]
+    stable: bool
+    created: float
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    run_id: str
+    key: str
+    kind: str
+    checkpoint: int
+    value: Any
+    created: float
+
+
+@dataclass(frozen=True)
+class Approval:
+    id: str
+    run_id: str
+    key: str
+    step: str
+    tier: str
+    subject: dict[str, Any]
+    reason: str
+    approvers: list[str]
+    status: str
+    decided_by: str | None
+    note: str | None
+    created: float
+    decided: float | None
+    expires_at: float | None
+    on_expiry: str = "rejected"
+
+
+@dataclass(frozen=True)
+class UndoEntry:
+    id: int
+    run_id: str
+    checkpoint: int
+    action: str
+    payload: dict[str, Any]
+    origin: str | None
+    created: float
+    undone: float | None
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):  # pydantic models, without importing pydantic
+        return obj.model_dump(mode="json")
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return asdict(obj)
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"state store: cannot store a {type(obj).__name__} as JSON")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def when(ts: float | None) -> str:
+    """A stored timestamp as ISO 8601 UTC to the second, for messages."""
+    if ts is None:
+        return "?"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time (Linux /proc), so a recycled pid is not taken for the old process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    # fields[0] is the state (field 3); start time is field 22
+    return fields[19] if len(fields) > 19 else None
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :].split()[0]
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process `pid` (on this host) still runs; a zombie or a recycled pid counts as dead."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to another user
+    if _proc_state(pid) in ("Z", "X"):
+        return False
+    if start is not None:
+        now_start = _proc_start(pid)
+        if now_start is not None and now_start != start:
+            return False
+    return True
+
+
+_HOST = socket.gethostname()
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class StateStore:
+    """One state.db. Get it with `StateStore.open(home)`; safe to share across threads."""
+
+    _cache: dict[Path, StateStore] = {}
+    _cache_lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._prepare()
+
+    @classmethod
+    def open(cls, home: Path) -> StateStore:
+        """The store at `home / "state.db"` (created and migrated on first use), one per path per process."""
+        path = (Path(home).expanduser() / DB_NAME).resolve()
+        with cls._cache_lock:
+            store = cls._cache.get(path)
+            if store is None or store._pid != os.getpid():
+                store = cls(path)
+                cls._cache[path] = store
+            return store
+
+    def close(self) -> None:
+        """Close every connection this store opened in this process; the next call reopens."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+        if self._pid == os.getpid():
+            for conn in conns:
+                conn.close()
+        with self._cache_lock:
+            if self._cache.get(self.path) is self:
+                del self._cache[self.path]
+
+    # -- connections and transactions -------------------------------------------------------------
+
+    def _fail(self, what: str) -> StateStoreError:
+        return StateStoreError(f"{self.path}: {what}")
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._fail(
+                f"cannot open the state database ({exc}); check that CREWKIT_HOME is a writable folder"
+            ) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise self._unreadable(exc) from None
+        return conn
+
+    def _unreadable(self, exc: BaseException) -> StateStoreError:
+        return self._fail(
+            f"not a readable crewkit state database ({exc}); move it aside "
+            f"(for example to {self.path.name}.broken) and crewkit starts a new one"
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # forked: never use the parent's connections
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._conns = []
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken with BEGIN IMMEDIATE: the lock is held from the first read."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._fail(
+                f"{exc} (another process held the write lock for {BUSY_TIMEOUT_S:.0f} s); try again"
+            ) from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                raise self._fail(f"could not commit ({exc}); try again") from None
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    def _prepare(self) -> None:
+        """Check the file and bring its schema up to date (once per store per process)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as fh:
+                header = fh.read(len(_HEADER))
+            if header != _HEADER:
+                raise self._unreadable("not an SQLite file")
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise self._newer(version)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise self._fail(
+                    f"cannot switch to WAL mode (journal_mode is {mode}); check the folder's file system"
+                )
+            check = conn.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise self._fail(f"{exc}; another process holds it, try again") from None
+            raise self._unreadable(exc) from None
+        if [tuple(r) for r in check] != [("ok",)]:
+            raise self._unreadable(f"quick_check: {check[0][0]}")
+        self._migrate(conn)
+
+    def _newer(self, version: int) -> StateStoreError:
+        return self._fail(
+            f"written by a newer crewkit (schema {version}, this one reads up to {SCHEMA_VERSION}); "
+            "upgrade crewkit, or point CREWKIT_HOME elsewhere"
+        )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        while True:
+            with self._write():
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise self._newer(version)
+                if version == SCHEMA_VERSION:
+                    return
+                try:
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    raise self._fail(
+                        f"cannot migrate from schema {version} to {version + 1} ({exc}); "
+                        "move the file aside and crewkit starts a new one"
+                    ) from None
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    _RUN_COLS = (
+        "run_id, flow, status, inputs, fingerprint, requester, pid, host, created, updated, "
+        "error, record_path, approval_id"
+    )
+
+    @staticmethod
+    def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
+        r = list(row)
+        r[3] = _loads(r[3])
+        return RunRow(*r)
+
+    def create_run(
+        self, run_id: str, flow: str, inputs: dict[str, Any], fingerprint: str, requester: str | None
+    ) -> RunRow:
+        """A new run, status "running", owned by this process."""
+        now = time.time()
+        pid = os.getpid()
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO runs (run_id, flow, status, inputs, fingerprint, requester, pid, "
+                    "pid_start, host, created, updated) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        flow,
+                        _dumps(inputs),
+                        fingerprint,
+                        requester,
+                        pid,
+                        _proc_start(pid),
+                        _HOST,
+                        now,
+                        now,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise UsageError(f"run '{run_id}' already exists; pick another run id") from None
+        return RunRow(
+            run_id, flow, "running", inputs, fingerprint, requester, pid, _HOST, now, now, None, None, None
+        )
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        rows = self._read(f"SELECT {self._RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
+        return self._run(rows[0]) if rows else None
+
+    def require_run(self, run_id: str) -> RunRow:
+        run = self.get_run(run_id)
+        if run is None:
+            raise self._unknown_run(run_id)
+        return run
+
+    def _unknown_run(self, run_id: str) -> UsageError:
+        ids = [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY created DESC LIMIT 5000")]
+        return UsageError(f"unknown run '{run_id}'{suggest(run_id, ids)}; `crewkit runs list` shows the runs")
+
+    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRow]:
+        """Runs newest first, optionally only those with `status`."""
+        sql = f"SELECT {self._RUN_COLS} FROM runs"
+        args: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            args.append(status)
+        sql += " ORDER BY created DESC, rowid DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return [self._run(r) for r in self._read(sql, tuple(args))]
+
+    def set_status(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        record_path: str | None = None,
+        approval_id: str | None = None,
+    ) -> None:
+        """Set a run's status; `error`, `record_path`, `approval_id` are written when given (not None)."""
+        sets = ["status = ?", "updated = ?"]
+        args: list[Any] = [status, time.time()]
+        for col, value in (("error", error), ("record_path", record_path), ("approval_id", approval_id)):
+            if value is not None:
+                sets.append(f"{col} = ?")
+                args.append(value)
+        with self._write() as conn:
+            cur = conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*args, run_id))
+            if cur.rowcount == 0:
+                raise self._unknown_run(run_id)
+
+    def claim(self, run_id: str, resumable: set[str]) -> RunRow:
+        """Take a run for this process: its status is in `resumable`, or it is "running" in a dead process.
+
+        Atomic across processes (BEGIN IMMEDIATE): of two processes claiming at once one wins and
+        the other gets a UsageError naming the process that runs it.
+        """
+        pid = os.getpid()
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {self._RUN_COLS}, pid_start FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            if not rows:
+                raise self._unknown_run(run_id)
+            run, pid_start = self._run(rows[0][:-1]), rows[0][-1]
+            if run.status not in resumable:
+                if run.status != "running":
+                    raise UsageError(f"run {run_id} is {run.status}; nothing to resume")
+                if run.host not in (None, _HOST):
+                    raise UsageError(
+                        f"run {run_id} is running in process {run.pid} on host {run.host}; "
+                        "stop it there first"
+                    )
+                if run.pid is not None and pid_alive(run.pid, pid_start):
+                    raise UsageError(f"run {run_id} is running in process {run.pid}; wait for it or stop it")
+            now = time.time()
+            conn.execute(
+                "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, updated = ? "
+                "WHERE run_id = ?",
+                (pid, _proc_start(pid), _HOST, now, run_id),
+            )
+        return RunRow(**{**asdict(run), "status": "running", "pid": pid, "host": _HOST, "updated": now})
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def add_checkpoint(self, run_id: str, step: str, output: Any, state: dict[str, Any], stable: bool) -> int:
+        """Record a finished step; returns its seq (1, 2, ... per run)."""
+        out, st = _dumps(output), _dumps(state)
+        with self._write() as conn:
+            seq = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM checkpoints WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            try:
+                conn.execute(
+                    "INSERT INTO checkpoints (run_id, seq, step, output, state, stable, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, seq, step, out, st, int(bool(stable)), time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise self._unknown_run(run_id) from None
+        return int(seq)
+
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        rows = self._read(
+            "SELECT seq, step, output, state, stable, created FROM checkpoints WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [Checkpoint(r[0], r[1], _loads(r[2]), _loads(r[3]), bool(r[4]), r[5]) for r in rows]
+
+    # -- call journal ----------------------------------------------------------------------------
+
+    def journal_get(self, run_id: str, key: str) -> JournalEntry | None:
+        rows = self._read(
+            "SELECT kind, checkpoint, value, created FROM journal WHERE run_id = ? AND key = ?", (run_id, key)
+        )
+        if not rows:
+            return None
+        kind, checkpoint, value, created = rows[0]
+        return JournalEntry(run_id, key, kind, checkpoint, _loads(value), created)
+
+    def journal_put(self, run_id: str, key: str, kind: str, checkpoint: int, value: Any) -> None:
+        """Store a call's answer under `key` (replacing one already there)."""
+        text = _dumps(value)
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO journal (run_id, key, kind, checkpoint, value, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, key, kind, int(checkpoint), text, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise self._unknown_run(run_id) from None
+
+    # -- calls (the persisted ledger) ------------------------------------------------------------
+
+    def add_call(self, run_id: str, row: dict[str, Any]) -> None:
+        """One model call's usage row (ledger.CallRecord fields as a dict)."""
+        text = _dumps(row)
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO calls (run_id, role, model, input_tokens, output_tokens, cost_usd, started, row) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        row.get("role"),
+                        row.get("model"),
+                        row.get("input_tokens"),
+                        row.get("output_tokens"),
+                        row.get("cost_usd"),
+                        row.get("started"),
+                        text,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise self._unknown_run(run_id) from None
+
+    def calls(self, run_id: str) -> list[dict[str, Any]]:
+        """Every usage row of the run, across all its segments (resumes), in the order recorded."""
+        return [
+            _loads(r[0]) for r in self._read("SELECT row FROM calls WHERE run_id = ? ORDER BY id", (run_id,))
+        ]
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    _AP_COLS = (
+        "id, run_id, key, step, tier, subject, reason, approvers, status, decided_by, note, "
+        "created, decided, expires_at, on_expiry"
+    )
+
+    @staticmethod
+    def _approval(row: sqlite3.Row | tuple[Any, ...]) -> Approval:
+        r = list(row)
+        r[5] = _loads(r[5])
+        r[7] = _loads(r[7])
+        return Approval(*r)
+
+    def request_approval(
+        self,
+        run_id: str,
+        key: str,
+        step: str,
+        tier: str,
+        subject: dict[str, Any],
+        reason: str,
+        approvers: list[str],
+        expires_at: float,
+        on_expiry: str,
+    ) -> Approval:
+        """A pending approval for (run_id, key); the existing one (any status) when there is one."""
+        expiry = _EXPIRY_ALIASES.get(on_expiry)
+        if expiry is None:
+            raise ValueError(f"on_expiry must be one of {sorted(_EXPIRY_ALIASES)}, got {on_expiry!r}")
+        subject_text, approvers_text = _dumps(subject), _dumps(list(approvers))
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {self._AP_COLS} FROM approvals WHERE run_id = ? AND key = ?", (run_id, key)
+            ).fetchall()
+            if rows:
+                return self._approval(rows[0])
+            now = time.time()
+            while True:
+                approval_id = "ap-" + secrets.token_hex(5)
+                if not conn.execute("SELECT 1 FROM approvals WHERE id = ?", (approval_id,)).fetchone():
+                    break
+            try:
+                conn.execute(
+                    f"INSERT INTO approvals ({self._AP_COLS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, NULL, ?, ?)",
+                    (
+                        approval_id,
+                        run_id,
+                        key,
+                        step,
+                        tier,
+                        subject_text,
+                        reason,
+                        approvers_text,
+                        now,
+                        expires_at,
+                        expiry,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise self._unknown_run(run_id) from None
+        return Approval(
+            approval_id, run_id, key, step, tier, _loads(subject_text), reason, list(approvers),
+            "pending", None, None, now, None, expires_at, expiry,
+        )  # fmt: skip
+
+    def get_approval(self, approval_id: str) -> Approval | None:
+        rows = self._read(f"SELECT {self._AP_COLS} FROM approvals WHERE id = ?", (approval_id,))
+        return self._approval(rows[0]) if rows else None
+
+    def require_approval(self, approval_id: str) -> Approval:
+        approval = self.get_approval(approval_id)
+        if approval is None:
+            raise self._unknown_approval(approval_id)
+        return approval
+
+    def _unknown_approval(self, approval_id: str) -> UsageError:
+        ids = [r[0] for r in self._read("SELECT id FROM approvals ORDER BY created DESC LIMIT 5000")]
+        return UsageError(
+            f"unknown approval '{approval_id}'{suggest(approval_id, ids)}; "
+            "`crewkit approvals list` shows the approvals"
+        )
+
+    def find_approval(self, run_id: str, key: str) -> Approval | None:
+        rows = self._read(
+            f"SELECT {self._AP_COLS} FROM approvals WHERE run_id = ? AND key = ?", (run_id, key)
+        )
+        return self._approval(rows[0]) if rows else None
+
+    def list_approvals(self, status: str | None = None, run_id: str | None = None) -> list[Approval]:
+        """Approvals newest first, optionally filtered by status and run."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if run_id is not None:
+            where.append("run_id = ?")
+            args.append(run_id)
+        sql = f"SELECT {self._AP_COLS} FROM approvals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created DESC, rowid DESC"
+        return [self._approval(r) for r in self._read(sql, tuple(args))]
+
+    def decide(self, approval_id: str, decision: str, by: str, note: str | None) -> Approval:
+        """Approve or reject a pending approval. Exactly one of several concurrent deciders wins.
+
+        Not pending (decided already, or expired) or unknown: UsageError, nothing changed.
+        """
+        if decision not in DECISIONS:
+            raise UsageError(f"decision must be 'approved' or 'rejected', not '{decision}'")
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE approvals SET status = ?, decided_by = ?, note = ?, decided = ? "
+                "WHERE id = ? AND status = 'pending' AND (expires_at IS NULL OR expires_at > ?)",
+                (decision, by, note, now, approval_id, now),
+            )
+            won = cur.rowcount == 1
+        current = self.get_approval(approval_id)
+        if current is None:
+            raise self._unknown_approval(approval_id)
+        if won:
+            return current
+        if current.status == "pending":  # past its expiry: it takes its default now
+            expired = [a for a in self.expire_due(now) if a.id == approval_id]
+            current = expired[0] if expired else self.require_approval(approval_id)
+            raise UsageError(
+                f"approval {approval_id} expired at {when(current.expires_at)} and was "
+                f"{current.status} by {current.decided_by}"
+            )
+        raise UsageError(
+            f"approval {approval_id} was already {current.status} by {current.decided_by} at {when(current.decided)}"
+        )
+
+    def expire_due(self, now: float | None = None) -> list[Approval]:
+        """Pending approvals past `expires_at` take their `on_expiry` decision, by "policy (expired)"."""
+        now = time.time() if now is None else now
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {self._AP_COLS} FROM approvals WHERE status = 'pending' "
+                "AND expires_at IS NOT NULL AND expires_at <= ?",
+                (now,),
+            ).fetchall()
+            for row in rows:
+                conn.execute(
+                    "UPDATE approvals SET status = on_expiry, decided_by = ?, decided = ? WHERE id = ?",
+                    (EXPIRED_BY, now, row[0]),
+                )
+        out = []
+        for row in rows:
+            a = self._approval(row)
+            out.append(
+                Approval(**{**asdict(a), "status": a.on_expiry, "decided_by": EXPIRED_BY, "decided": now})
+            )
+        return out
+
+    # -- undo log --------------------------------------------------------------------------------
+
+    def add_undo(
+        self, run_id: str, checkpoint: int, action: str, payload: dict[str, Any], origin: str | None = None
+    ) -> int:
+        """Log a side effect to compensate on rollback; `origin` names the module that registers `action`."""
+        text = _dumps(payload)
+        with self._write() as conn:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO undo (run_id, checkpoint, action, payload, origin, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, int(checkpoint), action, text, origin, time.time()),
+                )
+            except sqlite3.IntegrityError:
+                raise self._unknown_run(run_id) from None
+            return int(cur.lastrowid or 0)
+
+    def undo_entries(self, run_id: str, after: int) -> list[UndoEntry]:
+        """Entries made at or after checkpoint `after` and not undone yet, newest first."""
+        rows = self._read(
+            "SELECT id, run_id, checkpoint, action, payload, origin, created, undone FROM undo "
+            "WHERE run_id = ? AND checkpoint >= ? AND undone IS NULL ORDER BY id DESC",
+            (run_id, int(after)),
+        )
+        return [UndoEntry(r[0], r[1], r[2], r[3], _loads(r[4]), r[5], r[6], r[7]) for r in rows]
+
+    def mark_undone(self, entry_id: int) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE undo SET undone = ? WHERE id = ?", (time.time(), entry_id))
+
+    # -- rollback --------------------------------------------------------------------------------
+
+    def truncate(self, run_id: str, seq: int) -> None:
+        """Roll the run's state back to checkpoint `seq` (0 = before the first step).
+
+        Drops the checkpoints after `seq` and the journal rows made after it (checkpoint count
+        >= seq), in one transaction, so the steps after it run again and pay again on resume.
+        Usage rows (money spent) and the undo log (history) stay.
+        """
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                raise self._unknown_run(run_id)
+            last = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM checkpoints WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            if not 0 <= seq <= last:
+                raise UsageError(f"run {run_id} has checkpoints 1..{last}; cannot roll back to {seq}")
+            conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND seq > ?", (run_id, seq))
+            conn.execute("DELETE FROM journal WHERE run_id = ? AND checkpoint >= ?", (run_id, seq))
+            conn.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
