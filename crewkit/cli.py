@@ -117,11 +117,9 @@ def _parse_inputs(inputs: str | None, inputs_file: Path | None) -> dict[str, Any
 
 
 def _engine() -> tuple[Any, Any]:
-    from crewkit.models.registry import RoleMap
-    from crewkit.settings import load_settings
+    from crewkit.runtime.startup import start
 
-    settings = load_settings()
-    return settings, RoleMap(settings)
+    return start()
 
 
 def _json_line(outcome: Any) -> None:
@@ -149,7 +147,7 @@ def run(
     trigger_payload: str | None,
 ) -> int:
     """Run FLOW (a module in flows/, default: default) and write output/<run_id>.json."""
-    from crewkit import runner
+    from crewkit.runtime import runner
 
     parsed = _parse_inputs(inputs, inputs_file)
     trigger = _parse_object(trigger_payload, "trigger payload") if trigger_payload is not None else None
@@ -176,7 +174,7 @@ def plot(flow: str) -> int:
     """Write FLOW's diagram to output/flow_FLOW.html."""
     import shutil
 
-    from crewkit import runner
+    from crewkit.runtime import runner
 
     settings, _ = _engine()
     runner.check_flow_name(settings, flow)
@@ -200,12 +198,13 @@ def plot(flow: str) -> int:
 @_run_options
 def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool, verbose: bool) -> int:
     """Run one crew from crews/NAME on the role map and write output/<run_id>.json."""
-    from crewkit import crews
+    from crewkit import assembly
 
     parsed = _parse_inputs(inputs, inputs_file) or {}
     settings, role_map = _engine()
-    crews.load_spec(settings, name, role_map)  # a typo is reported before CrewAI is imported
-    from crewkit import console, runner
+    assembly.load_spec(settings, name, role_map)  # a typo is reported before CrewAI is imported
+    from crewkit import console
+    from crewkit.runtime import runner
 
     runner.check_writable(settings)
 

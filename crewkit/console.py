@@ -139,7 +139,7 @@ def run_flow(
     verbose: bool = False,
     trigger_payload: dict[str, Any] | None = None,
 ) -> Any:
-    from crewkit import runner
+    from crewkit.runtime import runner
 
     with _running("loading CrewAI", verbose) as status:
         return runner.run_flow(
@@ -156,7 +156,7 @@ def run_flow(
 def run_crew(
     settings: Any, role_map: Any, name: str, inputs: dict[str, Any], *, verbose: bool = False
 ) -> Any:
-    from crewkit import runner
+    from crewkit.runtime import runner
 
     with _running(f"running crew {name}", verbose) as status:
         return runner.run_crew(settings, role_map, name, inputs, progress=_progress(status))

@@ -4,7 +4,7 @@ What would break a run is found here, before a model is loaded: a syntax or impo
 crew or flow module, a crew class whose code and YAML disagree (a missing agent config, an
 invalid field CrewAI rejects), a flow that defines no Flow, names a crew that does not exist,
 or whose `EXAMPLE_INPUTS` do not satisfy its `Inputs`. Each is one `ConfigError` at FILE:LINE.
-Crews are built inside `binding.bound(...)`, so building one makes no model and no call.
+Crews are built inside `wire.bound(...)`, so building one makes no model and no call.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from crewkit import binding, crews, yamlfile
+from crewkit import assembly, yamlfile
+from crewkit.assembly import wire
 from crewkit.errors import ConfigError
 from crewkit.models.registry import RoleMap
 from crewkit.settings import Settings, suggest
@@ -28,21 +29,21 @@ class ProjectReport:
 
 def check_crew(settings: Settings, role_map: RoleMap, name: str) -> None:
     """YAML, module import, the CrewBase instance and (if it has one) its `@crew` Crew."""
-    instance, spec = crews.instantiate(settings, role_map, name)
-    method = crews.crew_method(instance)
+    instance, spec = assembly.instantiate(settings, role_map, name)
+    method = assembly.crew_method(instance)
     if method is None:
         return  # a crew a flow assembles itself (crews/executor): instantiating it was the check
-    with crews.user_errors(settings, name), binding.bound(role_map):
+    with assembly.user_errors(settings, name), wire.bound(role_map):
         method()
 
 
 def check_flow(settings: Settings, name: str) -> None:
-    from crewkit.runner import discover_flows, load_flow_class
+    from crewkit.runtime.runner import discover_flows, load_flow_class
 
     path = discover_flows(settings)[name]
     where = f"{yamlfile.display_path(path)}:1"
     cls = load_flow_class(settings, name)
-    known = crews.discover(settings)
+    known = assembly.discover(settings)
     for crew_name in getattr(cls, "CREWS", None) or ():
         if crew_name not in known:
             raise ConfigError(
@@ -66,9 +67,9 @@ def check_flow(settings: Settings, name: str) -> None:
 
 def check_project(settings: Settings, role_map: RoleMap) -> ProjectReport:
     """Every crew, then every flow; the first problem raises."""
-    from crewkit.runner import discover_flows
+    from crewkit.runtime.runner import discover_flows
 
-    crew_names = list(crews.discover(settings))
+    crew_names = list(assembly.discover(settings))
     for name in crew_names:
         check_crew(settings, role_map, name)
     flow_names = list(discover_flows(settings))

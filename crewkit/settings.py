@@ -1,8 +1,10 @@
 """Load and validate every config file once, at the edge.
 
 `load_settings(project_dir)` reads `config/models.yaml` and `config/governance.yaml` into
-pydantic models (extra keys forbidden), checks the cross-references (a role naming an unknown
-model, a provider nobody registered) and returns one frozen `Settings`. Every error is a
+pydantic models (extra keys forbidden), checks the cross-references inside them (a role naming
+an unknown model) and returns one frozen `Settings`. It imports nothing of the engine: what
+depends on registries (providers, guardrails) is checked next to them, from one start-up
+function (`crewkit.runtime.startup.start`). Every error is a
 `ConfigError` whose message starts with FILE:LINE and suggests the close match.
 
 This is the only module that reads YAML config or environment variables; everything inward
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from crewkit import yamlfile
 from crewkit.errors import ConfigError
@@ -95,10 +98,71 @@ class VerifierPolicy(_Strict):
 DEFAULT_OUTPUT_GUARDRAILS = ("not_empty", "no_secrets", "no_prompt_injection")
 
 
+# Risk tiers, lowest first (`crewkit.governance.risk`). A tier is the highest any rule, label
+# or the default gives; a label can raise a tier, never lower what the rules found.
+Tier = Literal["low", "medium", "sensitive"]
+TIERS: tuple[str, ...] = ("low", "medium", "sensitive")
+# The data classes `crewkit.governance.data_classes` detects (a unit test keeps the two equal).
+DataClass = Literal[
+    "payment", "bank_details", "money_movement", "credentials", "personal_data", "external_side_effect"
+]
+
+
+class RiskWhen(_Strict):
+    """A rule's conditions; every one given must hold."""
+
+    task_type: str | None = None  # reasoning | code | vision, or a task type of your crews
+    tool: str | None = None  # a tool name or a glob ('send_*'); a subtask matches if any tool does
+    data_class: DataClass | None = None
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> RiskWhen:
+        if self.task_type is None and self.tool is None and self.data_class is None:
+            raise ValueError(
+                "a rule needs at least one condition (task_type, tool or data_class); "
+                "use 'default_tier' for a tier that applies to everything"
+            )
+        return self
+
+
+class RiskRule(_Strict):
+    when: RiskWhen
+    tier: Tier
+
+
+def _default_risk_rules() -> list[RiskRule]:
+    sensitive = ("payment", "bank_details", "money_movement", "credentials")
+    medium = ("personal_data", "external_side_effect")
+    return [RiskRule(when=RiskWhen(data_class=c), tier="sensitive") for c in sensitive] + [
+        RiskRule(when=RiskWhen(data_class=c), tier="medium") for c in medium
+    ]
+
+
+class RiskPolicy(_Strict):
+    """`risk:` in governance.yaml. Writing `rules:` replaces the built-in list."""
+
+    default_tier: Tier = "low"
+    rules: list[RiskRule] = Field(default_factory=_default_risk_rules)
+    tools: dict[str, Tier] = Field(default_factory=dict)  # tool name -> label
+
+
+class ApprovalPolicy(_Strict):
+    """`approvals:` in governance.yaml: who decides, how many medium checks a person sees."""
+
+    sample_rate: float = Field(0.5, ge=0, le=1)  # share of medium-tier checks sent to a person
+    approvers: dict[Tier, list[str]] = Field(default_factory=dict)  # none for a tier: anyone but the requester
+    allow_self_approval: bool = False
+    expires_after_hours: float = Field(24, gt=0)
+    on_expiry: Literal["reject", "approve"] = "reject"  # 'approve' applies to medium only
+    on_reject: Literal["end", "rework"] = "end"
+
+
 class GovernanceConfig(_Strict):
     guardrails: GuardrailPolicy = GuardrailPolicy()
     verifier: VerifierPolicy = VerifierPolicy()
     output_guardrails: list[str] = Field(default_factory=lambda: list(DEFAULT_OUTPUT_GUARDRAILS))
+    risk: RiskPolicy = RiskPolicy()
+    approvals: ApprovalPolicy = ApprovalPolicy()
 
 
 @dataclass(frozen=True)
@@ -108,6 +172,7 @@ class Settings:
     models: ModelsConfig
     governance: GovernanceConfig
     models_doc: yamlfile.YamlDoc
+    governance_doc: yamlfile.YamlDoc | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -153,6 +218,9 @@ def _validate(model: type[BaseModel], doc: yamlfile.YamlDoc) -> Any:
                 msg += f"; allowed here: {', '.join(sorted(allowed))}"
         elif err["type"] == "missing":
             msg = f"missing required field '{field}'"
+        elif err["type"] == "literal_error":  # 'sensitve' -> did you mean 'sensitive'?
+            choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            msg = f"field '{field}': '{err['input']}' is not one of {', '.join(choices)}{suggest(err['input'], choices)}"
         else:
             msg = f"field '{field}': {err['msg']}"
             if "input" in err and not isinstance(err["input"], dict | list):
@@ -178,17 +246,7 @@ def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...], data: Any) -> 
 
 
 def _check_models(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
-    from crewkit.models.providers import PROVIDERS
-
-    for name, entry in cfg.models.items():
-        if entry.provider not in PROVIDERS:
-            raise ConfigError(
-                f"{doc.where(('models', name, 'provider'))}: model '{name}' uses unknown provider "
-                f"'{entry.provider}'{suggest(entry.provider, PROVIDERS)}; known: {', '.join(sorted(PROVIDERS))}"
-            )
-        problem = PROVIDERS[entry.provider].check_entry(entry)
-        if problem:
-            raise ConfigError(f"{doc.where(('models', name))}: model '{name}': {problem}")
+    """Cross-references inside models.yaml (providers are checked by `crewkit.models.providers`)."""
     for role in REQUIRED_ROLES:
         if role not in cfg.roles:
             raise ConfigError(
@@ -214,17 +272,6 @@ def _check_models(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
             f"{doc.where(('default_role',))}: default_role '{cfg.default_role}' is not a role"
             f"{suggest(cfg.default_role, cfg.roles)}"
         )
-
-
-def _check_governance(cfg: GovernanceConfig, doc: yamlfile.YamlDoc) -> None:
-    from crewkit.governance.guardrails import REGISTRY
-
-    for i, name in enumerate(cfg.output_guardrails):
-        if name not in REGISTRY:
-            raise ConfigError(
-                f"{doc.where(('output_guardrails', i))}: unknown guardrail '{name}'{suggest(name, REGISTRY)}; "
-                f"known: {', '.join(sorted(REGISTRY))}"
-            )
 
 
 def apply_environment(project_dir: Path) -> None:
@@ -266,13 +313,13 @@ def load_settings(project_dir: Path | None = None) -> Settings:
     _check_models(models, models_doc)
     gov_doc = yamlfile.load(config / "governance.yaml", required=False)
     governance = _validate(GovernanceConfig, gov_doc)
-    _check_governance(governance, gov_doc)
     return Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
         models=models,
         governance=governance,
         models_doc=models_doc,
+        governance_doc=gov_doc,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 from crewai.flow.flow import Flow, listen, or_, router, start
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from crewkit import crews
+from crewkit import assembly
 from crewkit.errors import GuardrailBlocked, RunFailed
 from crewkit.governance import acceptance, guardrails, reviewer
 from crewkit.governance.verification import Verification
@@ -81,8 +81,8 @@ class DefaultFlow(Flow[RunState]):
     def plan(self) -> None:
         self.ctx.progress("Planner: writing the plan")
         with ledger.stage("plan"):
-            crew, _ = crews.build_crew(self.ctx.settings, self.ctx.role_map, "planner")
-            output = crews.kickoff(crew, {"task": self.state.task})
+            crew, _ = assembly.build_crew(self.ctx.settings, self.ctx.role_map, "planner")
+            output = assembly.kickoff(crew, {"task": self.state.task})
         plan = normalise(plan_from(output), self.state.task)  # None (unusable) -> the task's own parts
         self.state.plan = [
             {"id": f"s{i}", **sub.model_dump()} for i, sub in enumerate(plan.subtasks, start=1)
@@ -97,8 +97,8 @@ class DefaultFlow(Flow[RunState]):
         self.state.rounds += 1
         self.ctx.progress(f"Executor: {len(self.state.plan)} subtask(s), round {self.state.rounds}")
         settings, role_map = self.ctx.settings, self.ctx.role_map
-        instance, spec = crews.instantiate(settings, role_map, "executor")
-        with crews.user_errors(settings, "executor"):
+        instance, spec = assembly.instantiate(settings, role_map, "executor")
+        with assembly.user_errors(settings, "executor"):
             specialists = instance.specialists()
         by_role: dict[str, Any] = {}
         for specialist in specialists:
@@ -128,7 +128,7 @@ class DefaultFlow(Flow[RunState]):
         for n, v in enumerate(values, start=1):
             v.update(number=n, count=len(values))
         if values:
-            with crews.user_errors(settings, "executor"):
+            with assembly.user_errors(settings, "executor"):
                 crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
             task_ids = [str(t.id) for t in crew.tasks]
             for crew_task, v in zip(crew.tasks, values, strict=True):
@@ -140,7 +140,7 @@ class DefaultFlow(Flow[RunState]):
                 )
             try:
                 with ledger.stage("execute"):
-                    output = crews.kickoff(crew)
+                    output = assembly.kickoff(crew)
             finally:
                 clear_pins(task_ids)
             for v, t in zip(values, output.tasks_output, strict=True):

@@ -84,19 +84,19 @@ def model_review(output: Any) -> Review | None:
 
 
 def reviewer_role(settings: Settings, role_map: Any) -> str:
-    from crewkit import crews
+    from crewkit import assembly
 
-    spec = crews.load_spec(settings, CREW, role_map)
+    spec = assembly.load_spec(settings, CREW, role_map)
     names = list(spec.agent_llm_names().values())
     return role_map.resolve_role(names[0] if names else None)
 
 
 def _cache_key(settings: Settings, role: str) -> str:
-    from crewkit import crews
+    from crewkit import assembly
 
     entry = settings.role(role)
     models = [settings.models.models[n].model_dump(mode="json") for n in [entry.model, *entry.fallbacks]]
-    spec = crews.load_spec(settings, CREW)
+    spec = assembly.load_spec(settings, CREW)
     blob = json.dumps([role, models, spec.agents.data, spec.tasks.data], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -122,10 +122,10 @@ def _write_cache(settings: Settings, data: dict[str, Any]) -> None:
 
 
 def _ask(settings: Settings, role_map: Any, inputs: dict[str, str]) -> Any:
-    from crewkit import crews
+    from crewkit import assembly
 
-    crew, _ = crews.build_crew(settings, role_map, CREW)
-    return crews.kickoff(crew, inputs)
+    crew, _ = assembly.build_crew(settings, role_map, CREW)
+    return assembly.kickoff(crew, inputs)
 
 
 def calibrate(settings: Settings, role_map: Any, role: str) -> Trust:

@@ -129,11 +129,11 @@ def readers(
 
     `declared` adds copies a flow puts in through values it builds ("crew.task" -> field -> n).
     """
-    from crewkit import crews
+    from crewkit import assembly
 
     found: list[Reader] = []
     for crew_name in crew_names:
-        spec = crews.load_spec(settings, crew_name, role_map)
+        spec = assembly.load_spec(settings, crew_name, role_map)
         agents: dict[str, Any] = spec.agents.data or {}
         for task_key, task in (spec.tasks.data or {}).items():
             own = f"{task.get('description') or ''}\n{task.get('expected_output') or ''}"
@@ -175,12 +175,12 @@ def check_inputs_fit(settings: Settings, role_map: RoleMap, flow_cls: type, inpu
     'local-small', 8192-token context) fits at most 5,400; shorten it or map the role to a
     larger-context model`.
     """
-    from crewkit import crews
+    from crewkit import assembly
 
     texts = {k: v for k, v in inputs.items() if isinstance(v, str) and v}
     if not texts:
         return
-    crew_names = list(getattr(flow_cls, "CREWS", None) or crews.discover(settings))
+    crew_names = list(getattr(flow_cls, "CREWS", None) or assembly.discover(settings))
     counters: dict[str, _Counter] = {}
 
     def counter(role: str) -> tuple[str, _Counter]:

@@ -191,7 +191,7 @@ def _native(prefix: str, *, base_url_default: str | None = None) -> Callable[[st
 
 
 def _build_embedder(name: str, entry: ModelEntry) -> Any:
-    from crewkit.memory.embedder import OnnxEmbedder
+    from crewkit.models.embedder import OnnxEmbedder
 
     return OnnxEmbedder.from_entry(entry)
 
@@ -235,3 +235,20 @@ PROVIDERS: dict[str, Provider] = {
         ),
     )
 }
+
+
+def check_settings(settings: Any) -> None:
+    """Every model entry names a registered provider and passes its provider's own checks."""
+    from crewkit.errors import ConfigError
+    from crewkit.settings import suggest
+
+    doc = settings.models_doc
+    for name, entry in settings.models.models.items():
+        if entry.provider not in PROVIDERS:
+            raise ConfigError(
+                f"{doc.where(('models', name, 'provider'))}: model '{name}' uses unknown provider "
+                f"'{entry.provider}'{suggest(entry.provider, PROVIDERS)}; known: {', '.join(sorted(PROVIDERS))}"
+            )
+        problem = PROVIDERS[entry.provider].check_entry(entry)
+        if problem:
+            raise ConfigError(f"{doc.where(('models', name))}: model '{name}': {problem}")

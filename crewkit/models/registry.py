@@ -129,7 +129,7 @@ class RoleMap:
 
     def embedder_config(self) -> dict[str, Any]:
         """The embedding role as CrewAI's embedder spec (crews, agents, knowledge sources)."""
-        from crewkit.memory.embedder import crewai_embedder_config
+        from crewkit.models.embedder import crewai_embedder_config
 
         return crewai_embedder_config(self.embedder())
 

@@ -17,7 +17,7 @@ import pytest
 
 from crewkit.models.registry import RoleMap
 from crewkit.plan import Plan
-from crewkit.runner import run_flow
+from crewkit.runtime.runner import run_flow
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

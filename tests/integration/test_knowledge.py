@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crewkit import crews
+from crewkit import assembly
 from crewkit.models.metered import RoleLLM
 from crewkit.models.registry import RoleMap
 from tests.fakes import ScriptedLLM
@@ -25,7 +25,7 @@ def test_crew_knowledge_source_is_embedded_offline_and_reaches_the_prompt(projec
     (folder / "crew.py").write_text(code)
     # CrewAI first asks the model to rewrite the task into a knowledge search query
     fake = ScriptedLLM(["crewkit mascot facts", "- Hugo is a heron.\n- Hugo likes rivers."])
-    result = crews.kickoff_crew(
+    result = assembly.kickoff_crew(
         settings, RoleMap(settings, overrides={"reasoning": fake}), "kb", {"topic": "mascot"}
     )
     assert "Hugo" in result.raw
@@ -42,7 +42,7 @@ def test_crew_memory_uses_the_role_map(project, settings):
     )
     (folder / "crew.py").write_text(code)
     role_map = RoleMap(settings)
-    crew, _ = crews.build_crew(settings, role_map, "mem")
+    crew, _ = assembly.build_crew(settings, role_map, "mem")
     memory = crew._memory
     assert isinstance(memory.llm, RoleLLM) and memory.llm.role == role_map.default_role
     assert memory.embedder.wrapped is role_map.embedder()  # the embedding role, set while built

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from crewkit.models.registry import RoleMap
-from crewkit.runner import run_flow
+from crewkit.runtime.runner import run_flow
 
 pytestmark = pytest.mark.integration
 

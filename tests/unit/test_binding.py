@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crewkit import binding, crews
+from crewkit import assembly
+from crewkit.assembly import wire
 from crewkit.models.registry import RoleMap
 from tests.fakes import ScriptedLLM
 from tests.unit.test_crews import AGENTS, TASKS, make_crew
@@ -109,7 +110,7 @@ def test_agent_with_memory_true_uses_the_default_and_embedding_roles(project, se
     embedder = FakeEmbedder()
     role_map = RoleMap(settings, overrides={"code": code, "reasoning": default, "embedding": embedder})
     assert role_map.default_role == "reasoning"
-    result = crews.kickoff_crew(settings, role_map, "remembering", {"topic": "Owl"})
+    result = assembly.kickoff_crew(settings, role_map, "remembering", {"topic": "Owl"})
     assert "Owls are nocturnal" in result.raw
     assert [c.agent for c in code.calls] == ["Owl Researcher"]
     assert [c.response_model.__name__ for c in default.calls] == ["ExtractedMemories"]
@@ -126,7 +127,7 @@ def test_text_guardrail_runs_on_the_reasoning_role(project, settings):
     code = ScriptedLLM(["- Owls live in forests.\n- Owls hunt mice."])
     reasoning = ScriptedLLM([{"valid": True, "feedback": None}])
     role_map = RoleMap(settings, overrides={"code": code, "reasoning": reasoning})
-    result = crews.kickoff_crew(settings, role_map, "judged", {"topic": "Owl"})
+    result = assembly.kickoff_crew(settings, role_map, "judged", {"topic": "Owl"})
     assert "forests" in result.raw
     assert [c.agent for c in code.calls] == ["Owl Researcher"]
     assert [c.agent for c in reasoning.calls] == ["Guardrail Agent"]
@@ -145,7 +146,7 @@ def test_planning_true_runs_on_the_reasoning_role(project, settings):
     reasoning = ScriptedLLM([plan])
     code = ScriptedLLM(["- Owls are raptors."])
     role_map = RoleMap(settings, overrides={"reasoning": reasoning, "code": code})
-    result = crews.kickoff_crew(settings, role_map, "planned_crew", {"topic": "Owl"})
+    result = assembly.kickoff_crew(settings, role_map, "planned_crew", {"topic": "Owl"})
     assert result.raw.startswith("- Owls are raptors")
     assert [c.agent for c in reasoning.calls] == ["Task Execution Planner"]
     assert "Step 1: recall owls" in code.calls[0].prompt
@@ -160,7 +161,7 @@ def test_hierarchical_manager_llm_string_runs_on_the_manager_role(project, setti
     (folder / "crew.py").write_text(code_py)
     manager = ScriptedLLM(["- Owls are owls.\n- Owls hoot."])
     role_map = RoleMap(settings, overrides={"manager": manager, "reasoning": ScriptedLLM([])})
-    result = crews.kickoff_crew(settings, role_map, "managed_crew", {"topic": "Owl"})
+    result = assembly.kickoff_crew(settings, role_map, "managed_crew", {"topic": "Owl"})
     assert "Owls hoot" in result.raw
     assert [c.agent for c in manager.calls] == ["Crew Manager"]
 
@@ -171,7 +172,7 @@ def test_model_strings_in_code_resolve_by_role_name_else_default(settings):
     from crewkit.models.metered import RoleLLM
 
     role_map = RoleMap(settings)
-    with binding.bound(role_map):
+    with wire.bound(role_map):
         named = Agent(role="a", goal="g", backstory="b", llm="code")
         unnamed = Agent(role="b", goal="g", backstory="b", llm="gpt-4.1-mini")
         default = Agent(role="c", goal="g", backstory="b")
@@ -188,7 +189,7 @@ def test_users_own_llm_class_is_kept(settings):
     from crewai import Agent
 
     own = ScriptedLLM([])
-    with binding.bound(RoleMap(settings)):
+    with wire.bound(RoleMap(settings)):
         agent = Agent(role="a", goal="g", backstory="b", llm=own)
     assert agent.llm is own
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crewkit import crews
+from crewkit import assembly
 from crewkit.errors import ConfigError, GuardrailBlocked, UsageError
 from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
@@ -63,7 +63,7 @@ def test_stock_crew_without_llm_runs_on_the_default_role(project, settings):
     fake = ScriptedLLM(["- Owls can rotate their heads.\n- Owls are nocturnal."])
     role_map = RoleMap(settings, overrides={settings.models.default_role: fake})
     with ledger.open_ledger() as book:
-        result = crews.kickoff_crew(settings, role_map, "stock_research", {"topic": "Owl"})
+        result = assembly.kickoff_crew(settings, role_map, "stock_research", {"topic": "Owl"})
     assert "Owls are nocturnal" in result.raw
     assert [c.agent for c in fake.calls] == ["Owl Researcher"]
     assert "List two facts about Owl" in fake.calls[0].prompt
@@ -74,7 +74,7 @@ def test_agent_llm_names_a_role(project, settings):
     make_crew(project, "coder_crew", agents=AGENTS + "  llm: code\n")
     code = ScriptedLLM(["print('hi')"])
     role_map = RoleMap(settings, overrides={"code": code, "reasoning": ScriptedLLM([])})
-    crews.kickoff_crew(settings, role_map, "coder_crew", {"topic": "Python"})
+    assembly.kickoff_crew(settings, role_map, "coder_crew", {"topic": "Python"})
     assert len(code.calls) == 1
 
 
@@ -82,7 +82,7 @@ def test_task_guardrail_from_yaml_retries_with_feedback(project, settings):
     make_crew(project, "guarded", tasks=TASKS + "  guardrails: [no_secrets]\n")
     fake = ScriptedLLM(["my key is sk-proj-abcdefghijklmnopqrstuv0123", "- fact one\n- fact two"])
     role_map = RoleMap(settings, overrides={"reasoning": fake})
-    result = crews.kickoff_crew(settings, role_map, "guarded", {"topic": "Owl"})
+    result = assembly.kickoff_crew(settings, role_map, "guarded", {"topic": "Owl"})
     assert result.raw.startswith("- fact one")
     assert len(fake.calls) == 2
     assert "no_secrets" in fake.calls[1].prompt
@@ -92,7 +92,7 @@ def test_task_guardrail_final_failure_is_guardrail_blocked(project, settings):
     make_crew(project, "always_bad", tasks=TASKS + "  guardrails: [no_secrets]\n  guardrail_max_retries: 1\n")
     fake = ScriptedLLM(["sk-proj-abcdefghijklmnopqrstuv0123"] * 2)
     with pytest.raises(GuardrailBlocked, match="no_secrets"):
-        crews.kickoff_crew(
+        assembly.kickoff_crew(
             settings, RoleMap(settings, overrides={"reasoning": fake}), "always_bad", {"topic": "x"}
         )
     assert len(fake.calls) == 2
@@ -101,7 +101,7 @@ def test_task_guardrail_final_failure_is_guardrail_blocked(project, settings):
 def test_unknown_guardrail_name_points_at_the_yaml_line(project, settings):
     make_crew(project, "typo", tasks=TASKS + "  guardrails: [no_secret]\n")
     with pytest.raises(ConfigError) as err:
-        crews.load_spec(settings, "typo")
+        assembly.load_spec(settings, "typo")
     assert str(err.value).startswith("crews/typo/config/tasks.yaml:5: ")
     assert "unknown guardrail 'no_secret' (did you mean 'no_secrets'?)" in str(err.value)
 
@@ -109,18 +109,18 @@ def test_unknown_guardrail_name_points_at_the_yaml_line(project, settings):
 def test_task_naming_unknown_agent_is_rejected(project, settings):
     make_crew(project, "orphan", tasks=TASKS.replace("agent: researcher", "agent: reseacher"))
     with pytest.raises(ConfigError, match=r"tasks.yaml:4: .*agent 'reseacher'.*did you mean 'researcher'"):
-        crews.load_spec(settings, "orphan")
+        assembly.load_spec(settings, "orphan")
 
 
 def test_agent_llm_naming_unknown_role_is_rejected(project, settings):
     make_crew(project, "badllm", agents=AGENTS + "  llm: reasonin\n")
     with pytest.raises(ConfigError, match=r"agents.yaml:5: agent 'researcher'.*did you mean 'reasoning'"):
-        crews.load_spec(settings, "badllm", RoleMap(settings))
+        assembly.load_spec(settings, "badllm", RoleMap(settings))
 
 
 def test_unknown_crew_is_a_usage_error_with_suggestion(settings):
     with pytest.raises(UsageError, match=r"unknown crew 'planer' \(did you mean 'planner'\?\)"):
-        crews.load_spec(settings, "planer")
+        assembly.load_spec(settings, "planer")
 
 
 def test_syntax_error_in_crew_code_is_one_line_with_its_line(project, settings):
@@ -129,7 +129,7 @@ def test_syntax_error_in_crew_code_is_one_line_with_its_line(project, settings):
         (folder / "crew.py").read_text().replace("def crew(self)", "def crew(self")
     )
     with pytest.raises(ConfigError, match=r"^crews/broken_syntax/crew.py:\d+: syntax error"):
-        crews.build_crew(settings, RoleMap(settings), "broken_syntax")
+        assembly.build_crew(settings, RoleMap(settings), "broken_syntax")
 
 
 def test_crew_code_naming_a_missing_agent_config_points_at_the_code(project, settings):
@@ -137,7 +137,7 @@ def test_crew_code_naming_a_missing_agent_config_points_at_the_code(project, set
     code = (folder / "crew.py").read_text().replace('agents_config["researcher"]', 'agents_config["writer"]')
     (folder / "crew.py").write_text(code)
     with pytest.raises(ConfigError) as err:
-        crews.build_crew(settings, RoleMap(settings), "missing_agent")
+        assembly.build_crew(settings, RoleMap(settings), "missing_agent")
     line = next(i for i, text in enumerate(code.splitlines(), 1) if '"writer"' in text)
     assert str(err.value).startswith(
         f"crews/missing_agent/crew.py:{line}: crew 'missing_agent' cannot be built"
@@ -148,7 +148,7 @@ def test_crew_code_naming_a_missing_agent_config_points_at_the_code(project, set
 def test_crewai_validation_errors_become_config_errors(project, settings):
     make_crew(project, "no_agent", tasks=TASKS.replace("  agent: researcher\n", ""))
     with pytest.raises(ConfigError, match=r"crew 'no_agent' cannot be built"):
-        crews.build_crew(settings, RoleMap(settings), "no_agent")
+        assembly.build_crew(settings, RoleMap(settings), "no_agent")
 
 
 def test_cli_crew_with_broken_code_exits_2_without_traceback(project, capsys):
@@ -168,9 +168,9 @@ def test_crew_in_name_dot_py_is_discovered_and_runs(project, settings):
     """`crewai flow add-crew owls` writes crews/owls/owls.py, not crew.py."""
     folder = make_crew(project, "owls_named")
     (folder / "crew.py").rename(folder / "owls_named.py")
-    assert "owls_named" in crews.discover(settings)
+    assert "owls_named" in assembly.discover(settings)
     fake = ScriptedLLM(["- Owls are quiet."])
-    result = crews.kickoff_crew(
+    result = assembly.kickoff_crew(
         settings, RoleMap(settings, overrides={"reasoning": fake}), "owls_named", {"topic": "Owl"}
     )
     assert "Owls are quiet" in result.raw
@@ -184,13 +184,13 @@ def test_yaml_keys_come_from_crewais_agent_and_task_models(project, settings):
         agents=AGENTS + "  max_tokens: 200\n  reasoning: false\n  knowledge_config: {results_limit: 3}\n",
         tasks=TASKS + "  allow_crewai_trigger_context: false\n  markdown: true\n",
     )
-    crews.load_spec(settings, "modern")
+    assembly.load_spec(settings, "modern")
     make_crew(project, "typo_key", agents=AGENTS + "  max_token: 200\n")
     with pytest.raises(
         ConfigError,
         match=r"agents.yaml:5: agent 'researcher' has unknown field 'max_token' \(did you mean 'max_tokens'\?\)",
     ):
-        crews.load_spec(settings, "typo_key")
+        assembly.load_spec(settings, "typo_key")
 
 
 def test_crew_executor_alone_says_why_not_in_one_line(project, capsys):
@@ -249,7 +249,7 @@ def test_template_crew_writes_its_report_under_output(project, settings, monkeyp
     monkeypatch.chdir(project)
     fake = ScriptedLLM(["- Owls 2026: ten facts.", "# Owl report\n\nOwls are great."])
     role_map = RoleMap(settings, overrides={"reasoning": fake})
-    result = crews.kickoff_crew(
+    result = assembly.kickoff_crew(
         settings, role_map, "research_report", {"topic": "owls", "current_year": "2026"}
     )
     assert result.raw.startswith("# Owl report")

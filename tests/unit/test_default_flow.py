@@ -7,7 +7,7 @@ import json
 import pytest
 
 from crewkit.models.registry import RoleMap
-from crewkit.runner import run_flow
+from crewkit.runtime.runner import run_flow
 from tests.fakes import ScriptedLLM, tool_call
 
 DELEGATE = "delegate_work_to_coworker"
@@ -344,12 +344,12 @@ def test_a_wrong_sum_fails_on_the_checks_without_asking_the_reviewer(settings):
 def test_the_verifier_crew_called_directly_never_passes_banana_for_2_plus_2_or_an_empty_result(
     settings, result
 ):
-    from crewkit import crews
+    from crewkit import assembly
 
     reviewer = ScriptedLLM([PASS], allow_unused=True)  # a reviewer that passes anything
     role_map = RoleMap(settings, overrides={"reasoning": reviewer})
     inputs = {"task": "What is 2+2?", "criteria": "- s1: States the sum.", "result": result}
-    output = crews.kickoff_crew(settings, role_map, "verifier", inputs)
+    output = assembly.kickoff_crew(settings, role_map, "verifier", inputs)
     assert output.pydantic.passed is False
     assert json.loads(output.raw)["passed"] is False
     assert output.pydantic.issues

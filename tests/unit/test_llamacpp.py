@@ -294,7 +294,7 @@ def test_calls_use_only_the_cores_other_processes_leave_free(
 
 
 def test_a_context_too_small_for_the_reply_is_refused_at_config_load(project: Path):
-    from crewkit.settings import load_settings
+    from crewkit.runtime.startup import load_checked as load_settings
 
     path = project / "config" / "models.yaml"
     text = path.read_text()
@@ -309,8 +309,8 @@ def test_a_context_too_small_for_the_reply_is_refused_at_config_load(project: Pa
 
 def test_a_task_too_long_for_the_flows_prompts_is_refused_before_any_model_call(project: Path):
     from crewkit.models.registry import RoleMap
-    from crewkit.runner import run_flow
-    from crewkit.settings import load_settings
+    from crewkit.runtime.runner import run_flow
+    from crewkit.runtime.startup import load_checked as load_settings
     from tests.fakes import ScriptedLLM
 
     path = project / "config" / "models.yaml"
@@ -333,7 +333,7 @@ def test_a_task_too_long_for_the_flows_prompts_is_refused_before_any_model_call(
 def test_the_task_limit_is_exact_at_the_boundary(settings):
     from crewkit.models.context_fit import check_inputs_fit
     from crewkit.models.registry import RoleMap
-    from crewkit.runner import load_flow_class
+    from crewkit.runtime.runner import load_flow_class
     from tests.fakes import ScriptedLLM
 
     roles = {r: ScriptedLLM([]) for r in ("reasoning", "code", "vision", "manager")}
@@ -351,8 +351,8 @@ def test_the_task_limit_is_exact_at_the_boundary(settings):
 def test_hosted_models_are_checked_against_their_configured_context(project: Path):
     from crewkit.models.context_fit import check_inputs_fit
     from crewkit.models.registry import RoleMap
-    from crewkit.runner import load_flow_class
-    from crewkit.settings import load_settings
+    from crewkit.runtime.runner import load_flow_class
+    from crewkit.runtime.startup import load_checked as load_settings
 
     path = project / "config" / "models.yaml"
     text = path.read_text().replace("    context: 128000\n", "    context: 4096\n")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from crewkit.errors import ConfigError
-from crewkit.settings import json_schemas, load_settings
+from crewkit.runtime.startup import load_checked as load_settings
+from crewkit.settings import json_schemas
 
 
 def _edit(project: Path, name: str, old: str, new: str) -> Path:
@@ -173,3 +174,17 @@ def test_defaults_without_governance_yaml_are_what_the_readme_says(project):
         else:
             assert str(value) == written, key
     assert "no_prompt_injection" in governance.output_guardrails
+
+
+def test_settings_import_nothing_of_the_engine(project):
+    """settings.py depends on nothing: loading config imports no provider, guardrail or CrewAI module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crewkit.settings import load_settings; load_settings(__import__('pathlib').Path(sys.argv[1]));"
+        "engine = sorted(m for m in sys.modules if m.startswith(('crewkit.models', 'crewkit.governance', 'crewai')));"
+        "print(engine); sys.exit(1 if engine else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(project)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crewkit import crews
+from crewkit import assembly
 from crewkit.models.registry import RoleMap
 from tests.fakes import ScriptedLLM, tool_call
 from tests.unit.test_crews import AGENTS, TASKS, make_crew
@@ -26,7 +26,7 @@ def test_agent_calls_a_project_tool(project, settings):
     code = "from tools.python_syntax import PythonSyntaxTool\n" + code
     (folder / "crew.py").write_text(code)
     fake = ScriptedLLM([tool_call("check_python_syntax", code="def f(:"), "The code has a syntax error."])
-    result = crews.kickoff_crew(
+    result = assembly.kickoff_crew(
         settings, RoleMap(settings, overrides={"reasoning": fake}), "with_tool", {"topic": "x"}
     )
     assert result.raw == "The code has a syntax error."
@@ -51,7 +51,7 @@ def test_agent_reads_a_folder_with_crewai_tools_and_nothing_outside_it(project, 
             "Owls hunt at night.",
         ]
     )
-    result = crews.kickoff_crew(
+    result = assembly.kickoff_crew(
         settings, RoleMap(settings, overrides={"reasoning": fake}), "with_folder", {"topic": "owls"}
     )
     assert result.raw == "Owls hunt at night."

@@ -1,7 +1,7 @@
 """A crew's kickoff inputs, checked before CrewAI interpolates them (no model call yet).
 
 `check(crew, inputs, settings)` runs at CrewAI's `INPUT` interception point for every kickoff
-while a role map is bound (see `crewkit.binding`), and so for stock code too:
+while a role map is bound (see `crewkit.assembly.wire`), and so for stock code too:
 
 - every `{variable}` the crew's tasks and agents use must have a value: a missing one is one
   line naming the variable, where it is used and how to pass it (`--inputs '{...}'` for

@@ -24,7 +24,7 @@ own `llm_overlay` keeps it). A model string that names nothing in config/models.
 provider the role map does not name. Outside a binding CrewAI behaves exactly as stock.
 
 The same binding registers CrewAI's `INPUT` interception hook, so every crew kickoff (a stock
-flow's `MyCrew().crew().kickoff()` included) is checked by `crewkit.crew_inputs` first.
+flow's `MyCrew().crew().kickoff()` included) is checked by `crewkit.assembly.inputs` first.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def _install_embedders() -> None:
 def _install_kickoff_hook() -> None:
     from crewai.hooks.dispatch import InterceptionPoint, register
 
-    from crewkit import crew_inputs
+    from crewkit.assembly import inputs as crew_inputs
 
     def before_interpolation(ctx: Any) -> None:
         role_map = active()

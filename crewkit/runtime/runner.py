@@ -39,7 +39,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from crewkit import binding, yamlfile
+from crewkit import yamlfile
+from crewkit.assembly import wire
 from crewkit.errors import ConfigError, CrewkitError, UsageError
 from crewkit.models.context_fit import check_inputs_fit
 from crewkit.models.registry import RoleMap
@@ -148,7 +149,7 @@ def check_writable(settings: Settings) -> None:
 
 def load_flow_class(settings: Settings, name: str) -> type:
     path = check_flow_name(settings, name)
-    from crewkit.crews import import_project_module
+    from crewkit.assembly import import_project_module
 
     module = import_project_module(settings.project_dir, f"flows.{name}")
     cls = getattr(module, "FLOW", None)
@@ -211,10 +212,10 @@ def run_flow(
     flow_cls = load_flow_class(settings, name)
     inputs = validate_inputs(flow_cls, inputs)
     role_map.require_ready()
-    from crewkit import crews
+    from crewkit import assembly
 
-    for crew_name in getattr(flow_cls, "CREWS", None) or crews.discover(settings):
-        crews.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
+    for crew_name in getattr(flow_cls, "CREWS", None) or assembly.discover(settings):
+        assembly.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
     check_inputs_fit(settings, role_map, flow_cls, inputs)  # a task too long for its prompts, now
     run_id = new_run_id()
     ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
@@ -224,7 +225,7 @@ def run_flow(
     if trigger_payload is not None:
         kickoff_inputs[TRIGGER_KEY] = trigger_payload
     with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: binding.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
+        ended = _kickoff(lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
     fields = flow_record(flow, tuple(getattr(flow_cls, "RECORD_FIELDS", ()) or ()), ended)
     record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
     if trigger_payload is not None:
@@ -244,16 +245,16 @@ def run_crew(
     progress: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run one crew from crews/ (built on the role map) and write its run record."""
-    from crewkit import crews
+    from crewkit import assembly
 
-    crews.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
+    assembly.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
     check_writable(settings)
     role_map.require_ready()
-    crew, _ = crews.build_crew(settings, role_map, name)
+    crew, _ = assembly.build_crew(settings, role_map, name)
     run_id = new_run_id()
     (progress or (lambda message: None))(f"crew {name}: running")
     with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: crews.kickoff(crew, inputs, role_map), run_ledger)
+        ended = _kickoff(lambda: assembly.kickoff(crew, inputs, role_map), run_ledger)
     status, error = _status(None, ended)
     record = {
         "run_id": run_id,
