@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from crewkit.governance.data_classes import SECRET_PATTERNS as _SECRET_PATTERNS
+from crewkit.governance.data_classes import luhn as _luhn
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -34,18 +37,6 @@ class Verdict:
 
 Guardrail = Callable[[str], Verdict]
 
-_SECRET_PATTERNS = {
-    "OpenAI-style API key": re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}"),
-    "AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "GitHub token": re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
-    "Slack token": re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
-    "Google API key": re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    "private key block": re.compile(r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----"),
-    "password or secret assignment": re.compile(
-        r"(?i)\b(?:password|passwd|secret|api[_-]?key|token)\s*[:=]\s*['\"]?[^\s'\"]{8,}"
-    ),
-}
-
 _PII_PATTERNS = {
     "email address": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
     "US social security number": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
@@ -58,18 +49,6 @@ _INJECTION = re.compile(
     r"disregard (?:the |your )?(?:system|previous) (?:prompt|instructions)|"
     r"you are now (?:in )?(?:developer|dan) mode|reveal (?:your|the) system prompt)"
 )
-
-
-def _luhn(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def not_empty(text: str) -> Verdict:
