@@ -150,7 +150,8 @@ class ApprovalPolicy(_Strict):
     """`approvals:` in governance.yaml: who decides, how many medium checks a person sees."""
 
     sample_rate: float = Field(0.5, ge=0, le=1)  # share of medium-tier checks sent to a person
-    approvers: dict[Tier, list[str]] = Field(default_factory=dict)  # none for a tier: anyone but the requester
+    # tier -> the people who may decide; a tier not listed: anyone but the requester
+    approvers: dict[Tier, list[str]] = Field(default_factory=dict)
     allow_self_approval: bool = False
     expires_after_hours: float = Field(24, gt=0)
     on_expiry: Literal["reject", "approve"] = "reject"  # 'approve' applies to medium only
