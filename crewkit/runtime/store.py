@@ -384,12 +384,18 @@ class StateStore:
 
     def _prepare(self) -> None:
         """Check the file and bring its schema up to date (once per store per process)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as fh:
-                header = fh.read(len(_HEADER))
-            if header != _HEADER:
-                raise self._unreadable("not an SQLite file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            header = _HEADER
+            if self.path.exists() and self.path.stat().st_size > 0:
+                with self.path.open("rb") as fh:
+                    header = fh.read(len(_HEADER))
+        except OSError as exc:
+            raise self._fail(
+                f"cannot use this path ({exc.strerror or exc}); point CREWKIT_HOME at a writable folder"
+            ) from None
+        if header != _HEADER:
+            raise self._unreadable("not an SQLite file")
         conn = self._conn()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
