@@ -221,7 +221,11 @@ def _validate(model: type[BaseModel], doc: yamlfile.YamlDoc) -> Any:
             msg = f"missing required field '{field}'"
         elif err["type"] == "literal_error":  # 'sensitve' -> did you mean 'sensitive'?
             choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            if loc and loc[-1] == "[key]":  # a mapping's key: name the mapping
+                field = ".".join(str(p) for p in loc[:-2])
             msg = f"field '{field}': '{err['input']}' is not one of {', '.join(choices)}{suggest(err['input'], choices)}"
+        elif err["type"] == "value_error":  # a validator's own sentence, without pydantic's prefix
+            msg = f"field '{field}': {err['ctx']['error']}"
         else:
             msg = f"field '{field}': {err['msg']}"
             if "input" in err and not isinstance(err["input"], dict | list):

@@ -317,9 +317,11 @@ _DESCRIBES_EN = re.compile(
     r"unit tests?|tests? for|example|tutorial|explain|describe|summari[sz]e|translate|what (?:is|are|does)|"
     r"how (?:to|do|does|can|should|would)|why|essay|story|poem|article|definition|difference between)\b"
 )
+# Chinese puts the noun last ("写一个发送邮件的函数"): code nouns count anywhere in the clause,
+# the other markers only before the match.
+_CODE_CN = re.compile(r"函数|脚本|程序|代码|算法|正则|示例|例子|教程")
 _DESCRIBES_CN = re.compile(
-    r"函数|脚本|程序|代码|算法|正则|测试|示例|例子|解释|说明|描述|总结|概括|翻译|什么是|什么叫|如何|怎么|怎样|"
-    r"为什么|介绍|文章|故事|诗|教程"
+    r"测试|解释|说明|描述|总结|概括|翻译|什么是|什么叫|如何|怎么|怎样|为什么|介绍|文章|故事|诗"
 )
 
 _AMOUNT = (
@@ -403,7 +405,8 @@ def _clauses(text: str) -> list[str]:
 
 
 def _describes(clause: str, start: int) -> bool:
-    return bool(_DESCRIBES_EN.search(clause[:start]) or _DESCRIBES_CN.search(clause))
+    before = clause[:start]
+    return bool(_DESCRIBES_EN.search(before) or _DESCRIBES_CN.search(before) or _CODE_CN.search(clause))
 
 
 def _intents(text: str) -> Iterator[Hit]:
