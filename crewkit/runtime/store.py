@@ -289,7 +289,9 @@ class StateStore:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # every connection with the thread it belongs to: close() closes them all, and a thread
+        # that has ended leaves its connection to be closed when the next thread connects
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._prepare()
 
     @classmethod
@@ -309,7 +311,7 @@ class StateStore:
             conns, self._conns = self._conns, []
             self._local = threading.local()
         if self._pid == os.getpid():
-            for conn in conns:
+            for _, conn in conns:
                 conn.close()
         with self._cache_lock:
             if self._cache.get(self.path) is self:
@@ -354,7 +356,11 @@ class StateStore:
             conn = self._connect()
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                ended = [c for t, c in self._conns if not t.is_alive()]
+                self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
+                self._conns.append((threading.current_thread(), conn))
+            for old in ended:
+                old.close()
         return conn
 
     @contextmanager
@@ -364,23 +370,51 @@ class StateStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise self._fail(
-                f"{exc} (another process held the write lock for {BUSY_TIMEOUT_S:.0f} s); try again"
-            ) from None
+            raise self._environment(exc) from None
         try:
             yield conn
+        except sqlite3.IntegrityError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        except sqlite3.DatabaseError as exc:  # the disk, not the code: full, read-only, locked, corrupt
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._database_error(exc) from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         else:
             try:
                 conn.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                conn.execute("ROLLBACK")
-                raise self._fail(f"could not commit ({exc}); try again") from None
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._environment(exc) from None
 
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self._conn().execute(sql, args).fetchall()
+    def _database_error(self, exc: sqlite3.DatabaseError) -> StateStoreError:
+        if isinstance(exc, sqlite3.OperationalError):
+            return self._environment(exc)
+        return self._unreadable(exc)
+
+    def _environment(self, exc: sqlite3.OperationalError) -> StateStoreError:
+        text = str(exc)
+        if "readonly" in text or "read-only" in text:
+            hint = "make the file and its folder writable, or point CREWKIT_HOME elsewhere"
+        elif "full" in text:
+            hint = "free some disk space and try again"
+        elif "locked" in text or "busy" in text:
+            hint = f"another process held the write lock for {BUSY_TIMEOUT_S:.0f} s; try again"
+        else:
+            hint = "check the disk and the folder's permissions, then try again"
+        return self._fail(f"{text}; {hint}")
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._database_error(exc) from None
 
     def _prepare(self) -> None:
         """Check the file and bring its schema up to date (once per store per process)."""
@@ -408,8 +442,8 @@ class StateStore:
                 )
             check = conn.execute("PRAGMA quick_check").fetchall()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise self._fail(f"{exc}; another process holds it, try again") from None
+            if isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc):
+                raise self._environment(exc) from None
             raise self._unreadable(exc) from None
         if [tuple(r) for r in check] != [("ok",)]:
             raise self._unreadable(f"quick_check: {check[0][0]}")
@@ -447,7 +481,7 @@ class StateStore:
     )
 
     @staticmethod
-    def _run(row: sqlite3.Row | tuple[Any, ...]) -> RunRow:
+    def _run(row: tuple[Any, ...]) -> RunRow:
         r = list(row)
         r[3] = _loads(r[3])
         return RunRow(*r)
@@ -518,13 +552,16 @@ class StateStore:
         record_path: str | None = None,
         approval_id: str | None = None,
     ) -> None:
-        """Set a run's status; `error`, `record_path`, `approval_id` are written when given (not None)."""
+        """Set a run's status; `error`, `record_path`, `approval_id` are written when given.
+
+        None leaves the field as it is; "" clears it.
+        """
         sets = ["status = ?", "updated = ?"]
         args: list[Any] = [status, time.time()]
         for col, value in (("error", error), ("record_path", record_path), ("approval_id", approval_id)):
             if value is not None:
                 sets.append(f"{col} = ?")
-                args.append(value)
+                args.append(value or None)
         with self._write() as conn:
             cur = conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*args, run_id))
             if cur.rowcount == 0:
@@ -650,7 +687,7 @@ class StateStore:
     )
 
     @staticmethod
-    def _approval(row: sqlite3.Row | tuple[Any, ...]) -> Approval:
+    def _approval(row: tuple[Any, ...]) -> Approval:
         r = list(row)
         r[5] = _loads(r[5])
         r[7] = _loads(r[7])

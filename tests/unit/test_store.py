@@ -159,6 +159,42 @@ def test_unwritable_home_is_one_line(tmp_path: Path) -> None:
     assert str(info.value).startswith(str(tmp_path / "file" / "state.db"))
 
 
+def test_a_read_only_file_is_one_line_naming_the_fix(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(store)
+    monkeypatch.setattr(
+        sqlite3,
+        "connect",
+        lambda path, **kw: sqlite3.dbapi2.Connection(f"file:{store.path}?mode=ro", uri=True, **kw),
+    )
+    s = StateStore(store.path)  # a second store on the same file, opened read-only
+    assert s.require_run("r1").flow == "default"  # reads work
+    with pytest.raises(StateStoreError) as info:
+        s.set_status("r1", "done")
+    msg = str(info.value)
+    assert msg.startswith(f"{store.path}: attempt to write a readonly database; make the file")
+    monkeypatch.undo()
+    assert store.require_run("r1").status == "running"
+
+
+def test_connections_of_ended_threads_are_closed(store: StateStore) -> None:
+    _run(store)
+
+    def open_fds() -> int:
+        return sum(
+            1 for fd in Path("/proc/self/fd").iterdir() if os.path.realpath(fd).startswith(str(store.path))
+        )
+
+    baseline = open_fds()
+    for _ in range(30):
+        t = threading.Thread(target=store.get_run, args=("r1",))
+        t.start()
+        t.join()
+    store.get_run("r1")
+    assert open_fds() <= baseline + 3  # at most the last thread's connection (db, wal)
+
+
 # -- runs ----------------------------------------------------------------------------------------
 
 
@@ -179,6 +215,8 @@ def test_create_get_list_and_set_status(store: StateStore) -> None:
         "ap-0123456789",
     )
     assert [r.run_id for r in store.list_runs(status="failed")] == ["r1"]
+    store.set_status("r1", "failed", approval_id="")  # "" clears, None keeps
+    assert (store.require_run("r1").approval_id, store.require_run("r1").error) == (None, "boom")
     assert [r.run_id for r in store.list_runs(limit=1)] == ["r2"]
     raw = sqlite3.connect(store.path).execute("SELECT inputs FROM runs WHERE run_id = 'r1'").fetchone()[0]
     assert "é 中文" in raw  # ensure_ascii=False
