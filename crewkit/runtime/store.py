@@ -447,7 +447,8 @@ class StateStore:
             raise self._unreadable(exc) from None
         if [tuple(r) for r in check] != [("ok",)]:
             raise self._unreadable(f"quick_check: {check[0][0]}")
-        self._migrate(conn)
+        if version < SCHEMA_VERSION:
+            self._migrate(conn)
 
     def _newer(self, version: int) -> StateStoreError:
         return self._fail(
@@ -818,6 +819,11 @@ class StateStore:
     def expire_due(self, now: float | None = None) -> list[Approval]:
         """Pending approvals past `expires_at` take their `on_expiry` decision, by "policy (expired)"."""
         now = time.time() if now is None else now
+        due = (
+            "SELECT 1 FROM approvals WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ?"
+        )
+        if not self._read(due + " LIMIT 1", (now,)):
+            return []  # the common case, without taking the write lock
         with self._write() as conn:
             rows = conn.execute(
                 f"SELECT {self._AP_COLS} FROM approvals WHERE status = 'pending' "
