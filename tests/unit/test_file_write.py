@@ -89,3 +89,31 @@ def test_in_a_run_each_write_is_logged_with_the_previous_content(work: Path, tmp
     ]
     assert entries[1].payload["written_sha256"] == undo.sha256_text("after")
     store.close()
+
+
+def test_a_crewai_agent_writing_a_file_in_a_run_can_be_rolled_back(work: Path, tmp_path: Path) -> None:
+    from crewai import Agent, Crew, Task
+
+    from tests.fakes import ScriptedLLM, tool_call
+
+    store = StateStore.open(tmp_path / "home")
+    store.create_run("r1", "default", {}, "fp", None)
+    (work / "report.md").write_text("old report", encoding="utf-8")
+    llm = ScriptedLLM(
+        [tool_call("write_file", path="report.md", content="new report"), "Done: report written."]
+    )
+    agent = Agent(
+        role="Writer",
+        goal="Write the report.",
+        backstory="Terse.",
+        llm=llm,
+        tools=[FileWriteTool(base_dir=work)],
+    )
+    task = Task(description="Write the report file.", expected_output="One sentence.", agent=agent)
+    with undo.recording(store, "r1", lambda: 0):
+        Crew(agents=[agent], tasks=[task]).kickoff()
+    assert (work / "report.md").read_text(encoding="utf-8") == "new report"
+    assert [e.payload["previous"] for e in store.undo_entries("r1", 0)] == ["old report"]
+    assert undo.roll_back(store, "r1", 0) == [f"undone: restored {work / 'report.md'} (10 characters)"]
+    assert (work / "report.md").read_text(encoding="utf-8") == "old report"
+    store.close()
