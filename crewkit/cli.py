@@ -1,7 +1,8 @@
 """The `crewkit` command: parses arguments, calls the engine, prints. No logic of its own.
 
-Exit codes: 0 done, 1 the run failed, 2 usage or config error (one line, no traceback),
-130 interrupted (Ctrl-C; the run record says so).
+Exit codes: 0 done, 1 the run failed (or was rejected), 2 usage or config error (one line, no
+traceback), 75 the run is paused waiting for a person (the approval id is printed), 130
+interrupted (Ctrl-C; the run record says so).
 Built on plain click (typer's rich help cost more start-up time than the whole command tree);
 heavy modules (CrewAI, llama.cpp, rich) are imported inside the commands, so `--help` is fast.
 """
@@ -65,6 +66,16 @@ def models_app() -> None:
     """Inspect the role map."""
 
 
+@app.group("runs", context_settings=CONTEXT, no_args_is_help=True)
+def runs_app() -> None:
+    """List, inspect and rerun runs (state.db)."""
+
+
+@app.group("approvals", context_settings=CONTEXT, no_args_is_help=True)
+def approvals_app() -> None:
+    """Decide what runs wait for: list, show, approve, reject."""
+
+
 def _inputs_options(fn: Any) -> Any:
     fn = click.option(
         "--inputs-file",
@@ -122,8 +133,18 @@ def _engine() -> tuple[Any, Any]:
     return start()
 
 
+def _settings() -> Any:
+    """Settings alone (commands that read state.db build no role map)."""
+    from crewkit.runtime.startup import load_checked
+
+    return load_checked()
+
+
 def _json_line(outcome: Any) -> None:
-    line = {"run_id": outcome.run_id, "status": outcome.status, "output_file": str(outcome.record_path)}
+    line: dict[str, Any] = {"run_id": outcome.run_id, "status": outcome.status}
+    if getattr(outcome, "approval_id", None):
+        line["approval_id"] = outcome.approval_id
+    line["output_file"] = str(outcome.record_path)
     sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
 
@@ -160,12 +181,53 @@ def run(
         parsed = dict(getattr(runner.load_flow_class(settings, flow), "EXAMPLE_INPUTS", {}) or {})
         if parsed:
             console.note(f"no --inputs given; running the example: {json.dumps(parsed)}")
-    outcome = console.run_flow(settings, role_map, flow, parsed, verbose=verbose, trigger_payload=trigger)
+    with console.running("loading CrewAI", verbose) as progress:
+        outcome = runner.run_flow(
+            settings, role_map, flow, parsed, progress, verbose=verbose, trigger_payload=trigger
+        )
+    return _ended(settings, outcome, as_json)
+
+
+def _ended(settings: Any, outcome: Any, as_json: bool) -> int:
+    from crewkit import console
+
     console.summary(outcome)
     console.embedded_note(settings, outcome.record)
     if as_json:
         _json_line(outcome)
     return outcome.exit_code
+
+
+@app.command(context_settings=CONTEXT, short_help="Continue a paused, failed or interrupted run.")
+@click.argument("run_id")
+@_run_options
+def resume(run_id: str, as_json: bool, verbose: bool) -> int:
+    """Continue RUN_ID from its last checkpoint: finished steps are replayed, not run or paid again."""
+    from crewkit import console
+    from crewkit.runtime import runner
+
+    settings, role_map = _engine()
+    with console.running(f"resuming run {run_id}", verbose) as progress:
+        outcome = runner.resume_run(settings, role_map, run_id, progress, verbose=verbose)
+    return _ended(settings, outcome, as_json)
+
+
+@app.command(context_settings=CONTEXT, short_help="Roll a run back to a checkpoint.")
+@click.argument("run_id")
+@click.option(
+    "--to", "to", default=None, help="A step name or checkpoint number (default: the last stable one)."
+)
+def rollback(run_id: str, to: str | None) -> int:
+    """Roll RUN_ID back to a checkpoint: its state, and every side effect since, undone."""
+    from crewkit import console
+    from crewkit.runtime import rollback as rolling
+    from crewkit.runtime.store import StateStore
+
+    settings = _settings()
+    store = StateStore.open(settings.home)
+    done = rolling.by_hand(store, run_id, to)
+    console.rolled_back(run_id, done)
+    return 0
 
 
 @app.command(context_settings=CONTEXT)
@@ -207,8 +269,8 @@ def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool,
     from crewkit.runtime import runner
 
     runner.check_writable(settings)
-
-    outcome = console.run_crew(settings, role_map, name, parsed, verbose=verbose)
+    with console.running(f"running crew {name}", verbose) as progress:
+        outcome = runner.run_crew(settings, role_map, name, parsed, progress)
     console.crew_summary(outcome)
     console.embedded_note(settings, outcome.record)
     if as_json:
@@ -269,6 +331,116 @@ def models_check() -> int:
             sys.stderr.write(f"note: role '{info.role}' is degraded: {info.degraded}\n")
     click.echo(f"ok: {len(settings.models.roles)} roles ready")
     return 0
+
+
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="table or json."
+)
+
+
+@runs_app.command("list", context_settings=CONTEXT)
+@click.option(
+    "--status", default=None, help="Only runs with this status (done, failed, paused, rejected, ...)."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, newest first.")
+@FORMAT
+def runs_list(status: str | None, limit: int | None, fmt: str) -> None:
+    """Runs, newest first."""
+    from crewkit import console
+    from crewkit.runtime.store import StateStore
+
+    store = StateStore.open(_settings().home)
+    console.runs_table(store.list_runs(status=status, limit=limit), fmt)
+
+
+@runs_app.command("show", context_settings=CONTEXT)
+@click.argument("run_id")
+@FORMAT
+def runs_show(run_id: str, fmt: str) -> None:
+    """One run: status, plan, steps, usage, checkpoints and approvals."""
+    from crewkit import console
+    from crewkit.runtime import runs
+
+    settings = _settings()
+    console.run_detail(runs.detail(settings, run_id), fmt)
+
+
+@runs_app.command("rerun", context_settings=CONTEXT)
+@click.argument("run_id")
+@_run_options
+def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
+    """Start a new run of RUN_ID's flow with the same inputs."""
+    from crewkit import console
+    from crewkit.runtime import runner
+    from crewkit.runtime.store import StateStore
+
+    settings, role_map = _engine()
+    row = StateStore.open(settings.home).require_run(run_id)
+    inputs = dict(row.inputs)
+    trigger = inputs.pop(runner.TRIGGER_KEY, None)
+    console.note(f"rerunning {row.flow} with the inputs of run {run_id}")
+    with console.running("loading CrewAI", verbose) as progress:
+        outcome = runner.run_flow(
+            settings, role_map, row.flow, inputs, progress, verbose=verbose, trigger_payload=trigger
+        )
+    return _ended(settings, outcome, as_json)
+
+
+@approvals_app.command("list", context_settings=CONTEXT)
+@click.option("--status", default="pending", show_default=True, help="pending, approved, rejected or all.")
+@click.option("--run", "run_id", default=None, help="Only this run's approvals.")
+@FORMAT
+def approvals_list(status: str, run_id: str | None, fmt: str) -> None:
+    """Approvals (pending ones by default); expired ones take their default first."""
+    from crewkit import console
+    from crewkit.runtime.store import StateStore
+
+    store = StateStore.open(_settings().home)
+    store.expire_due()
+    rows = store.list_approvals(status=None if status == "all" else status, run_id=run_id)
+    console.approvals_table(rows, fmt)
+
+
+@approvals_app.command("show", context_settings=CONTEXT)
+@click.argument("approval_id")
+@FORMAT
+def approvals_show(approval_id: str, fmt: str) -> None:
+    """What an approval is about, why, its tier and who may decide."""
+    from crewkit import console
+    from crewkit.runtime.store import StateStore
+
+    store = StateStore.open(_settings().home)
+    store.expire_due()
+    console.approval_detail(store.require_approval(approval_id), fmt)
+
+
+def _decide(approval_id: str, decision: str, by: str | None, note: str | None) -> None:
+    from crewkit import console
+    from crewkit.governance import approvals
+    from crewkit.runtime.store import StateStore
+
+    settings = _settings()
+    store = StateStore.open(settings.home)
+    decided = approvals.decide(store, settings, approval_id, decision, by or approvals.current_user(), note)
+    console.decided(decided)
+
+
+@approvals_app.command("approve", context_settings=CONTEXT)
+@click.argument("approval_id")
+@click.option("--note", default=None, help="Why (stored with the decision).")
+@click.option("--by", default=None, help="Who decides (default: CREWKIT_USER, else your login name).")
+def approvals_approve(approval_id: str, note: str | None, by: str | None) -> None:
+    """Approve APPROVAL_ID; then `crewkit resume RUN_ID` continues the run."""
+    _decide(approval_id, "approved", by, note)
+
+
+@approvals_app.command("reject", context_settings=CONTEXT)
+@click.argument("approval_id")
+@click.option("--reason", required=True, help="Why (required; stored and shown in the run record).")
+@click.option("--by", default=None, help="Who decides (default: CREWKIT_USER, else your login name).")
+def approvals_reject(approval_id: str, reason: str, by: str | None) -> None:
+    """Reject APPROVAL_ID; the run ends as rejected (or goes back for rework) when resumed."""
+    _decide(approval_id, "rejected", by, reason)
 
 
 def _usage_error(exc: click.ClickException) -> int:

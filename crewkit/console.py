@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from crewkit.redact import redact
+from crewkit.redact import redact, redact_obj
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # long paths and hashes stay whole
 
@@ -102,8 +102,9 @@ class _RedactingStream(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _running(label: str, verbose: bool) -> Iterator[Any]:
-    """Load CrewAI under a spinner (plain lines with --verbose); stdout goes to stderr meanwhile.
+def running(label: str, verbose: bool) -> Iterator[Any]:
+    """While a run works: a spinner with its progress lines (plain lines with --verbose); yields
+    the `progress(message)` callable to hand the runner. Stdout goes to stderr meanwhile.
 
     The spinner starts first: on a terminal it reroutes stderr above itself, and the redacting
     stdout is then built on that, so nothing printed during the run skips the redaction.
@@ -116,7 +117,7 @@ def _running(label: str, verbose: bool) -> Iterator[Any]:
 
         _crewai_verbosity(verbose)
         try:
-            yield status
+            yield _progress(status)
         finally:
             _crewai_verbosity(None)
 
@@ -128,38 +129,6 @@ def _progress(status: Any) -> Any:
         err.print(Text("> ", style="cyan") + _text(message))
 
     return progress
-
-
-def run_flow(
-    settings: Any,
-    role_map: Any,
-    flow: str,
-    inputs: dict[str, Any],
-    *,
-    verbose: bool = False,
-    trigger_payload: dict[str, Any] | None = None,
-) -> Any:
-    from crewkit.runtime import runner
-
-    with _running("loading CrewAI", verbose) as status:
-        return runner.run_flow(
-            settings,
-            role_map,
-            flow,
-            inputs,
-            progress=_progress(status),
-            verbose=verbose,
-            trigger_payload=trigger_payload,
-        )
-
-
-def run_crew(
-    settings: Any, role_map: Any, name: str, inputs: dict[str, Any], *, verbose: bool = False
-) -> Any:
-    from crewkit.runtime import runner
-
-    with _running(f"running crew {name}", verbose) as status:
-        return runner.run_crew(settings, role_map, name, inputs, progress=_progress(status))
 
 
 def _usage_table(usage: dict[str, Any]) -> None:
@@ -179,6 +148,8 @@ def _usage_table(usage: dict[str, Any]) -> None:
 def _plan_line(sub: Any) -> Text:
     if isinstance(sub, dict):
         label = f"[{sub['task_type']}] " if sub.get("task_type") else ""
+        if sub.get("risk") and sub.get("risk") != "low":
+            label += f"({sub['risk']}) "
         return _text(f"  {sub.get('id', '-')} {label}{sub.get('description', '')}")
     return _text(f"  {sub}")
 
@@ -192,8 +163,12 @@ def _withheld(blocked: dict[str, Any]) -> Text:
 
 
 def _ending(outcome: Any) -> None:
-    """The lines shared by flow and crew runs: error, interruption, result, record path."""
+    """The lines shared by flow and crew runs: error, interruption, pause, result, record path."""
     record = outcome.record
+    if outcome.status == "paused":
+        err.print(_text(f"paused: {record.get('waiting') or 'waiting for a person'}", "yellow"))
+        err.print(_text(f"record: {outcome.record_path}", "dim"))
+        return
     if outcome.status == "interrupted":
         err.print(
             _text(
@@ -205,6 +180,16 @@ def _ending(outcome: Any) -> None:
         return
     if record.get("error"):
         err.print(Text("error: ", style="red") + _text(record["error"]))
+    rolled = record.get("rollback")
+    if isinstance(rolled, dict):
+        undone = len(rolled.get("undone") or [])
+        err.print(
+            _text(
+                f"rolled back to step '{rolled.get('to_step')}' (checkpoint {rolled.get('to_checkpoint')}), "
+                f"{undone} side effect(s) undone; continue with `crewkit resume {outcome.run_id}`",
+                "yellow",
+            )
+        )
     if record.get("blocked"):
         err.print(_withheld(record["blocked"]))
     elif record.get("result") is not None:
@@ -215,7 +200,7 @@ def _ending(outcome: Any) -> None:
 
 def summary(outcome: Any) -> None:
     record = outcome.record
-    colour = {"done": "green", "failed": "red"}.get(outcome.status, "yellow")
+    colour = {"done": "green", "failed": "red", "rejected": "red"}.get(outcome.status, "yellow")
     err.print(
         Text("\nrun ", style="bold") + _text(outcome.run_id, "bold") + ": " + _text(outcome.status, colour)
     )
@@ -223,6 +208,9 @@ def summary(outcome: Any) -> None:
         err.print(Text("plan", style="bold"))
         for sub in record["plan"]:
             err.print(_plan_line(sub))
+    replayed = (record.get("resumed") or {}).get("replayed_steps")
+    if replayed:
+        err.print(_text(f"resumed: {len(replayed)} finished step(s) replayed, not run again", "dim"))
     _usage_table(record.get("usage") or {})
     verification = record.get("verification")
     if isinstance(verification, dict) and verification.get("summary"):
@@ -300,3 +288,164 @@ def models_table(rows: list[Any], fmt: str) -> None:
         )  # fmt: skip
         table.add_row(*(Text(c) for c in cells))
     Console(highlight=False).print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runs and approvals (state.db)
+
+
+def _json_out(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def runs_table(rows: list[Any], fmt: str) -> None:
+    if fmt == "json":
+        _json_out([
+            {"run_id": r.run_id, "flow": r.flow, "status": r.status, "created": _ago(r.created),
+             "updated": _ago(r.updated), "requester": r.requester, "approval_id": r.approval_id, "error": r.error}
+            for r in rows
+        ])  # fmt: skip
+        return
+    table = Table(box=None)
+    for column in ("run", "flow", "status", "started", "waiting for", "error"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            _text(r.run_id), _text(r.flow), _text(r.status), _text(_ago(r.created)),
+            _text(r.approval_id or ""), _text((r.error or "")[:80]),
+        )  # fmt: skip
+    Console(highlight=False).print(table)
+    if not rows:
+        err.print(_text("no runs", "dim"))
+
+
+def run_detail(detail: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
+        _json_out(redact_obj(detail))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(_text(f"run {detail['run_id']} ({detail['flow']}): {detail['status']}", "bold"))
+    out.print(
+        _text(f"started {detail['created']} by {detail['requester'] or '-'}; updated {detail['updated']}")
+    )
+    if detail.get("error"):
+        out.print(_text(f"error: {detail['error']}", "red"))
+    out.print(_text(f"inputs: {json.dumps(detail['inputs'], ensure_ascii=False)}"))
+    if detail["plan"]:
+        out.print(Text("plan", style="bold"))
+        for sub in detail["plan"]:
+            out.print(_plan_line(sub))
+    if detail["steps"]:
+        out.print(Text("steps", style="bold"))
+        for step in detail["steps"]:
+            flags = " (replayed)" if step.get("replayed") else " (relayed)" if step.get("relayed") else ""
+            out.print(_text(
+                f"  {step.get('step') or '-'}: {step.get('agent')} on {step.get('role')}/{step.get('model')}, "
+                f"{step.get('input_tokens', 0)}+{step.get('output_tokens', 0)} tok, {step.get('seconds', 0)}s{flags}"
+            ))  # fmt: skip
+    for role, u in (detail["usage"] or {}).items():
+        out.print(
+            _text(
+                f"usage {role}: {u['calls']} call(s), {u['input_tokens']}+{u['output_tokens']} tok, ${u['cost_usd']:.6f}"
+            )
+        )
+    if detail["checkpoints"]:
+        out.print(Text("checkpoints", style="bold"))
+        for cp in detail["checkpoints"]:
+            out.print(
+                _text(f"  {cp['seq']}: {cp['step']}{' (stable)' if cp['stable'] else ''} at {cp['at']}")
+            )
+    if detail.get("rollback"):
+        rb = detail["rollback"]
+        out.print(
+            _text(
+                f"rolled back to {rb.get('to_step')} (checkpoint {rb.get('to_checkpoint')}): {len(rb.get('undone') or [])} undone"
+            )
+        )
+    for a in detail["approvals"]:
+        by = f" by {a['decided_by']}" if a["decided_by"] else ""
+        out.print(
+            _text(
+                f"approval {a['id']} [{a['tier']}] {a['step']}: {a['status']}{by}"
+                + (f" ({a['note']})" if a["note"] else "")
+            )
+        )
+    if detail.get("record"):
+        out.print(_text(f"record: {detail['record']}", "dim"))
+
+
+def _approval_row(a: Any) -> dict[str, Any]:
+    return {
+        "id": a.id, "run_id": a.run_id, "step": a.step, "tier": a.tier, "status": a.status,
+        "what": (a.subject or {}).get("what"), "reason": a.reason,
+        "who_may_decide": (a.subject or {}).get("who_may_decide"), "approvers": a.approvers,
+        "decided_by": a.decided_by, "note": a.note, "created": _ago(a.created),
+        "decided": _ago(a.decided), "expires": _ago(a.expires_at),
+    }  # fmt: skip
+
+
+def approvals_table(rows: list[Any], fmt: str) -> None:
+    if fmt == "json":
+        _json_out([_approval_row(a) for a in rows])
+        return
+    table = Table(box=None)
+    for column in ("approval", "run", "tier", "status", "what", "expires"):
+        table.add_column(column)
+    for a in rows:
+        r = _approval_row(a)
+        table.add_row(*(_text(r[k] or "") for k in ("id", "run_id", "tier", "status", "what", "expires")))
+    Console(highlight=False).print(table)
+    if not rows:
+        err.print(_text("no approvals", "dim"))
+
+
+def approval_detail(a: Any, fmt: str) -> None:
+    if fmt == "json":
+        _json_out({**_approval_row(a), "subject": a.subject})
+        return
+    r = _approval_row(a)
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(_text(f"approval {r['id']} for run {r['run_id']}: {r['status']}", "bold"))
+    out.print(_text(f"what: {r['what']}"))
+    out.print(_text(f"tier: {r['tier']}"))
+    out.print(_text(f"why: {r['reason']}"))
+    for item in (a.subject or {}).get("items") or []:
+        draw = f", draw {item['draw']:.3f} < {item['rate']}" if item.get("draw") is not None else ""
+        out.print(
+            _text(
+                f"  {item.get('id')} [{item.get('tier')}] {'needs a person' if item.get('human') else 'automatic'}{draw}: {'; '.join(item.get('reasons') or [])}"
+            )
+        )
+    out.print(_text(f"who may decide: {r['who_may_decide']}"))
+    out.print(_text(f"requested {r['created']}; expires {r['expires']}"))
+    if a.decided_by:
+        out.print(_text(f"decided by {a.decided_by} at {r['decided']}" + (f": {a.note}" if a.note else "")))
+    elif a.status == "pending":
+        out.print(
+            _text(
+                f"decide: crewkit approvals approve {a.id} [--note ...] | crewkit approvals reject {a.id} --reason ...",
+                "dim",
+            )
+        )
+
+
+def decided(a: Any) -> None:
+    sys.stdout.write(f"{a.status} {a.id} (run {a.run_id}) by {a.decided_by}\n")
+    err.print(_text(f"continue the run with: crewkit resume {a.run_id}", "dim"))
+
+
+def rolled_back(run_id: str, done: dict[str, Any]) -> None:
+    sys.stdout.write(
+        f"rolled back run {run_id} to step '{done['to_step']}' (checkpoint {done['to_checkpoint']})\n"
+    )
+    for line in done.get("undone") or []:
+        err.print(_text(f"  {line}"))
+    err.print(_text(f"continue from there with: crewkit resume {run_id}", "dim"))

@@ -97,3 +97,9 @@ class RunPaused(BaseException):  # noqa: N818 - a control signal, like KeyboardI
     def __init__(self, required: ApprovalRequired) -> None:
         super().__init__(str(required))
         self.required = required
+
+
+class RunRejected(CrewkitError):
+    """A person (or the expiry policy) rejected the run's result; the run ends as `rejected`."""
+
+    exit_code = 1

@@ -6,14 +6,22 @@
 - execute: a hierarchical crew; its manager (manager role) delegates each subtask to the
            specialist whose role matches the subtask's task type. The delegation is pinned for
            the embedded model (coworker and task are fixed by the plan, see
-           crewkit.models.llamacpp.pin_tool_arguments); hosted models follow the task text.
+           crewkit.runtime.pins); hosted models follow the task text.
            A subtask whose role lacks the capability it needs (an image for a text-only model)
            is answered with that limitation, without a model call.
 - verify:  deterministic acceptance checks, then the reviewer (only if the checks pass and the
            reviewer passed its calibration); a failure sends the work back with its reasons, at
            most `verifier.max_rounds`.
 - guard:   the output guardrails from config/governance.yaml; a block withholds the result
-           (only its sha256 and the verdicts are kept) and fails the run.
+           (only its sha256 and the verdicts are kept) and fails the run. Then the risk tiers
+           (config/governance.yaml `risk:`, assessed on the task and each subtask when planned):
+           low passes, medium was reviewed by the verifier and is sampled for a person,
+           sensitive always waits for one. A waiting run is checkpointed and exits 75; a
+           rejection ends it as `rejected` (or sends the work back, `approvals.on_reject: rework`).
+
+Every step is checkpointed by the engine (`crewkit.runtime.flow.CrewkitFlow`): a resumed run
+replays finished steps instead of running them. A verifier that gives up, a guard block or a
+rejection rolls the run back to its plan (the last stable checkpoint), undoing side effects.
 """
 
 from __future__ import annotations
@@ -21,17 +29,18 @@ from __future__ import annotations
 import hashlib
 from typing import Any, ClassVar, Literal
 
-from crewai.flow.flow import Flow, listen, or_, router, start
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from crewai.flow.flow import listen, or_, router, start
+from pydantic import BaseModel, ConfigDict, Field
 
 from crewkit import assembly
-from crewkit.errors import GuardrailBlocked, RunFailed
-from crewkit.governance import acceptance, guardrails, reviewer
+from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
+from crewkit.governance import acceptance, guardrails, reviewer, risk
 from crewkit.governance.verification import Verification
 from crewkit.models import capability
-from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
-from crewkit.observability import ledger
 from crewkit.plan import normalise, plan_from
+from crewkit.runtime import pins
+from crewkit.runtime.flow import CrewkitFlow
+from crewkit.runtime.flow import RunState as EngineState
 
 DELEGATE_TOOL = "Delegate work to coworker"
 
@@ -43,56 +52,48 @@ class Inputs(BaseModel):
     user: str | None = None
 
 
-class RunState(BaseModel):
+class RunState(EngineState):
     task: str = ""
     tenant: str | None = None
     user: str | None = None
-    plan: list[dict[str, Any]] = Field(default_factory=list)
-    results: list[dict[str, Any]] = Field(default_factory=list)
+    task_risk: dict[str, Any] | None = None  # the whole task's tier, reasons and data classes
     feedback: list[str] = Field(default_factory=list)
     rounds: int = 0
     guard_steps: list[dict[str, Any]] = Field(default_factory=list)
-    result: str | None = None
-    status: str = "running"
-    error: str | None = None
     verification: dict[str, Any] | None = None  # how the result was verified (checks, reviewer)
     limitations: list[str] = Field(default_factory=list)  # what this role map could not do
     blocked: dict[str, Any] | None = None  # {"sha256", "verdicts"} of a result the Guard withheld
+    approval: dict[str, Any] | None = None  # the release gate: outcome, approval id, per-item tiers/draws
 
 
-class DefaultFlow(Flow[RunState]):
+class DefaultFlow(CrewkitFlow[RunState]):
     Inputs: ClassVar[type[BaseModel]] = Inputs
     CREWS: ClassVar[tuple[str, ...]] = ("planner", "executor", "verifier")
-    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked")
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked", "approval")
+    STABLE_STEPS: ClassVar[tuple[str, ...]] = ("plan",)  # a rollback returns to the plan
     # the task reaches the executor's prompts through {context} and the delegated text
     PROMPT_INPUTS: ClassVar[dict[str, dict[str, int]]] = {"executor.subtask": {"task": 1}}
-    # no flow-level CrewAI memory (this flow never recalls): skips a lancedb import, seconds per run
-    _skip_auto_memory: bool = True
     EXAMPLE_INPUTS: ClassVar[dict[str, str]] = {
         "task": "Write a Python function that checks whether a string is a palindrome, and explain it."
     }
-    _ctx: Any = PrivateAttr(default=None)
-
-    @property
-    def ctx(self) -> Any:
-        return self._ctx
 
     @start()
     def plan(self) -> None:
         self.ctx.progress("Planner: writing the plan")
-        with ledger.stage("plan"):
-            crew, _ = assembly.build_crew(self.ctx.settings, self.ctx.role_map, "planner")
-            output = assembly.kickoff(crew, {"task": self.state.task})
+        output = self.run_crew("planner", {"task": self.state.task})
         plan = normalise(plan_from(output), self.state.task)  # None (unusable) -> the task's own parts
-        self.state.plan = [
-            {"id": f"s{i}", **sub.model_dump()} for i, sub in enumerate(plan.subtasks, start=1)
-        ]
+        settings = self.ctx.settings
+        self.state.task_risk = _risk_record(risk.assess_subtask(settings, self.state.task, "task"))
+        self.state.plan = []
+        for i, sub in enumerate(plan.subtasks, start=1):
+            assessed = risk.assess_subtask(settings, sub.description, sub.task_type)
+            self.state.plan.append({"id": f"s{i}", **sub.model_dump(), **_risk_record(assessed)})
 
     def note_limitation(self, line: str) -> None:
         if line not in self.state.limitations:
             self.state.limitations.append(line)
 
-    @listen(or_(plan, "retry"))
+    @listen(or_(plan, "retry", "rework"))
     def execute(self) -> None:
         self.state.rounds += 1
         self.ctx.progress(f"Executor: {len(self.state.plan)} subtask(s), round {self.state.rounds}")
@@ -130,19 +131,15 @@ class DefaultFlow(Flow[RunState]):
         if values:
             with assembly.user_errors(settings, "executor"):
                 crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
-            task_ids = [str(t.id) for t in crew.tasks]
-            for crew_task, v in zip(crew.tasks, values, strict=True):
-                pin_tool_arguments(
-                    crew_task.id,
+            delegations = {
+                crew_task.id: (
                     DELEGATE_TOOL,
                     {"coworker": v["specialist"], "task": v["delegated"], "context": ""},
-                    answer_with_tool_result=True,
                 )
-            try:
-                with ledger.stage("execute"):
-                    output = assembly.kickoff(crew)
-            finally:
-                clear_pins(task_ids)
+                for crew_task, v in zip(crew.tasks, values, strict=True)
+            }
+            with pins.pinned(delegations, answer_with_tool_result=True):
+                output = assembly.kickoff(crew)
             for v, t in zip(values, output.tasks_output, strict=True):
                 answers[v["id"]] = {"subtask": v["id"], "specialist": v["specialist"], "output": t.raw}
         self.state.results = [answers[sub["id"]] for sub in self.state.plan]
@@ -159,8 +156,7 @@ class DefaultFlow(Flow[RunState]):
             ids = {r["subtask"] for r in answered}
             criteria = "\n".join(f"- {s['id']}: {s['acceptance']}" for s in self.state.plan if s["id"] in ids)
             result = "\n\n".join(r["output"].strip() for r in answered)
-            with ledger.stage("verify"):
-                verdict = reviewer.review(settings, self.ctx.role_map, task, criteria, result)
+            verdict = reviewer.review(settings, self.ctx.role_map, task, criteria, result)
             if not verdict.trusted:
                 self.note_limitation(
                     f"no model review: the reviewer ({verdict.role}: {verdict.model}) {verdict.issues[0]}; only the "
@@ -185,8 +181,8 @@ class DefaultFlow(Flow[RunState]):
         )
         raise RunFailed(self.state.error)
 
-    @listen("passed")
-    def guard(self) -> None:
+    @router("passed")
+    def guard(self) -> Literal["released", "rework"]:
         self.ctx.progress("Guard: output guardrails")
         names = self.ctx.settings.governance.output_guardrails
         verdicts = guardrails.run_all(names, self.state.result or "")
@@ -205,7 +201,56 @@ class DefaultFlow(Flow[RunState]):
             self.state.status = "failed"
             self.state.error = f"guardrail '{blocked[0].guardrail}' blocked the result: {blocked[0].reason}"
             raise GuardrailBlocked(self.state.error)
+        return self.release_gate()
+
+    def release_gate(self) -> Literal["released", "rework"]:
+        """Risk tiers decide who releases the result: the policy, or a person (the run may pause here)."""
+        items = [("task", _assessment(self.state.task_risk))] if self.state.task_risk else []
+        items += [(sub["id"], _assessment(sub)) for sub in self.state.plan]
+        decision = self.gate("guard", items)  # pauses the run (exit 75) while a person is asked
+        approval = decision.approval
+        self.state.approval = {
+            "outcome": decision.outcome,
+            "approval_id": approval.id if approval else None,
+            "decided_by": approval.decided_by if approval else None,
+            "note": approval.note if approval else None,
+            "items": list(decision.checks),
+        }
+        if not decision.rejected:
+            return "released"
+        reason = approval.note or "no reason given"
+        policy = self.ctx.settings.governance.approvals
+        if (
+            policy.on_reject == "rework"
+            and self.state.rounds < self.ctx.settings.governance.verifier.max_rounds
+        ):
+            self.state.feedback = [f"a reviewer rejected the result: {reason}"]
+            self.ctx.progress(f"Guard: approval {approval.id} rejected; sending the work back")
+            return "rework"
+        self.state.status = "rejected"
+        self.state.error = f"approval {approval.id} was rejected by {approval.decided_by}: {reason}"
+        raise RunRejected(self.state.error)
+
+    @listen("released")
+    def release(self) -> None:
         self.state.status = "done"
+
+
+def _risk_record(assessment: risk.Assessment) -> dict[str, Any]:
+    return {
+        "risk": assessment.tier,
+        "risk_reasons": list(assessment.reasons),
+        "data_classes": list(assessment.data_classes),
+    }
+
+
+def _assessment(record: dict[str, Any] | None) -> risk.Assessment:
+    record = record or {}
+    return risk.Assessment(
+        record.get("risk", "low"),
+        tuple(record.get("risk_reasons") or ()),
+        tuple(record.get("data_classes") or ()),
+    )
 
 
 FLOW = DefaultFlow

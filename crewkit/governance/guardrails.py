@@ -139,3 +139,17 @@ def as_task_guardrail(name: str) -> Callable[[Any], tuple[bool, Any]]:
     check.__name__ = f"guardrail_{name}"
     check.__qualname__ = check.__name__
     return check
+
+
+def check_settings(settings: Any) -> None:
+    """config/governance.yaml's `output_guardrails` name registered guardrails."""
+    from crewkit.errors import ConfigError
+    from crewkit.settings import suggest
+
+    doc = settings.governance_doc
+    for i, name in enumerate(settings.governance.output_guardrails):
+        if name not in REGISTRY:
+            where = doc.where(("output_guardrails", i)) if doc is not None else "config/governance.yaml"
+            raise ConfigError(
+                f"{where}: unknown guardrail '{name}'{suggest(name, REGISTRY)}; known: {', '.join(sorted(REGISTRY))}"
+            )

@@ -14,7 +14,7 @@
 - Constrained decoding: a `response_model` (structured task output) becomes a JSON-schema
   grammar; when CrewAI passes tools, the reply is forced into one valid OpenAI-style tool call
   (one schema per tool, all arguments required), and the turn after a tool result is free text.
-  Argument pins (`pin_tool_arguments`) fix values a tiny model would garble, e.g. the coworker
+  Argument pins (`crewkit.runtime.pins`) fix values a tiny model would garble, e.g. the coworker
   and the subtask a manager must delegate. Pinned values are never generated: they are spliced
   into the call afterwards, and when every required argument is pinned the call is built with
   no model call at all (reported as not run, like a relayed answer).
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 import uuid
 from typing import Any
@@ -37,41 +36,9 @@ from crewkit.models import usage_cell
 from crewkit.models.context_fit import DEFAULT_CONSTRAINED_MAX_TOKENS, DEFAULT_MAX_TOKENS
 from crewkit.models.gguf import free_cores
 from crewkit.models.gguf import load as _load
-
-# task id -> {"tool": name, "arguments": {arg: value}}; set by the flow before a crew runs.
-_PINS: dict[str, dict[str, Any]] = {}
-_PINS_LOCK = threading.Lock()
+from crewkit.runtime import pins
 
 _CUT = "\n[... cut to fit the model's context ...]\n"
-
-
-def pin_tool_arguments(
-    task_id: Any, tool: str, arguments: dict[str, Any], *, answer_with_tool_result: bool = False
-) -> None:
-    """Force the tool call made while working on `task_id` to `tool`, with these argument values.
-
-    Pinned values are spliced into the call, never generated. When they cover every required
-    argument of the tool, the call is made without running the model. With
-    `answer_with_tool_result`, the turn after the tool returns answers with the tool's result
-    verbatim (a manager relaying its coworker's answer) instead of a paraphrase.
-    """
-    with _PINS_LOCK:
-        _PINS[str(task_id)] = {
-            "tool": _tool_key(tool),
-            "arguments": dict(arguments),
-            "answer_with_tool_result": answer_with_tool_result,
-        }
-
-
-def _tool_key(name: str) -> str:
-    """CrewAI sends 'Delegate work to coworker' as 'delegate_work_to_coworker'; compare both."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
-def clear_pins(task_ids: list[str]) -> None:
-    with _PINS_LOCK:
-        for task_id in task_ids:
-            _PINS.pop(str(task_id), None)
 
 
 def _text(content: Any) -> str:
@@ -254,7 +221,7 @@ def _tool_schema(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dic
     for tool in tools:
         fn = tool.get("function", tool)
         name = fn["name"]
-        if pin and pin["tool"] != _tool_key(name):
+        if pin and pin["tool"] != pins.tool_key(name):
             continue
         params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         props: dict[str, Any] = {}
@@ -290,7 +257,7 @@ def _pinned_tool(tools: list[dict[str, Any]], pin: dict[str, Any] | None) -> dic
         return None
     for tool in tools:
         fn = tool.get("function", tool)
-        if _tool_key(fn["name"]) == pin["tool"]:
+        if pins.tool_key(fn["name"]) == pin["tool"]:
             return fn
     return None
 
@@ -422,7 +389,7 @@ class LlamaCppLLM(BaseLLM):
         last_is_tool_result = (
             not isinstance(messages, str) and bool(messages) and messages[-1].get("role") == "tool"
         )
-        pin = _PINS.get(str(getattr(from_task, "id", ""))) if from_task is not None else None
+        pin = pins.lookup(getattr(from_task, "id", "")) if from_task is not None else None
         if tools and last_is_tool_result and pin and pin.get("answer_with_tool_result"):
             relayed = _text(messages[-1].get("content")).strip()  # type: ignore[union-attr]
             if not relayed.startswith("Error executing tool"):

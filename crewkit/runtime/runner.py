@@ -25,6 +25,7 @@ status "interrupted" and the caller exits 130 without waiting for the model call
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import inspect
 import json
 import os
@@ -33,35 +34,32 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from crewkit import yamlfile
+from crewkit import assembly, yamlfile
 from crewkit.assembly import wire
-from crewkit.errors import ConfigError, CrewkitError, UsageError
+from crewkit.errors import ApprovalRequired, ConfigError, CrewkitError, RunPaused, UsageError
 from crewkit.models.context_fit import check_inputs_fit
 from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
 from crewkit.redact import redact, redact_obj
+from crewkit.runtime import hooks, pins, rollback, undo
+from crewkit.runtime.checkpoints import CheckpointLog
+from crewkit.runtime.context import RunContext
+from crewkit.runtime.store import StateStore
 from crewkit.settings import Settings, env, suggest
 
 INTERRUPTED = "interrupted"
+PAUSED = "paused"
+# what `crewkit resume` continues: a pause, a failure (from its last checkpoint), an interrupted or
+# rolled-back run, and a "running" run whose process died (the store's claim checks the pid)
+RESUMABLE = frozenset({PAUSED, "failed", INTERRUPTED, "rolled_back"})
 INTERRUPTED_ERROR = "interrupted by the user (Ctrl-C)"
 TRIGGER_KEY = "crewai_trigger_payload"  # the name CrewAI's templates pass a trigger's payload under
-
-
-@dataclass
-class RunContext:
-    """What a flow's steps need from the engine; set on the flow before kickoff."""
-
-    settings: Settings
-    role_map: RoleMap
-    run_id: str
-    progress: Callable[[str], None] = lambda message: None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +69,7 @@ class RunOutcome:
     record_path: Path
     record: dict[str, Any]
     error_exit_code: int = 1  # the exit code of the error that failed the run (2: config/model)
+    approval_id: str | None = None  # the approval a paused run waits for
 
     @property
     def exit_code(self) -> int:
@@ -78,6 +77,8 @@ class RunOutcome:
             return 0
         if self.status == INTERRUPTED:
             return 130
+        if self.status == PAUSED:
+            return 75
         return self.error_exit_code
 
 
@@ -196,6 +197,27 @@ def validate_inputs(flow_cls: type, inputs: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"--inputs: field '{name}': {err['msg']}") from None
 
 
+def prepare_flow(
+    settings: Settings, role_map: RoleMap, name: str, inputs: dict[str, Any]
+) -> tuple[type, dict[str, Any]]:
+    """Everything checked before a run starts: the flow, its inputs, models, crews' YAML, prompt sizes."""
+    check_flow_name(settings, name)
+    check_writable(settings)
+    flow_cls = load_flow_class(settings, name)
+    inputs = validate_inputs(flow_cls, inputs)
+    role_map.require_ready()
+    for crew_name in getattr(flow_cls, "CREWS", None) or assembly.discover(settings):
+        assembly.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
+    check_inputs_fit(settings, role_map, flow_cls, inputs)  # a task too long for its prompts, now
+    return flow_cls, inputs
+
+
+def fingerprint(settings: Settings, name: str) -> str:
+    """The flow's code as it was when a run started: a resumed run must replay the same steps."""
+    path = check_flow_name(settings, name)
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run_flow(
     settings: Settings,
     role_map: RoleMap,
@@ -207,30 +229,152 @@ def run_flow(
     trigger_payload: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Run flow `name` on `inputs`; `trigger_payload` reaches start steps as `crewai_trigger_payload`."""
-    check_flow_name(settings, name)
-    check_writable(settings)
-    flow_cls = load_flow_class(settings, name)
-    inputs = validate_inputs(flow_cls, inputs)
-    role_map.require_ready()
-    from crewkit import assembly
+    from crewkit.governance.approvals import current_user
 
-    for crew_name in getattr(flow_cls, "CREWS", None) or assembly.discover(settings):
-        assembly.load_spec(settings, crew_name, role_map)  # YAML errors now, not halfway through a run
-    check_inputs_fit(settings, role_map, flow_cls, inputs)  # a task too long for its prompts, now
+    flow_cls, inputs = prepare_flow(settings, role_map, name, inputs)
+    store = StateStore.open(settings.home)
     run_id = new_run_id()
-    ctx = RunContext(settings, role_map, run_id, progress or (lambda message: None))
+    stored = {**inputs, TRIGGER_KEY: trigger_payload} if trigger_payload is not None else dict(inputs)
+    requester = str(inputs.get("user") or current_user())
+    store.create_run(run_id, name, stored, fingerprint(settings, name), requester)
+    return _run(
+        settings,
+        role_map,
+        store,
+        run_id,
+        name,
+        flow_cls,
+        inputs,
+        trigger_payload,
+        requester,
+        [],
+        progress,
+        verbose,
+    )
+
+
+def resume_run(
+    settings: Settings,
+    role_map: RoleMap,
+    run_id: str,
+    progress: Callable[[str], None] | None = None,
+    *,
+    verbose: bool = False,
+) -> RunOutcome:
+    """Continue a paused, failed, interrupted or rolled-back run from its last checkpoint.
+
+    Finished steps are replayed from their checkpoints, model and tool calls already answered
+    from the journal: nothing finished runs or is paid for again. Refused with one line (exit 2,
+    nothing changed): an unknown id, a finished (done, rejected) or running run, a flow whose
+    code changed since. A run still waiting for its approval exits 75 again.
+    """
+    store = StateStore.open(settings.home)
+    row = store.require_run(run_id)
+    if row.status in ("done", "rejected"):
+        raise UsageError(
+            f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"
+        )
+    if row.status == PAUSED and row.approval_id:
+        store.expire_due()
+        approval = store.get_approval(row.approval_id)
+        if approval is not None and approval.status == "pending":
+            raise ApprovalRequired(
+                f"run {run_id} still waits for approval {approval.id} ({approval.tier}); decide it with "
+                f"`crewkit approvals approve {approval.id}` or `crewkit approvals reject {approval.id} --reason ...`",
+                approval.id,
+            )
+    inputs = dict(row.inputs)
+    trigger_payload = inputs.pop(TRIGGER_KEY, None)
+    flow_cls, inputs = prepare_flow(settings, role_map, row.flow, inputs)
+    if fingerprint(settings, row.flow) != row.fingerprint:
+        path = yamlfile.display_path(check_flow_name(settings, row.flow))
+        raise UsageError(
+            f"{path} changed since run {run_id} was checkpointed, so its checkpoints may not fit the code; "
+            f"start it again with `crewkit runs rerun {run_id}` (or restore the file)"
+        )
+    store.claim(run_id, set(RESUMABLE))
+    previous = store.checkpoints(run_id)
+    return _run(
+        settings, role_map, store, run_id, row.flow, flow_cls, inputs, trigger_payload, row.requester, previous,
+        progress, verbose,
+    )  # fmt: skip
+
+
+def _run(
+    settings: Settings,
+    role_map: RoleMap,
+    store: StateStore,
+    run_id: str,
+    name: str,
+    flow_cls: type,
+    inputs: dict[str, Any],
+    trigger_payload: dict[str, Any] | None,
+    requester: str | None,
+    previous: list[Any],
+    progress: Callable[[str], None] | None,
+    verbose: bool,
+) -> RunOutcome:
+    """One segment of a persisted run: kickoff (replaying `previous` checkpoints), then the record."""
+    from crewkit.governance.approvals import ApprovalGate
+    from crewkit.runtime.flow import CrewkitFlow
+    from crewkit.runtime.journal import CallJournal
+    from crewkit.runtime.tool_gate import ToolGate
+
     flow = flow_cls(suppress_flow_events=not verbose)  # crewkit prints its own progress
-    flow._ctx = ctx
+    log = (
+        CheckpointLog(store, run_id, flow.stable_steps(), previous) if isinstance(flow, CrewkitFlow) else None
+    )
+    count = log.count if log is not None else (lambda: 0)
+    gate = ApprovalGate(store, settings, run_id, requester, checkpoints=count)
+    flow._ctx = RunContext(
+        settings, role_map, run_id, progress or (lambda message: None),
+        store=store, checkpoints=log, gate=gate, requester=requester,
+    )  # fmt: skip
     kickoff_inputs = dict(inputs)
     if trigger_payload is not None:
         kickoff_inputs[TRIGGER_KEY] = trigger_payload
-    with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
+    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, count)])
+    try:
+        with (
+            ledger.open_ledger() as run_ledger,
+            hooks.scope(run_hooks),
+            undo.recording(store, run_id, count),
+            pins.run_table(),
+        ):
+            ended = _kickoff(lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
+    except CrewkitError as exc:  # a user error before anything was paid for: no record
+        store.set_status(run_id, "failed", error=str(exc))
+        raise
+    if log is not None and ended.error is None and not ended.interrupted:
+        state = log.take_restore(final=True)  # every step had finished before: the last state
+        if state is not None:
+            flow.restore(state)
     fields = flow_record(flow, tuple(getattr(flow_cls, "RECORD_FIELDS", ()) or ()), ended)
     record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
     if trigger_payload is not None:
         record["trigger_payload"] = trigger_payload
-    return _finish(settings, run_id, record, run_ledger, ended)
+    approval_id = None
+    if isinstance(ended.error, RunPaused):
+        approval_id = ended.error.required.approval_id
+        record.update(status=PAUSED, approval_id=approval_id, error=None)
+        record["waiting"] = str(ended.error.required)
+    elif log is not None and isinstance(ended.error, getattr(flow_cls, "ROLLBACK_ON", ())):
+        record["rollback"] = rollback.to_stable(store, run_id)
+    if log is not None and log.replayed:
+        record["resumed"] = {"replayed_steps": list(log.replayed)}
+    outcome = _finish(settings, run_id, record, run_ledger, ended, store=store)
+    store.set_status(
+        run_id, outcome.status, error=record.get("error") or "", record_path=str(outcome.record_path),
+        approval_id=approval_id or "",
+    )  # fmt: skip
+    return RunOutcome(
+        outcome.run_id,
+        outcome.status,
+        outcome.record_path,
+        outcome.record,
+        outcome.error_exit_code,
+        approval_id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,8 +536,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def _finish(
-    settings: Settings, run_id: str, record: dict[str, Any], run_ledger: ledger.Ledger, ended: _Ended
+    settings: Settings,
+    run_id: str,
+    record: dict[str, Any],
+    run_ledger: ledger.Ledger,
+    ended: _Ended,
+    *,
+    store: StateStore | None = None,
 ) -> RunOutcome:
+    if store is not None:  # every segment of the run (before a pause or crash too), from state.db
+        rows = store.calls(run_id)
+        if rows:
+            run_ledger = _ledger_from_rows(rows)
     steps = run_ledger.steps()
     extra_steps = record.pop("extra_steps", None) or []
     record = {
@@ -401,11 +555,23 @@ def _finish(
         "steps": steps + list(extra_steps),
         "usage": run_ledger.usage(),
     }
+    if record.get("error") is None:
+        record.pop("error", None)
     record = redact_obj(record)
     path = settings.output_dir / f"{run_id}.json"
     write_atomic(path, record)
     code = ended.error.exit_code if isinstance(ended.error, CrewkitError) else 1
     return RunOutcome(run_id, record["status"], path, record, error_exit_code=code)
+
+
+def _ledger_from_rows(rows: list[dict[str, Any]]) -> ledger.Ledger:
+    """The run's usage rows (state.db, every segment) as a ledger, to sum into the record."""
+    from dataclasses import fields
+
+    names = {f.name for f in fields(ledger.CallRecord)}
+    return ledger.Ledger(
+        calls=[ledger.CallRecord(**{k: v for k, v in row.items() if k in names}) for row in rows]
+    )
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:

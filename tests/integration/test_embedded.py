@@ -45,7 +45,8 @@ def test_structured_output_is_a_valid_plan(local_llm):
 
 
 def test_pinned_tool_call_is_valid_and_names_the_coworker(local_llm):
-    from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
+    from crewkit.runtime.pins import pin as pin_tool_arguments
+    from crewkit.runtime.pins import unpin as clear_pins
 
     class FakeTask:
         id = "integration-task"
@@ -72,7 +73,8 @@ def test_a_long_pinned_task_is_spliced_in_not_generated(local_llm):
     import time
 
     from crewkit.models import usage_cell
-    from crewkit.models.llamacpp import clear_pins, pin_tool_arguments
+    from crewkit.runtime.pins import pin as pin_tool_arguments
+    from crewkit.runtime.pins import unpin as clear_pins
 
     class FakeTask:
         id = "integration-long-task"

@@ -19,7 +19,9 @@ import pytest
 
 from crewkit.errors import ConfigError, ModelUnavailable, UsageError
 from crewkit.models import gguf, llamacpp, usage_cell
-from crewkit.models.llamacpp import LlamaCppLLM, clear_pins, pin_tool_arguments
+from crewkit.models.llamacpp import LlamaCppLLM
+from crewkit.runtime.pins import pin as pin_tool_arguments
+from crewkit.runtime.pins import unpin as clear_pins
 
 TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"

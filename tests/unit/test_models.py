@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from crewkit.errors import CapabilityError, ConfigError, ModelCallFailed, ModelUnavailable
-from crewkit.models.llamacpp import _chat_messages, _tool_key, _tool_schema
+from crewkit.models.llamacpp import _chat_messages, _tool_schema
 from crewkit.models.metered import Candidate, RoleLLM
 from crewkit.models.providers import resolve_file
 from crewkit.models.registry import RoleMap
 from crewkit.observability import ledger
+from crewkit.runtime.pins import tool_key as _tool_key
 from crewkit.settings import load_settings
 from tests.fakes import ScriptedLLM
 
@@ -214,7 +215,9 @@ def test_openai_compatible_needs_base_url():
 
 
 def test_pinned_manager_relays_the_coworker_answer_without_running_the_model():
-    from crewkit.models.llamacpp import LlamaCppLLM, clear_pins, pin_tool_arguments
+    from crewkit.models.llamacpp import LlamaCppLLM
+    from crewkit.runtime.pins import pin as pin_tool_arguments
+    from crewkit.runtime.pins import unpin as clear_pins
 
     class Task:
         id, name, description = "relay-task", "t", "d"

@@ -1,0 +1,138 @@
+"""The base class crewkit flows build on: a flow file holds only its steps and their logic.
+
+    class MyFlow(CrewkitFlow[MyState]):
+        @start()
+        def draft(self) -> None:
+            self.state.result = self.run_crew("writer", {"topic": self.state.topic}).raw
+
+What the engine gives a step (`self.`):
+- `ctx`: the run context (settings, role map, run id, progress, store);
+- `run_crew(name, inputs)`: a crew from crews/ built on the role map and kicked off, its model
+  calls labelled with the step's name in the run record;
+- `pin(task, tool, arguments)`: delegation pinned for this run (see `crewkit.runtime.pins`);
+- `gate(step, items)`: risk tiers -> a person's approval when the policy asks for one (the run
+  is checkpointed and pauses, exit 75, until `crewkit approvals approve|reject`);
+- checkpoints: after every finished step the state is saved to state.db; `crewkit resume`
+  replays finished steps from their checkpoints (not run, not paid again) and continues.
+
+Class attributes the runner reads: `Inputs` (pydantic model for --inputs), `EXAMPLE_INPUTS`,
+`CREWS` (checked before the run), `RECORD_FIELDS` (extra state fields in the run record),
+`STABLE_STEPS` (where an automatic rollback may return to; default: the start steps).
+State fields the runner reads when present: plan, results, result, status, error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar, Generic, TypeVar
+
+from crewai.flow.flow import Flow
+from pydantic import BaseModel, Field, PrivateAttr
+
+from crewkit import assembly
+from crewkit.errors import GuardrailBlocked, RunFailed
+from crewkit.observability import ledger
+from crewkit.runtime import pins
+from crewkit.runtime.context import RunContext
+
+
+class RunState(BaseModel):
+    """The fields the runner reads into the run record; extend it with your own."""
+
+    plan: list[dict[str, Any]] = Field(default_factory=list)
+    results: list[dict[str, Any]] = Field(default_factory=list)
+    result: str | None = None
+    status: str = "running"
+    error: str | None = None
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+class CrewkitFlow(Flow[S], Generic[S]):
+    CREWS: ClassVar[tuple[str, ...]] = ()
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ()
+    STABLE_STEPS: ClassVar[tuple[str, ...] | None] = None  # None: the flow's start steps
+    # failures that mean the work itself is bad: the run rolls back to its last stable checkpoint
+    ROLLBACK_ON: ClassVar[tuple[type[BaseException], ...]] = (RunFailed, GuardrailBlocked)
+    _skip_auto_memory: bool = True  # no flow-level CrewAI memory unless a flow asks for it
+    _ctx: Any = PrivateAttr(default=None)
+
+    @property
+    def ctx(self) -> RunContext:
+        if self._ctx is None:
+            raise RuntimeError("this flow runs through crewkit (`crewkit run`), which sets its run context")
+        return self._ctx
+
+    def stable_steps(self) -> set[str]:
+        """Checkpoints an automatic rollback may return to: `STABLE_STEPS`, else the start steps."""
+        if self.STABLE_STEPS is not None:
+            return set(self.STABLE_STEPS)
+        return {str(name) for name in self._start_method_names()}
+
+    # -- what steps use --------------------------------------------------------------------------
+
+    def run_crew(self, name: str, inputs: dict[str, Any] | None = None, *, stage: str | None = None) -> Any:
+        """Build crew `name` on the role map and kick it off; its calls are labelled with the step."""
+        crew, _ = assembly.build_crew(self.ctx.settings, self.ctx.role_map, name)
+        with ledger.stage(stage or _current_step()):
+            return assembly.kickoff(crew, inputs if inputs is not None else {})
+
+    def pin(self, task_id: Any, tool: str, arguments: dict[str, Any], *, relay: bool = False) -> None:
+        pins.pin(task_id, tool, arguments, answer_with_tool_result=relay)
+
+    def gate(self, step: str, items: list[tuple[str, Any]]) -> Any:
+        """Ask the run's approval gate about `items` ([(id, risk Assessment)]); may pause the run."""
+        if self.ctx.gate is None:
+            raise RuntimeError("no approval gate: run this flow through crewkit")
+        return self.ctx.gate.check_step(step, items)
+
+    # -- checkpoints and replay (CrewAI calls this for every step it runs) -----------------------
+
+    async def _execute_method(self, method_name: Any, method: Any, *args: Any, **kwargs: Any) -> Any:
+        log = self._ctx.checkpoints if self._ctx is not None else None
+        if log is None:
+            return await super()._execute_method(method_name, method, *args, **kwargs)
+        done = log.replay(str(method_name))
+        if done is not None:  # finished before the pause or crash: its output, not its body
+            self._completed_methods.add(method_name)
+            self._method_outputs.append({"method": str(method_name), "output": done.output})
+            self._method_execution_counts[method_name] = self._method_execution_counts.get(method_name, 0) + 1
+            self.ctx.progress(f"{method_name}: finished earlier (checkpoint {done.seq}), not run again")
+            return done.output, None
+        state = log.take_restore()
+        if state is not None:
+            self.restore(state)
+        with ledger.stage(str(method_name)):
+            result, event_id = await super()._execute_method(method_name, method, *args, **kwargs)
+        await asyncio.to_thread(log.add, str(method_name), _jsonable(result), self.dump_state())
+        return result, event_id
+
+    def dump_state(self) -> dict[str, Any]:
+        state = self._state
+        if isinstance(state, BaseModel):
+            return state.model_dump(mode="json")
+        return dict(state) if isinstance(state, dict) else {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._restore_state(state)
+
+
+def _current_step() -> str:
+    from crewai.flow.flow_context import current_flow_method_name
+
+    return str(current_flow_method_name.get() or "")
+
+
+def _jsonable(value: Any) -> Any:
+    """A step's output as stored in its checkpoint (a CrewOutput keeps its text)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    raw = getattr(value, "raw", None)
+    return raw if isinstance(raw, str) else str(value)

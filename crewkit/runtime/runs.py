@@ -1,0 +1,55 @@
+"""What `crewkit runs show` reports: a run's row in state.db, its record, checkpoints and approvals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from crewkit.runtime.store import StateStore, when
+from crewkit.settings import Settings
+
+
+def detail(settings: Settings, run_id: str) -> dict[str, Any]:
+    """The run as one JSON-able dict: status, inputs, plan, steps, usage, checkpoints, approvals."""
+    store = StateStore.open(settings.home)
+    row = store.require_run(run_id)
+    record: dict[str, Any] = {}
+    path = Path(row.record_path) if row.record_path else settings.output_dir / f"{run_id}.json"
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = {}
+    return {
+        "run_id": row.run_id,
+        "flow": row.flow,
+        "status": row.status,
+        "requester": row.requester,
+        "created": when(row.created),
+        "updated": when(row.updated),
+        "error": row.error,
+        "inputs": row.inputs,
+        "plan": record.get("plan") or [],
+        "steps": record.get("steps") or [],
+        "usage": record.get("usage") or {},
+        "result": record.get("result"),
+        "rollback": record.get("rollback"),
+        "checkpoints": [
+            {"seq": cp.seq, "step": cp.step, "stable": cp.stable, "at": when(cp.created)}
+            for cp in store.checkpoints(run_id)
+        ],
+        "approvals": [
+            {
+                "id": a.id,
+                "step": a.step,
+                "tier": a.tier,
+                "status": a.status,
+                "decided_by": a.decided_by,
+                "note": a.note,
+                "reason": a.reason,
+            }
+            for a in store.list_approvals(run_id=run_id)
+        ],
+        "record": str(path) if path.is_file() else None,
+    }
