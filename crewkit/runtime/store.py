@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from crewkit.errors import StateStoreError, UsageError
-from crewkit.settings import suggest
 
 BUSY_TIMEOUT_S = 30.0
 DB_NAME = "state.db"
@@ -528,6 +527,8 @@ class StateStore:
         return run
 
     def _unknown_run(self, run_id: str) -> UsageError:
+        from crewkit.settings import suggest  # pydantic: only when a message needs it
+
         ids = [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY created DESC LIMIT 5000")]
         return UsageError(f"unknown run '{run_id}'{suggest(run_id, ids)}; `crewkit runs list` shows the runs")
 
@@ -758,6 +759,8 @@ class StateStore:
         return approval
 
     def _unknown_approval(self, approval_id: str) -> UsageError:
+        from crewkit.settings import suggest
+
         ids = [r[0] for r in self._read("SELECT id FROM approvals ORDER BY created DESC LIMIT 5000")]
         return UsageError(
             f"unknown approval '{approval_id}'{suggest(approval_id, ids)}; "

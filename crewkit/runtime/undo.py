@@ -37,7 +37,6 @@ from typing import Any, overload
 
 from crewkit.errors import UsageError
 from crewkit.runtime.store import StateStore
-from crewkit.settings import suggest
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +126,8 @@ def roll_back(store: StateStore, run_id: str, to_seq: int) -> list[str]:
     for entry in store.undo_entries(run_id, to_seq):
         fn = _compensator(entry.action, entry.origin)
         if fn is None:
+            from crewkit.settings import suggest  # pydantic: only when a message needs it
+
             lines.append(
                 f"not undone: {entry.action} (entry {entry.id}): no compensator registered"
                 f"{suggest(entry.action, _registry)}"

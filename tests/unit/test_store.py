@@ -600,3 +600,48 @@ def test_a_forked_child_opens_its_own_connection(store: StateStore) -> None:
     assert out.get(timeout=30) == 2
     p.join(timeout=30)
     assert [c.step for c in store.checkpoints("r1")] == ["a", "b"]
+
+
+_WRITE_FOREVER = """
+import sys
+from pathlib import Path
+from crewkit.runtime.store import StateStore
+s = StateStore.open(Path(sys.argv[1]))
+s.create_run("r1", "default", {}, "fp", None)
+i = 0
+while True:
+    i += 1
+    s.add_checkpoint("r1", f"s{i}", {"i": i}, {"pad": "x" * 3000}, False)
+    s.journal_put("r1", f"k{i}", "model", i, "y" * 2000)
+"""
+
+
+def _count_checkpoints(db: Path) -> int:
+    conn = sqlite3.connect(db, timeout=5)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # the writer is still creating the schema
+    finally:
+        conn.close()
+
+
+def test_a_writer_killed_mid_write_leaves_a_file_that_opens_whole(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _WRITE_FOREVER, str(tmp_path)], cwd=ROOT)
+    db = tmp_path / "state.db"
+    seen = 0
+    try:
+        deadline = time.time() + 60
+        while seen < 300 and time.time() < deadline:
+            time.sleep(0.05)
+            if db.exists():
+                seen = _count_checkpoints(db)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert seen >= 300
+    s = StateStore(db)  # as a new process opens it: header, quick_check, schema
+    seqs = [c.seq for c in s.checkpoints("r1")]
+    assert len(seqs) >= seen and seqs == list(range(1, len(seqs) + 1))
+    assert s.add_checkpoint("r1", "after", None, {}, True) == len(seqs) + 1
+    s.close()
