@@ -9,6 +9,8 @@ untimed warm-up batch), timed with perf_counter; per-op µs = batch time / N:
   journal_get     journal_get of a stored key (the replay read on resume)
   get_run         get_run
   set_status      set_status (a plain single-row update)
+Then "checkpoint (contended)": the same checkpoint batches while another process writes
+checkpoints and journal rows of its own run as fast as it can (two runs sharing one state.db).
 Also the time to open an existing store of the resulting size in a new process's way (cache
 cleared: connect, quick_check, migrations check), which `crewkit resume` pays once.
 Offline; writes bench/results/state_store.json.
@@ -22,6 +24,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from crewkit.runtime.store import StateStore  # noqa: E402
 
 TARGET_US = 1000.0
-WRITES = ("checkpoint", "call")
+WRITES = ("checkpoint", "call", "checkpoint (contended)")
 
 
 def main() -> int:
@@ -120,6 +123,8 @@ def run(home: Path, N: int, B: int) -> int:
             times.append((time.perf_counter() - t) / N * 1e6)
         per_op[name] = times
 
+    per_op["checkpoint (contended)"] = contended(home, checkpoint, N, B)
+
     store.close()
     size_mb = (home / "state.db").stat().st_size / 1e6 + (
         (home / "state.db-wal").stat().st_size / 1e6 if (home / "state.db-wal").exists() else 0.0
@@ -136,9 +141,9 @@ def run(home: Path, N: int, B: int) -> int:
     print(f"state store: {B} batches x {N} ops each, µs per op (state.db {size_mb:.1f} MB at the end)")
     for name, times in per_op.items():
         m = mmm(times, 1)
-        print(f"  {name:12s} min {m['min']:8.1f}  median {m['median']:8.1f}  max {m['max']:8.1f}")
+        print(f"  {name:22s} min {m['min']:8.1f}  median {m['median']:8.1f}  max {m['max']:8.1f}")
     om = mmm(opens, 2)
-    print(f"  open (quick_check)  min {om['min']:.2f}  median {om['median']:.2f}  max {om['max']:.2f} ms")
+    print(f"  open (quick_check)      min {om['min']:.2f}  median {om['median']:.2f}  max {om['max']:.2f} ms")
     print(verdict)
     write_results(
         "state_store",
@@ -149,12 +154,49 @@ def run(home: Path, N: int, B: int) -> int:
             "us_per_op": {name: mmm(times, 1) for name, times in per_op.items()},
             "open_ms": om,
             "db_mb": round(size_mb, 2),
-            "target": {"metric": "median µs per op of the slowest write (checkpoint, call)", "lt": TARGET_US},
+            "target": {
+                "metric": "median µs per op of the slowest write (checkpoint, call, contended checkpoint)",
+                "lt": TARGET_US,
+            },
             "passed": ok,
             "verdict": verdict,
         },
     )
     return 0 if ok else 1
+
+
+_HAMMER = """
+import sys
+from pathlib import Path
+from crewkit.runtime.store import StateStore
+s = StateStore.open(Path(sys.argv[1]))
+s.create_run("other", "default", {}, "fp", None)
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    s.add_checkpoint("other", "execute", {"i": i}, {"pad": "x" * 2000}, False)
+    s.journal_put("other", f"k{i}", "model", i, "y" * 1000)
+"""
+
+
+def contended(home: Path, fn: Callable[[], None], N: int, B: int) -> list[float]:
+    """Per-op µs of `fn` while another process writes to the same file without pause."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HAMMER, str(home)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        times = []
+        for _ in range(B):
+            t = time.perf_counter()
+            for _ in range(N):
+                fn()
+            times.append((time.perf_counter() - t) / N * 1e6)
+        return times
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":
