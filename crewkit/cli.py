@@ -380,9 +380,14 @@ def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
     trigger = inputs.pop(runner.TRIGGER_KEY, None)
     console.note(f"rerunning {row.flow} with the inputs of run {run_id}")
     with console.running("loading CrewAI", verbose) as progress:
-        outcome = runner.run_flow(
-            settings, role_map, row.flow, inputs, progress, verbose=verbose, trigger_payload=trigger
-        )
+        if row.flow.startswith(runner.CREW_PREFIX):
+            outcome = runner.run_crew(
+                settings, role_map, row.flow[len(runner.CREW_PREFIX) :], inputs, progress
+            )
+        else:
+            outcome = runner.run_flow(
+                settings, role_map, row.flow, inputs, progress, verbose=verbose, trigger_payload=trigger
+            )
     return _ended(settings, outcome, as_json)
 
 

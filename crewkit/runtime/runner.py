@@ -284,6 +284,18 @@ def resume_run(
                 approval.id,
             )
     inputs = dict(row.inputs)
+    if row.flow.startswith(CREW_PREFIX):
+        name = row.flow[len(CREW_PREFIX) :]
+        assembly.load_spec(settings, name, role_map)
+        check_writable(settings)
+        role_map.require_ready()
+        if crew_fingerprint(settings, name) != row.fingerprint:
+            raise UsageError(
+                f"crew '{name}' changed since run {run_id} started, so its journal may not fit the code; "
+                f"start it again with `crewkit runs rerun {run_id}`"
+            )
+        store.claim(run_id, set(RESUMABLE))
+        return _run_crew(settings, role_map, store, run_id, name, inputs, row.requester, progress)
     trigger_payload = inputs.pop(TRIGGER_KEY, None)
     flow_cls, inputs = prepare_flow(settings, role_map, row.flow, inputs)
     if fingerprint(settings, row.flow) != row.fingerprint:
@@ -381,6 +393,20 @@ def _run(
 # Crews run alone
 
 
+CREW_PREFIX = "crew:"  # a lone crew's runs are stored under "crew:NAME" in state.db
+
+
+def crew_fingerprint(settings: Settings, name: str) -> str:
+    """A crew's code and YAML as they were when its run started."""
+    spec = assembly.load_spec(settings, name)
+    digest = hashlib.sha256()
+    for path in sorted(
+        p for p in spec.directory.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".yml")
+    ):
+        digest.update(str(path.relative_to(spec.directory)).encode() + b"\0" + path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
 def run_crew(
     settings: Settings,
     role_map: RoleMap,
@@ -388,19 +414,55 @@ def run_crew(
     inputs: dict[str, Any],
     progress: Callable[[str], None] | None = None,
 ) -> RunOutcome:
-    """Run one crew from crews/ (built on the role map) and write its run record."""
-    from crewkit import assembly
+    """Run one crew from crews/ (built on the role map) and write its run record.
+
+    The run is kept in state.db like a flow's: a tool call that needs a person pauses it
+    (exit 75), and `crewkit resume` runs the crew again with every answered model and tool call
+    replayed from the journal (a crew has no steps of its own to checkpoint).
+    """
+    from crewkit.governance.approvals import current_user
 
     assembly.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
     check_writable(settings)
     role_map.require_ready()
-    crew, _ = assembly.build_crew(settings, role_map, name)
+    store = StateStore.open(settings.home)
     run_id = new_run_id()
-    (progress or (lambda message: None))(f"crew {name}: running")
-    with ledger.open_ledger() as run_ledger:
-        ended = _kickoff(lambda: assembly.kickoff(crew, inputs, role_map), run_ledger)
+    requester = str(inputs.get("user") or current_user())
+    store.create_run(run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester)
+    return _run_crew(settings, role_map, store, run_id, name, inputs, requester, progress)
+
+
+def _run_crew(
+    settings: Settings,
+    role_map: RoleMap,
+    store: StateStore,
+    run_id: str,
+    name: str,
+    inputs: dict[str, Any],
+    requester: str | None,
+    progress: Callable[[str], None] | None,
+) -> RunOutcome:
+    from crewkit.governance.approvals import ApprovalGate
+    from crewkit.runtime.journal import CallJournal
+    from crewkit.runtime.tool_gate import ToolGate
+
+    gate = ApprovalGate(store, settings, run_id, requester, checkpoints=lambda: 0)
+    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, lambda: 0)])
+    try:
+        crew, _ = assembly.build_crew(settings, role_map, name)
+        (progress or (lambda message: None))(f"crew {name}: running")
+        with (
+            ledger.open_ledger() as run_ledger,
+            hooks.scope(run_hooks),
+            undo.recording(store, run_id, lambda: 0),
+            pins.run_table(),
+        ):
+            ended = _kickoff(lambda: assembly.kickoff(crew, inputs, role_map), run_ledger)
+    except CrewkitError as exc:
+        store.set_status(run_id, "failed", error=str(exc))
+        raise
     status, error = _status(None, ended)
-    record = {
+    record: dict[str, Any] = {
         "run_id": run_id,
         "flow": None,
         "crew": name,
@@ -411,7 +473,24 @@ def run_crew(
     }
     if error:
         record["error"] = error
-    return _finish(settings, run_id, record, run_ledger, ended)
+    approval_id = None
+    if isinstance(ended.error, RunPaused):
+        approval_id = ended.error.required.approval_id
+        record.update(status=PAUSED, approval_id=approval_id, waiting=str(ended.error.required))
+        record.pop("error", None)
+    outcome = _finish(settings, run_id, record, run_ledger, ended, store=store)
+    store.set_status(
+        run_id, outcome.status, error=record.get("error") or "", record_path=str(outcome.record_path),
+        approval_id=approval_id or "",
+    )  # fmt: skip
+    return RunOutcome(
+        outcome.run_id,
+        outcome.status,
+        outcome.record_path,
+        outcome.record,
+        outcome.error_exit_code,
+        approval_id,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

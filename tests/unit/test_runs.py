@@ -1,0 +1,320 @@
+"""Runs that persist: checkpoints, pause for a person (exit 75), resume without paying again, rollback.
+
+A small CrewkitFlow written into the test project exercises the engine (it makes one model call
+per work step, writes a file it registers in the undo log, and asks the release gate); the
+default flow is exercised through the CLI at the end. Every model is a ScriptedLLM: a model call
+the test did not script fails it, so "not paid again" is checked by the script running dry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from crewkit import cli
+from crewkit.models.registry import RoleMap
+from crewkit.runtime.store import StateStore
+from tests.fakes import ScriptedLLM
+
+STEPS_FLOW = '''
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from crewai.flow.flow import listen, router, start
+from pydantic import BaseModel, ConfigDict
+
+from crewkit.errors import RunFailed, RunRejected
+from crewkit.governance import risk
+from crewkit.runtime import undo
+from crewkit.runtime.flow import CrewkitFlow, RunState
+
+
+class Inputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str
+    out: str
+
+
+class State(RunState):
+    task: str = ""
+    out: str = ""
+    notes: list[str] = []
+
+
+class Steps(CrewkitFlow[State]):
+    Inputs: ClassVar[type[BaseModel]] = Inputs
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("notes",)
+
+    def ask(self, what: str) -> str:
+        return self.ctx.role_map.llm("reasoning").call([{"role": "user", "content": f"{what}: {self.state.task}"}])
+
+    @start()
+    def first(self) -> None:
+        self.state.notes.append(self.ask("first"))
+
+    @listen(first)
+    def second(self) -> None:
+        path = Path(self.state.out)
+        previous = path.read_text() if path.exists() else None
+        path.write_text("written by second")
+        undo.record("file.restore", {"path": str(path), "previous": previous})
+        self.state.notes.append(self.ask("second"))
+
+    @router(second)
+    def check(self) -> str:
+        return "failed" if "give up" in self.state.task else "ok"
+
+    @listen("failed")
+    def give_up(self) -> None:
+        self.state.status = "failed"
+        self.state.error = "the check gave up"
+        raise RunFailed(self.state.error)
+
+    @listen("ok")
+    def release(self) -> None:
+        decision = self.gate("release", [("task", risk.assess_subtask(self.ctx.settings, self.state.task, "reasoning"))])
+        if decision.rejected:
+            self.state.status = "rejected"
+            self.state.error = f"rejected: {decision.approval.note}"
+            raise RunRejected(self.state.error)
+        self.state.result = " | ".join(self.state.notes)
+        self.state.status = "done"
+'''
+
+IBAN_TASK = "Pay the invoice: transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00"
+
+
+@pytest.fixture
+def steps(project: Path, monkeypatch: pytest.MonkeyPatch):
+    """The CLI on the test project with the `steps` flow; returns the reasoning role's fake."""
+    (project / "flows" / "steps.py").write_text(STEPS_FLOW)
+    fake = ScriptedLLM([])
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+    return fake
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def json_line(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def start(capsys, task: str, out: Path) -> tuple[int, dict, str]:
+    code, stdout, stderr = run_cli(
+        capsys, "run", "steps", "--inputs", json.dumps({"task": task, "out": str(out)}), "--json"
+    )
+    return code, json_line(stdout), stderr
+
+
+def store(project: Path) -> StateStore:
+    from crewkit.settings import load_settings
+
+    return StateStore.open(load_settings(project).home)
+
+
+def test_a_low_risk_run_checkpoints_every_step_and_finishes(project, steps, capsys, tmp_path):
+    steps.add("one", "two")
+    code, line, _ = start(capsys, "Explain recursion", tmp_path / "f.txt")
+    assert code == 0 and line["status"] == "done"
+    assert "approval_id" not in line
+    cps = store(project).checkpoints(line["run_id"])
+    assert [cp.step for cp in cps] == ["first", "second", "check", "release"]
+    assert cps[2].output == "ok"  # a router's label is kept, so a resumed run takes the same branch
+    assert [cp.stable for cp in cps] == [True, False, False, False]
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["result"] == "one | two"
+    assert record["usage"]["reasoning"]["calls"] == 2
+
+
+def test_a_sensitive_run_pauses_with_exit_75_and_resumes_without_paying_again(project, steps, capsys, tmp_path):
+    steps.add("one", "two")  # exactly two model calls for the whole run, pause and resume included
+    code, line, err = start(capsys, IBAN_TASK, tmp_path / "f.txt")
+    assert code == 75, err
+    assert line["status"] == "paused" and line["approval_id"].startswith("ap-")
+    approval_id = line["approval_id"]
+    assert approval_id in err  # the person reading the terminal learns the id too
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["status"] == "paused" and record["approval_id"] == approval_id
+    assert "DE89 3704" not in json.dumps(record)  # the bank details are masked or redacted
+
+    code, out, _ = run_cli(capsys, "approvals", "list", "--format", "json")
+    listed = json.loads(out)
+    assert [a["id"] for a in listed] == [approval_id]
+    assert listed[0]["tier"] == "sensitive"
+
+    # the requester may not approve their own sensitive run
+    code, _, err = run_cli(capsys, "approvals", "approve", approval_id)
+    assert code == 2 and "alice" in err
+    code, out, _ = run_cli(capsys, "approvals", "approve", approval_id, "--by", "bob", "--note", "checked")
+    assert code == 0 and "approved" in out
+
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    resumed = json_line(out)
+    assert resumed["status"] == "done" and resumed["run_id"] == line["run_id"]
+    assert len(steps.calls) == 2  # nothing finished before the pause ran again
+    record = json.loads(Path(resumed["output_file"]).read_text())
+    assert record["resumed"]["replayed_steps"] == ["first", "second", "check"]
+    assert record["usage"]["reasoning"]["calls"] == 2  # both segments, counted once
+    assert [cp.step for cp in store(project).checkpoints(line["run_id"])] == ["first", "second", "check", "release"]
+
+
+def test_resume_while_the_approval_is_pending_exits_75_again_and_changes_nothing(project, steps, capsys, tmp_path):
+    steps.add("one", "two")
+    _, line, _ = start(capsys, IBAN_TASK, tmp_path / "f.txt")
+    before = store(project).get_run(line["run_id"])
+    code, _, err = run_cli(capsys, "resume", line["run_id"])
+    assert code == 75
+    assert line["approval_id"] in err and "approvals approve" in err
+    assert store(project).get_run(line["run_id"]) == before
+
+
+def test_a_rejected_run_ends_rejected_and_its_side_effects_are_undone(project, steps, capsys, tmp_path):
+    out = tmp_path / "f.txt"
+    out.write_text("before the run")
+    steps.add("one", "two")
+    _, line, _ = start(capsys, IBAN_TASK, out)
+    assert out.read_text() == "written by second"
+    code, _, err = run_cli(capsys, "approvals", "reject", line["approval_id"])
+    assert code == 2  # a rejection needs a reason (click: missing option)
+    code, _, _ = run_cli(capsys, "approvals", "reject", line["approval_id"], "--by", "bob", "--reason", "wrong payee")
+    assert code == 0
+    code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 1
+    assert json_line(stdout)["status"] == "rejected"
+    record = json.loads(Path(json_line(stdout)["output_file"]).read_text())
+    assert "wrong payee" in record["error"]
+    assert record["rollback"]["to_step"] == "first"
+    assert out.read_text() == "before the run"  # the file the run wrote is restored
+    code, _, err = run_cli(capsys, "resume", line["run_id"])
+    assert code == 2 and "rejected" in err  # a finished run is not resumed
+
+
+def test_a_failing_run_rolls_back_to_its_last_stable_checkpoint_and_can_be_resumed(project, steps, capsys, tmp_path):
+    out = tmp_path / "f.txt"
+    steps.add("one", "two")
+    code, line, _ = start(capsys, "Explain recursion, or give up", out)
+    assert code == 1 and line["status"] == "failed"
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["rollback"]["to_step"] == "first" and record["rollback"]["to_checkpoint"] == 1
+    assert not out.exists()  # written in `second`, after the stable checkpoint: undone
+    assert [cp.step for cp in store(project).checkpoints(line["run_id"])] == ["first"]
+    # resuming continues after `first`: only `second` asks the model again
+    steps.add("two again")
+    code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 1  # the same task gives up again, and rolls back again
+    assert [c.last for c in steps.calls][-1].startswith("second:")
+    assert len(steps.calls) == 3
+
+
+def test_rollback_by_hand_to_a_named_step(project, steps, capsys, tmp_path):
+    out = tmp_path / "f.txt"
+    steps.add("one", "two")
+    _, line, _ = start(capsys, "Explain recursion", out)
+    assert out.exists()
+    code, _, err = run_cli(capsys, "rollback", line["run_id"], "--to", "secnd")
+    assert code == 2 and "did you mean 'second'" in err
+    assert out.exists()  # nothing changed
+    code, stdout, _ = run_cli(capsys, "rollback", line["run_id"], "--to", "first")
+    assert code == 0 and "first" in stdout
+    assert not out.exists()
+    assert store(project).get_run(line["run_id"]).status == "rolled_back"
+    steps.add("two again")
+    code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0 and json_line(stdout)["status"] == "done"
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["resume", "20990101-000000-deadbeef"], "unknown run"),
+        (["approvals", "show", "ap-0000000000"], "unknown approval"),
+        (["approvals", "approve", "ap-0000000000", "--by", "bob"], "unknown approval"),
+        (["runs", "show", "nope"], "unknown run"),
+        (["rollback", "nope"], "unknown run"),
+    ],
+)
+def test_unknown_ids_are_one_line_exit_2(project, steps, capsys, argv, expected):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_decided_approval_cannot_be_decided_again(project, steps, capsys, tmp_path):
+    steps.add("one", "two")
+    _, line, _ = start(capsys, IBAN_TASK, tmp_path / "f.txt")
+    assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
+    code, _, err = run_cli(capsys, "approvals", "reject", line["approval_id"], "--by", "carol", "--reason", "no")
+    assert code == 2 and "already approved by bob" in err
+    assert store(project).get_approval(line["approval_id"]).status == "approved"
+
+
+def test_resuming_a_done_run_or_one_whose_flow_changed_is_refused(project, steps, capsys, tmp_path):
+    steps.add("one", "two")
+    _, done, _ = start(capsys, "Explain recursion", tmp_path / "a.txt")
+    code, _, err = run_cli(capsys, "resume", done["run_id"])
+    assert code == 2 and "is done" in err and "runs rerun" in err
+
+    steps.add("one", "two")
+    _, paused, _ = start(capsys, IBAN_TASK, tmp_path / "b.txt")
+    run_cli(capsys, "approvals", "approve", paused["approval_id"], "--by", "bob")
+    flow_file = project / "flows" / "steps.py"
+    flow_file.write_text(flow_file.read_text() + "\n# edited\n")
+    before = store(project).get_run(paused["run_id"])
+    code, _, err = run_cli(capsys, "resume", paused["run_id"])
+    assert code == 2 and "flows/steps.py changed" in err
+    assert store(project).get_run(paused["run_id"]) == before
+
+
+def test_runs_list_show_and_rerun(project, steps, capsys, tmp_path):
+    steps.add("one", "two")
+    _, line, _ = start(capsys, "Explain recursion", tmp_path / "f.txt")
+    code, out, _ = run_cli(capsys, "runs", "list", "--format", "json")
+    assert code == 0 and [r["run_id"] for r in json.loads(out)] == [line["run_id"]]
+    code, out, _ = run_cli(capsys, "runs", "list", "--status", "paused", "--format", "json")
+    assert json.loads(out) == []
+    code, out, _ = run_cli(capsys, "runs", "show", line["run_id"], "--format", "json")
+    shown = json.loads(out)
+    assert shown["status"] == "done" and [c["step"] for c in shown["checkpoints"]][0] == "first"
+    assert shown["usage"]["reasoning"]["calls"] == 2 and len(shown["steps"]) == 2
+    steps.add("uno", "dos")
+    code, out, _ = run_cli(capsys, "runs", "rerun", line["run_id"], "--json")
+    again = json_line(out)
+    assert code == 0 and again["run_id"] != line["run_id"]
+    assert store(project).get_run(again["run_id"]).inputs == store(project).get_run(line["run_id"]).inputs
+
+
+def test_a_medium_task_is_sampled_as_configured_and_the_draw_is_recorded(project, steps, capsys, tmp_path):
+    gov = project / "config" / "governance.yaml"
+    medium_task = "Send an email to the team with the summary"  # an external side effect: medium
+    gov.write_text(gov.read_text().replace("sample_rate: 0.5", "sample_rate: 0.0"))
+    steps.add("one", "two")
+    code, line, _ = start(capsys, medium_task, tmp_path / "a.txt")
+    assert code == 0
+    items = json.loads(Path(line["output_file"]).read_text())
+    assert items["status"] == "done"
+    gov.write_text(gov.read_text().replace("sample_rate: 0.0", "sample_rate: 1.0"))
+    steps.add("one", "two")
+    code, line, _ = start(capsys, medium_task, tmp_path / "b.txt")
+    assert code == 75
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.tier == "medium"
+    item = approval.subject["items"][0]
+    assert item["human"] is True and item["rate"] == 1.0 and 0.0 <= item["draw"] < 1.0
