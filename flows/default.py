@@ -207,7 +207,8 @@ class DefaultFlow(CrewkitFlow[RunState]):
         """Risk tiers decide who releases the result: the policy, or a person (the run may pause here)."""
         items = [("task", _assessment(self.state.task_risk))] if self.state.task_risk else []
         items += [(sub["id"], _assessment(sub)) for sub in self.state.plan]
-        decision = self.gate("guard", items)  # pauses the run (exit 75) while a person is asked
+        # pauses the run (exit 75) while a person is asked; the person sees the result to release
+        decision = self.gate("guard", items, content=self.state.result or "")
         approval = decision.approval
         self.state.approval = {
             "outcome": decision.outcome,

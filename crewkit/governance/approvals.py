@@ -32,6 +32,7 @@ from crewkit.governance import data_classes, risk
 from crewkit.settings import GovernanceConfig, Settings, env
 
 _ARG_PREVIEW = 400  # characters of a tool's arguments shown in the subject
+_CONTENT_PREVIEW = 4000  # characters of a step's content (the result to release) shown in the subject
 
 
 class ToolRefused(CrewkitError):
@@ -166,10 +167,19 @@ class ApprovalGate:
     # -- flow steps ------------------------------------------------------------------------------
 
     def check_step(
-        self, step: str, items: list[tuple[str, risk.Assessment]], *, attempt: int = 0
+        self,
+        step: str,
+        items: list[tuple[str, risk.Assessment]],
+        *,
+        attempt: int = 0,
+        content: str | None = None,
     ) -> Decision:
         """A release gate over a step's items (subtask id, assessment). Any item needing a person
-        makes ONE approval for the step listing every item; `attempt` separates rework rounds."""
+        makes ONE approval for the step listing every item; `attempt` separates rework rounds.
+
+        `content` is what the person releases (a result): its preview goes into the subject,
+        masked, and its sha256 into the key, so different content after a rollback or a rework
+        is a new decision, and the same content keeps the decision taken on it."""
         checks = []
         for item_id, assessment in items:
             check = risk.human_check(self.gov, assessment, self.run_id, f"{step}:{item_id}")
@@ -179,12 +189,19 @@ class ApprovalGate:
             return Decision("auto", None, tuple(checks))
         tier = risk.highest(*(c["tier"] for c in needing))
         key = f"step:{self._checkpoints()}:{step}" + (f":{attempt}" if attempt else "")
+        if content is not None:
+            key += ":" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
         lines = [f"{c['id']} [{c['tier']}]: {'; '.join(c['reasons'])}" for c in needing]
         subject = {
             "what": f"step '{step}': {len(needing)} of {len(checks)} item(s) need a person",
             "kind": "step",
             **self._common(tier, checks),
         }
+        if content is not None:
+            subject["content"] = (
+                content if len(content) <= _CONTENT_PREVIEW else content[: _CONTENT_PREVIEW - 1] + "…"
+            )
+            subject["content_sha256"] = hashlib.sha256(content.encode("utf-8")).hexdigest()
         approval = self._request(key, step, tier, subject, " | ".join(lines))
         if approval.status == "pending":
             raise RunPaused(self._required(approval, f"step '{step}'"))

@@ -24,13 +24,13 @@ State fields the runner reads when present: plan, results, result, status, error
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from crewai.flow.flow import Flow
 from pydantic import BaseModel, Field, PrivateAttr
 
 from crewkit import assembly
-from crewkit.errors import GuardrailBlocked, RunFailed
+from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
 from crewkit.observability import ledger
 from crewkit.runtime import pins
 from crewkit.runtime.context import RunContext
@@ -49,12 +49,13 @@ class RunState(BaseModel):
 S = TypeVar("S", bound=BaseModel)
 
 
-class CrewkitFlow(Flow[S], Generic[S]):
+class CrewkitFlow(Flow[S]):
     CREWS: ClassVar[tuple[str, ...]] = ()
     RECORD_FIELDS: ClassVar[tuple[str, ...]] = ()
     STABLE_STEPS: ClassVar[tuple[str, ...] | None] = None  # None: the flow's start steps
-    # failures that mean the work itself is bad: the run rolls back to its last stable checkpoint
-    ROLLBACK_ON: ClassVar[tuple[type[BaseException], ...]] = (RunFailed, GuardrailBlocked)
+    # failures that mean the work itself is bad (or a person refused it): the run rolls back to
+    # its last stable checkpoint, undoing side effects
+    ROLLBACK_ON: ClassVar[tuple[type[BaseException], ...]] = (RunFailed, GuardrailBlocked, RunRejected)
     _skip_auto_memory: bool = True  # no flow-level CrewAI memory unless a flow asks for it
     _ctx: Any = PrivateAttr(default=None)
 
@@ -81,11 +82,15 @@ class CrewkitFlow(Flow[S], Generic[S]):
     def pin(self, task_id: Any, tool: str, arguments: dict[str, Any], *, relay: bool = False) -> None:
         pins.pin(task_id, tool, arguments, answer_with_tool_result=relay)
 
-    def gate(self, step: str, items: list[tuple[str, Any]]) -> Any:
-        """Ask the run's approval gate about `items` ([(id, risk Assessment)]); may pause the run."""
+    def gate(self, step: str, items: list[tuple[str, Any]], *, content: str | None = None) -> Any:
+        """Ask the run's approval gate about `items` ([(id, risk Assessment)]); may pause the run.
+
+        `content` (the result to release) is shown to the person, and different content is a
+        new decision. Returns a `Decision` (outcome "auto", "approved" or "rejected").
+        """
         if self.ctx.gate is None:
             raise RuntimeError("no approval gate: run this flow through crewkit")
-        return self.ctx.gate.check_step(step, items)
+        return self.ctx.gate.check_step(step, items, content=content)
 
     # -- checkpoints and replay (CrewAI calls this for every step it runs) -----------------------
 

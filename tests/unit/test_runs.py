@@ -151,7 +151,9 @@ def test_a_sensitive_run_pauses_with_exit_75_and_resumes_without_paying_again(pr
     assert approval_id in err  # the person reading the terminal learns the id too
     record = json.loads(Path(line["output_file"]).read_text())
     assert record["status"] == "paused" and record["approval_id"] == approval_id
-    assert "DE89 3704" not in json.dumps(record)  # the bank details are masked or redacted
+    subject = store(project).get_approval(approval_id).subject
+    assert "3704 0044 0532" not in json.dumps(subject)  # what a person reads: bank details masked
+    assert subject["tier"] == "sensitive" and subject["who_may_decide"]
 
     code, out, _ = run_cli(capsys, "approvals", "list", "--format", "json")
     listed = json.loads(out)
