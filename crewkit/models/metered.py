@@ -1,9 +1,12 @@
 """The one path every model call takes: `RoleLLM`, a CrewAI `BaseLLM` bound to a role.
 
 Whichever agent, manager, planner or guardrail makes a call, it reaches `RoleLLM.call`, which
-checks the call against the model's capabilities, tries the role's model and then its
-fallbacks in order, and records role, model, agent, tokens, cost and latency into the current
-run's `UsageLedger`. Budgets, audit and caching plug in here later; keep it small and fast.
+checks the call against the model's capabilities and tries the role's model and then its
+fallbacks in order. Each attempt goes through the run's hook path (`crewkit.runtime.hooks`):
+`before_model` may answer it (a journalled answer on resume: no model call), refuse it (a
+`CrewkitError`) or pause the run (`RunPaused`); `after_model` sees role, model, agent, tokens,
+cost, latency and error (the usage ledger is its first subscriber). Budgets, audit and metrics
+are further subscribers, never edits here; keep this small and fast.
 
 Failures (see `provider_errors`): a timeout, rate limit, connection or server error moves on
 to the next fallback, quietly (the ledger keeps an error step); a refused key or request stops
@@ -36,6 +39,7 @@ from crewkit.errors import (
 )
 from crewkit.models import fatal, provider_errors, usage_cell
 from crewkit.observability import ledger
+from crewkit.runtime import hooks
 
 log = logging.getLogger(__name__)
 _LOCATED = re.compile(r"^\S+:\d+: ")  # a message that already starts with FILE:LINE
@@ -130,12 +134,44 @@ class RoleLLM(BaseLLM):
         agent = str(getattr(from_agent, "role", "") or "").strip() or self.role
         needs_vision = _has_images(messages)
         errors: list[str] = []
+        path = hooks.current()
+        stage = ledger.current_stage()
+        attempt = -1
         for candidate in self.candidates:
             if needs_vision and "vision" not in candidate.capabilities:
                 errors.append(f"{candidate.name}: no vision capability")
                 continue
+            attempt += 1
+            hook_call = hooks.ModelCall(
+                self.role, candidate.name, agent, stage, messages, tools, response_model, attempt
+            )
             started = time.time()
             t0 = time.perf_counter()
+            try:
+                replay = path.before_model(hook_call)  # RunPaused (a BaseException) passes through
+            except CrewkitError as exc:  # refused: no model call; the after hooks see why
+                text = redact.redact(str(exc))
+                path.after_model(
+                    hooks.ModelResult(
+                        hook_call,
+                        None,
+                        0,
+                        0,
+                        0.0,
+                        started,
+                        time.perf_counter() - t0,
+                        error=text,
+                        not_run="refused",
+                    )
+                )
+                raise
+            if replay is not None:
+                path.after_model(
+                    hooks.ModelResult(
+                        hook_call, replay.value, 0, 0, 0.0, started, time.perf_counter() - t0, replayed=True
+                    )
+                )
+                return replay.value
             try:
                 if candidate.name in self._fatal:
                     raise self._fatal[candidate.name]
@@ -160,7 +196,7 @@ class RoleLLM(BaseLLM):
                 text = redact.redact(
                     str(exc) if isinstance(exc, CrewkitError) else provider_errors.describe(exc)
                 )
-                ledger.record_call(self.role, candidate.name, agent, started, seconds, 0, 0, 0.0, error=text)
+                path.after_model(hooks.ModelResult(hook_call, None, 0, 0, 0.0, started, seconds, error=text))
                 if isinstance(exc, ModelUnavailable) and candidate.where and not _LOCATED.match(text):
                     raise ModelUnavailable(f"{candidate.where}: {text}") from None  # FILE:LINE of the entry
                 if isinstance(exc, CrewkitError):
@@ -189,18 +225,18 @@ class RoleLLM(BaseLLM):
             tokens_in, tokens_out = usage["prompt_tokens"], usage["completion_tokens"]
             if not relayed:  # CrewAI's counters: what `CrewOutput.token_usage` sums over agents
                 self._track_token_usage_internal(usage)
-            cost = candidate.cost(tokens_in, tokens_out)
-            ledger.record_call(
-                self.role,
-                candidate.name,
-                agent,
-                started,
-                seconds,
-                tokens_in,
-                tokens_out,
-                cost,
-                relayed=relayed,
-                not_run=cell.get("not_run"),
+            path.after_model(
+                hooks.ModelResult(
+                    hook_call,
+                    result,
+                    tokens_in,
+                    tokens_out,
+                    candidate.cost(tokens_in, tokens_out),
+                    started,
+                    seconds,
+                    relayed=relayed,
+                    not_run=cell.get("not_run"),
+                )
             )
             return result
         if needs_vision and all("no vision capability" in e for e in errors):

@@ -1,8 +1,11 @@
 """The run ledger: every model call of a run, with role, model, agent, tokens, cost and latency.
 
-`RoleLLM` calls `record_call` after each model call; the flow opens a ledger for the run
-(`open_ledger`) and reads it into the run record (`steps`, `usage` per role). Outside a run
-the calls go to a process-wide ledger, so `crewkit crew` and tests can read them too.
+The ledger is the first subscriber of the hook path (`crewkit.runtime.hooks`): its
+`LedgerSubscriber.after_model` records each attempt `RoleLLM` makes. The runner opens a ledger
+for the run (`open_ledger`) and reads it into the run record (`steps`, `usage` per role).
+Outside a run the calls go to a process-wide ledger, so `crewkit crew` and tests can read them
+too. A call answered from the run's journal on resume (`replayed`) is a step with 0 tokens and
+0 cost and is not counted as a model call.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crewkit.runtime.hooks import ModelResult
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class CallRecord:
     error: str | None = None
     relayed: bool = False  # no model ran: a relayed tool result or a fully pinned tool call
     not_run: str | None = None  # why no model ran
+    replayed: bool = False  # answered from the run's journal (resume): no model ran, nothing paid
 
 
 @dataclass
@@ -41,10 +48,11 @@ class Ledger:
             self.calls.append(record)
 
     def usage(self) -> dict[str, dict[str, Any]]:
-        """Per role: model calls, input/output tokens, cost and seconds (failed calls count, relays don't)."""
+        """Per role: model calls, input/output tokens, cost and seconds (failed calls count; relays,
+        refusals and replays don't)."""
         out: dict[str, dict[str, Any]] = {}
         for c in list(self.calls):
-            if c.relayed:
+            if c.relayed or c.replayed or c.not_run:
                 continue
             u = out.setdefault(
                 c.role, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "seconds": 0.0}
@@ -58,7 +66,7 @@ class Ledger:
 
     def totals(self) -> dict[str, int]:
         """Tokens over every call, named as CrewAI's `UsageMetrics` names them (`token_usage`)."""
-        answered = [c for c in list(self.calls) if not c.relayed and not c.error]
+        answered = [c for c in list(self.calls) if not (c.relayed or c.replayed or c.not_run or c.error)]
         prompt = sum(c.input_tokens for c in answered)
         completion = sum(c.output_tokens for c in answered)
         return {
@@ -85,8 +93,10 @@ class Ledger:
                 row["error"] = c.error
             if c.relayed:
                 row["relayed"] = True
-                if c.not_run:
-                    row["not_run"] = c.not_run
+            if c.replayed:
+                row["replayed"] = True
+            if c.not_run:
+                row["not_run"] = c.not_run
             rows.append(row)
         return rows
 
@@ -107,6 +117,11 @@ _STAGE: ContextVar[str] = ContextVar("crewkit_stage", default="")
 
 def current() -> Ledger:
     return _LEDGER.get() or _PROCESS_LEDGER
+
+
+def current_stage() -> str:
+    """The flow step the calls made now belong to ("" outside a step)."""
+    return _STAGE.get()
 
 
 @contextmanager
@@ -141,10 +156,12 @@ def record_call(
     error: str | None = None,
     relayed: bool = False,
     not_run: str | None = None,
+    replayed: bool = False,
+    stage: str | None = None,
 ) -> None:
     current().add(
         CallRecord(
-            stage=_STAGE.get(),
+            stage=_STAGE.get() if stage is None else stage,
             agent=agent,
             role=role,
             model=model,
@@ -156,5 +173,32 @@ def record_call(
             error=error,
             relayed=relayed,
             not_run=not_run,
+            replayed=replayed,
         )
     )
+
+
+class LedgerSubscriber:
+    """The hook path's first subscriber: every model attempt into the current ledger.
+
+    A `crewkit.runtime.hooks.Subscriber` by shape (this module does not import the hook path).
+    """
+
+    def after_model(self, result: ModelResult) -> None:
+        call = result.call
+        replayed = result.replayed
+        record_call(
+            call.role,
+            call.model,
+            call.agent,
+            result.started,
+            result.seconds,
+            0 if replayed else result.input_tokens,
+            0 if replayed else result.output_tokens,
+            0.0 if replayed else result.cost_usd,
+            error=result.error,
+            relayed=result.relayed,
+            not_run=result.not_run,
+            replayed=replayed,
+            stage=call.stage,
+        )

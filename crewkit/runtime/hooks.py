@@ -1,0 +1,309 @@
+"""The hook path: one place around every model call and every tool call of a run.
+
+A run opens `scope(RunHooks(...))`; inside it every model call (`RoleLLM.call`, once per
+attempt: the primary and each fallback) and every tool call (CrewAI's own PRE/POST_TOOL_CALL
+interception points, registered for the scope only) goes through the scope's subscribers:
+
+- `before_model(call)` / `before_tool(call)` run in the order the subscribers were added. A
+  subscriber may answer with a `Replay` (no model call is made / the tool is not executed, the
+  replayed value is returned as if it had answered; later `before_*` hooks are skipped), raise
+  a `CrewkitError` to refuse the call (a model refusal propagates out of `RoleLLM.call`; a tool
+  refusal becomes the tool's result text, which the agent reads), or raise `RunPaused` to pause
+  the run (a BaseException: CrewAI's `except Exception` does not swallow it).
+- `after_model(result)` / `after_tool(result)` see every attempt that was made or answered
+  (role, model, agent, stage, tokens, cost, latency, error, replayed), all subscribers in order.
+
+Outside a scope, `current()` is a process default holding only the usage ledger, so
+`crewkit crew` and tests keep their ledger rows. Budgets, audit, metrics and tool gating are
+subscribers: adding one never edits `RoleLLM` or a flow. With only the ledger subscribed the
+path costs a few microseconds per call (the dispatch lists are built when a subscriber is added).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from crewkit.errors import CrewkitError, RunPaused
+from crewkit.observability import ledger
+
+
+@dataclass(slots=True)
+class ModelCall:
+    """One attempt at a model call: the role's candidate `model`, `attempt` 0 for the primary."""
+
+    role: str
+    model: str
+    agent: str
+    stage: str
+    messages: Any  # str | list[dict]: what CrewAI passed to the role's model
+    tools: list[dict[str, Any]] | None = None
+    response_model: type | None = None  # a pydantic model class, for a structured answer
+    attempt: int = 0
+
+
+@dataclass(slots=True)
+class ModelResult:
+    """What one attempt gave: its value (None on error), usage, latency, and how it was answered."""
+
+    call: ModelCall
+    value: Any
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    started: float  # wall clock (time.time()) when the attempt began
+    seconds: float
+    error: str | None = None
+    relayed: bool = False  # the model did not run: a relayed tool result or a pinned tool call
+    not_run: str | None = None  # why no model ran (relayed, refused)
+    replayed: bool = False  # answered by a subscriber's Replay (a journalled answer), not the model
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A tool call an agent is about to make. `arguments` is CrewAI's own dict (edits reach the tool)."""
+
+    tool_name: str
+    arguments: dict[str, Any]
+    agent: str
+    stage: str
+    tool: Any = None  # the BaseTool (CrewAI's original tool object) or None
+
+
+@dataclass(slots=True)
+class ToolResult:
+    """What a tool call gave the agent: its text, or the refusal, and whether it ran at all."""
+
+    call: ToolCall
+    value: str | None
+    seconds: float
+    error: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A before hook's answer in place of the call: `value` is returned as the model's/tool's."""
+
+    value: Any
+    source: str = "journal"
+
+
+class Subscriber:
+    """Base class of a hook-path subscriber: override what you need (the rest cost nothing)."""
+
+    def before_model(self, call: ModelCall) -> Replay | None:
+        return None
+
+    def after_model(self, result: ModelResult) -> None:
+        return None
+
+    def before_tool(self, call: ToolCall) -> Replay | None:
+        return None
+
+    def after_tool(self, result: ToolResult) -> None:
+        return None
+
+
+_METHODS = ("before_model", "after_model", "before_tool", "after_tool")
+
+
+class RunHooks:
+    """A run's subscribers, in order. `RunHooks()` starts with the usage ledger's subscriber.
+
+    `RunHooks(with_ledger=False)` starts empty (a run that keeps no ledger, or tests).
+    """
+
+    def __init__(self, subscribers: list[Any] | None = None, *, with_ledger: bool = True) -> None:
+        self.subscribers: list[Any] = []
+        self._lists: dict[str, list[Callable[[Any], Any]]] = {m: [] for m in _METHODS}
+        if with_ledger:
+            self.add(ledger.LedgerSubscriber())
+        for s in subscribers or ():
+            self.add(s)
+
+    def add(self, subscriber: Any) -> Any:
+        """Subscribe (after those already there); returns the subscriber."""
+        self.subscribers.append(subscriber)
+        for name in _METHODS:
+            fn = getattr(subscriber, name, None)
+            if fn is not None and getattr(type(subscriber), name, None) is not getattr(Subscriber, name):
+                self._lists[name].append(fn)
+        return subscriber
+
+    def find(self, kind: type) -> Any:
+        """The first subscriber of this type, or None."""
+        return next((s for s in self.subscribers if isinstance(s, kind)), None)
+
+    @property
+    def watches_tools(self) -> bool:
+        return bool(self._lists["before_tool"] or self._lists["after_tool"])
+
+    def before_model(self, call: ModelCall) -> Replay | None:
+        for fn in self._lists["before_model"]:
+            replay = fn(call)
+            if replay is not None:
+                return replay
+        return None
+
+    def after_model(self, result: ModelResult) -> None:
+        for fn in self._lists["after_model"]:
+            fn(result)
+
+    def before_tool(self, call: ToolCall) -> Replay | None:
+        for fn in self._lists["before_tool"]:
+            replay = fn(call)
+            if replay is not None:
+                return replay
+        return None
+
+    def after_tool(self, result: ToolResult) -> None:
+        for fn in self._lists["after_tool"]:
+            fn(result)
+
+
+_PROCESS_HOOKS = RunHooks()
+_HOOKS: ContextVar[RunHooks | None] = ContextVar("crewkit_run_hooks", default=None)
+
+
+def current() -> RunHooks:
+    """The run's hooks (the innermost `scope`), else the process default (the ledger only)."""
+    return _HOOKS.get() or _PROCESS_HOOKS
+
+
+@contextmanager
+def scope(hooks: RunHooks) -> Iterator[RunHooks]:
+    """Route the model and tool calls made inside the block through `hooks`.
+
+    Sets the context variable `RoleLLM` reads and enters CrewAI's `scoped_hooks()` with this
+    module's PRE/POST_TOOL_CALL adapters, so they exist only for the run (hooks other code
+    registered in an enclosing CrewAI scope are carried in). Nested scopes: the innermost wins.
+    """
+    from crewai.hooks.dispatch import InterceptionPoint, get_scoped_hooks, register_scoped, scoped_hooks
+
+    carried = {
+        point: hooks_
+        for point in (InterceptionPoint.PRE_TOOL_CALL, InterceptionPoint.POST_TOOL_CALL)
+        if (hooks_ := get_scoped_hooks(point))
+    }
+    install()
+    token = _HOOKS.set(hooks)
+    try:
+        with scoped_hooks(carried):
+            if _pre_tool not in carried.get(InterceptionPoint.PRE_TOOL_CALL, ()):
+                register_scoped(InterceptionPoint.PRE_TOOL_CALL, _pre_tool)
+                register_scoped(InterceptionPoint.POST_TOOL_CALL, _post_tool)
+            yield hooks
+    finally:
+        _HOOKS.reset(token)
+
+
+def install() -> None:
+    """Let `RunPaused` out of the one CrewAI seam that would lose it (idempotent).
+
+    `Task.execute_async` (a task with `async_execution=True`) runs the task in a thread whose
+    body catches `Exception` into the future the crew waits on; a pause raised there killed the
+    thread and the crew waited on that future for ever. It now reaches the future and comes out
+    of `crew.kickoff()` like a pause anywhere else. (Every other CrewAI path that runs agents or
+    tools in another thread goes through `concurrent.futures`, which keeps any BaseException.)
+    """
+    from crewai.task import Task
+
+    original = Task._execute_task_async
+    if getattr(original, "crewkit_pause", False):
+        return
+
+    def _execute_task_async(self: Task, agent: Any, context: Any, tools: Any, future: Any) -> None:
+        try:
+            original(self, agent, context, tools, future)
+        except RunPaused as paused:
+            future.set_exception(paused)
+
+    _execute_task_async.crewkit_pause = True  # type: ignore[attr-defined]
+    Task._execute_task_async = _execute_task_async  # type: ignore[method-assign]
+
+
+# --- CrewAI tool-call adapters ---------------------------------------------------------------
+# CrewAI builds one ToolCallHookContext before the tool and another after it (also after a
+# blocked call), both holding the same `tool_input` dict: the pending call is keyed by that
+# dict's id (the dict is kept alive in the entry, so the id cannot be reused meanwhile).
+
+
+@dataclass(slots=True)
+class _Pending:
+    call: ToolCall
+    arguments: dict[str, Any]
+    t0: float
+    replay: Replay | None = None
+    refused: str | None = None
+
+
+_PENDING: dict[int, _Pending] = {}
+_TOOL_ERROR_PREFIXES = ("Error executing tool", "Tool not found")
+
+
+def _agent_name(agent: Any) -> str:
+    return str(getattr(agent, "role", "") or "").strip()
+
+
+def _base_tool(tool: Any) -> Any:
+    original = getattr(tool, "_original_tool", None)
+    return original if original is not None else tool
+
+
+def refusal_text(tool_name: str, reason: str) -> str:
+    """What the agent reads in place of a refused tool's result."""
+    return f"Tool '{tool_name}' was not run: {reason}"
+
+
+def _pre_tool(ctx: Any) -> None:
+    hooks = _HOOKS.get()
+    if hooks is None or not hooks.watches_tools:
+        return None
+    from crewai.hooks.dispatch import HookAborted
+
+    args = ctx.tool_input if isinstance(ctx.tool_input, dict) else {}
+    call = ToolCall(ctx.tool_name, args, _agent_name(ctx.agent), ledger.current_stage(), _base_tool(ctx.tool))
+    pending = _Pending(call, args, time.perf_counter())
+    try:
+        pending.replay = hooks.before_tool(call)  # RunPaused passes through CrewAI (BaseException)
+    except CrewkitError as exc:
+        pending.refused = str(exc)
+    _PENDING[id(args)] = pending
+    if pending.refused is not None:
+        raise HookAborted(pending.refused, source="crewkit")
+    if pending.replay is not None:
+        raise HookAborted("answered from the run's journal", source="crewkit")
+    return None
+
+
+def _post_tool(ctx: Any) -> str | None:
+    args = ctx.tool_input
+    pending = _PENDING.pop(id(args), None)
+    if pending is None:
+        return None
+    if pending.arguments is not args:  # not ours after all (cannot happen while we hold it)
+        _PENDING[id(pending.arguments)] = pending
+        return None
+    hooks = _HOOKS.get() or _PROCESS_HOOKS
+    seconds = time.perf_counter() - pending.t0
+    name = pending.call.tool_name
+    if pending.refused is not None:
+        text = refusal_text(name, pending.refused)
+        hooks.after_tool(ToolResult(pending.call, text, seconds, error=pending.refused))
+        return text
+    if pending.replay is not None:
+        value = pending.replay.value
+        text = value if isinstance(value, str) else str(value)
+        hooks.after_tool(ToolResult(pending.call, text, seconds, replayed=True))
+        return text
+    value = ctx.tool_result
+    error = None
+    if isinstance(value, str) and value.startswith(_TOOL_ERROR_PREFIXES) and ctx.raw_tool_result == value:
+        error = value
+    hooks.after_tool(ToolResult(pending.call, value, seconds, error=error))
+    return None
