@@ -169,7 +169,9 @@ _SECRET_WORD = re.compile(
 )
 _BEARER = re.compile(r"(?i)\bBearer\s+([A-Za-z0-9._\-]{16,})")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]++@(?:[A-Za-z0-9-]++\.)+[A-Za-z]{2,}+(?![A-Za-z0-9-])"
+)
 _EXAMPLE_DOMAIN = re.compile(r"(?i)(?:^|\.)(?:example\.(?:com|org|net)|test|invalid|localhost|example)$")
 _PHONE_CN = re.compile(r"(?<![\d+])(?:(?:\+|00)?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}(?!\d)")
 _PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d{0,2}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?!\d)")
@@ -325,11 +327,11 @@ _DESCRIBES_CN = re.compile(
 )
 
 _AMOUNT = (
-    r"(?:[$€£¥￥]\s?\d[\d,]*(?:\.\d+)?(?:\s?(?:k|m|million|thousand|万|千))?"
-    r"|\d[\d,]*(?:\.\d+)?\s?(?:k|m|million|thousand|万|千|百)?\s?"
+    r"(?:[$€£¥￥]\s?\d[\d,]*+(?:\.\d++)?(?:\s?(?:k|m|million|thousand|万|千))?"
+    r"|(?<![\d,.])\d[\d,]*+(?:\.\d++)?\s?(?:k|m|million|thousand|万|千|百)?\s?"
     r"(?:usd|eur|gbp|cny|rmb|jpy|chf|cad|aud|hkd|sgd|dollars?|euros?|pounds?|yuan|yen|francs?|bucks|btc|eth|"
     r"bitcoins?|元|块钱?|美元|欧元|英镑|日元|港币|港元|人民币)(?![A-Za-z])"
-    r"|[零〇一二两三四五六七八九十百千万亿]+\s*(?:元|块钱?|美元|欧元|英镑|日元))"
+    r"|(?<![零〇一二两三四五六七八九十百千万亿])[零〇一二两三四五六七八九十百千万亿]++\s*(?:元|块钱?|美元|欧元|英镑|日元))"
 )
 _MONEY_EN = re.compile(
     rf"(?i)\b(?:transfer|wire|remit|send|pay|refund|withdraw|deposit|charge|move|payout|"
@@ -351,7 +353,8 @@ _SIDE_EFFECTS_EN: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"(?i)\bsend(?:ing)?\s+(?:\w+\s+){0,3}?(?:e-?mails?|mails?|messages?|sms|texts?|newsletters?|"
             r"notifications?|invites?|invitations?|replies|reply|dms?)\b"
-            r"|(?:^|\b(?:then|and|please|also)\s+)(?:e-?mail|notify|text|message)\s+(?:the|our|all|each|every|him|her|them|me|us|[A-Z][a-z]+\b)"
+            r"|(?:^\s*|\b(?:then|and|please|also)\s+)(?:e-?mail|notify)\s+"
+            r"(?:the|our|all|each|every|him|her|them|me|us|(?-i:[A-Z][a-z]+))\b"
         ),
     ),
     (

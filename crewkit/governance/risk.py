@@ -71,7 +71,10 @@ def _check_label(label: str | None, what: str) -> str | None:
 
 
 def tool_label(tool: Any) -> str | None:
-    """A tool's own label: its `risk_tier` attribute (class or instance), or None."""
+    """A tool's own label: its `risk_tier` attribute (class or instance), or None. A CrewAI
+    `CrewStructuredTool` (what CrewAI's tool hooks see) is read through to its BaseTool."""
+    if tool is not None and getattr(tool, "risk_tier", None) is None:
+        tool = getattr(tool, "_original_tool", None)  # CrewAI's CrewStructuredTool wraps the BaseTool
     label = getattr(tool, "risk_tier", None) if tool is not None else None
     if label is None or not isinstance(label, str):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import get_args
 
 import pytest
@@ -205,3 +206,27 @@ def test_hits_are_deduplicated_and_ordered_by_class() -> None:
     hits = dc.detect("Email jane.doe@acme.com. Transfer 500 EUR now. Email jane.doe@acme.com again.")
     assert [h.data_class for h in hits] == sorted((h.data_class for h in hits), key=dc.DATA_CLASSES.index)
     assert len(hits) == len(set(hits))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 100_000,
+        "a." * 50_000,
+        "1-" * 50_000,
+        "1," * 50_000,
+        "$1 " * 30_000,
+        "转账1" * 20_000,
+        "a@a." * 30_000,
+    ],
+)
+def test_detection_stays_linear_on_long_adversarial_text(text: str) -> None:
+    started = time.perf_counter()
+    dc.detect(text)
+    dc.mask_values(text)
+    assert time.perf_counter() - started < 3.0
+
+
+def test_a_sentence_with_the_word_text_is_not_a_message() -> None:
+    assert dc.detect("Use planning and text guardrails (guardrail: no_pii) on the task") == []
+    assert "external_side_effect" in dc.classes("Please email Bob the minutes")

@@ -193,3 +193,29 @@ def test_unknown_approvals_key_is_rejected(project: Path) -> None:
     _write_governance(project, "approvals:\n  sample_rat: 0.3\n")
     with pytest.raises(ConfigError, match="did you mean 'sample_rate'"):
         load_settings(project)
+
+
+def test_tool_label_on_a_crewai_tool_and_its_structured_wrapper() -> None:
+    from typing import ClassVar
+
+    from crewai.tools import BaseTool
+
+    class WireMoney(BaseTool):
+        name: str = "wire_money"
+        description: str = "Wires money to an account."
+        risk_tier: ClassVar[str] = "sensitive"
+
+        def _run(self, account: str) -> str:
+            return "sent"
+
+    class Search(BaseTool):
+        name: str = "search"
+        description: str = "Searches."
+
+        def _run(self, q: str) -> str:
+            return q
+
+    tool = WireMoney()
+    assert risk.tool_label(tool) == "sensitive"
+    assert risk.tool_label(tool.to_structured_tool()) == "sensitive"
+    assert risk.tool_label(Search().to_structured_tool()) is None
