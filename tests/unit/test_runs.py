@@ -18,7 +18,7 @@ from crewkit.models.registry import RoleMap
 from crewkit.runtime.store import StateStore
 from tests.fakes import ScriptedLLM
 
-STEPS_FLOW = '''
+STEPS_FLOW = """
 from __future__ import annotations
 
 from pathlib import Path
@@ -83,7 +83,7 @@ class Steps(CrewkitFlow[State]):
             raise RunRejected(self.state.error)
         self.state.result = " | ".join(self.state.notes)
         self.state.status = "done"
-'''
+"""
 
 IBAN_TASK = "Pay the invoice: transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00"
 
@@ -142,7 +142,9 @@ def test_a_low_risk_run_checkpoints_every_step_and_finishes(project, steps, caps
     assert record["usage"]["reasoning"]["calls"] == 2
 
 
-def test_a_sensitive_run_pauses_with_exit_75_and_resumes_without_paying_again(project, steps, capsys, tmp_path):
+def test_a_sensitive_run_pauses_with_exit_75_and_resumes_without_paying_again(
+    project, steps, capsys, tmp_path
+):
     steps.add("one", "two")  # exactly two model calls for the whole run, pause and resume included
     code, line, err = start(capsys, IBAN_TASK, tmp_path / "f.txt")
     assert code == 75, err
@@ -174,10 +176,17 @@ def test_a_sensitive_run_pauses_with_exit_75_and_resumes_without_paying_again(pr
     record = json.loads(Path(resumed["output_file"]).read_text())
     assert record["resumed"]["replayed_steps"] == ["first", "second", "check"]
     assert record["usage"]["reasoning"]["calls"] == 2  # both segments, counted once
-    assert [cp.step for cp in store(project).checkpoints(line["run_id"])] == ["first", "second", "check", "release"]
+    assert [cp.step for cp in store(project).checkpoints(line["run_id"])] == [
+        "first",
+        "second",
+        "check",
+        "release",
+    ]
 
 
-def test_resume_while_the_approval_is_pending_exits_75_again_and_changes_nothing(project, steps, capsys, tmp_path):
+def test_resume_while_the_approval_is_pending_exits_75_again_and_changes_nothing(
+    project, steps, capsys, tmp_path
+):
     steps.add("one", "two")
     _, line, _ = start(capsys, IBAN_TASK, tmp_path / "f.txt")
     before = store(project).get_run(line["run_id"])
@@ -195,7 +204,9 @@ def test_a_rejected_run_ends_rejected_and_its_side_effects_are_undone(project, s
     assert out.read_text() == "written by second"
     code, _, err = run_cli(capsys, "approvals", "reject", line["approval_id"])
     assert code == 2  # a rejection needs a reason (click: missing option)
-    code, _, _ = run_cli(capsys, "approvals", "reject", line["approval_id"], "--by", "bob", "--reason", "wrong payee")
+    code, _, _ = run_cli(
+        capsys, "approvals", "reject", line["approval_id"], "--by", "bob", "--reason", "wrong payee"
+    )
     assert code == 0
     code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
     assert code == 1
@@ -208,7 +219,9 @@ def test_a_rejected_run_ends_rejected_and_its_side_effects_are_undone(project, s
     assert code == 2 and "rejected" in err  # a finished run is not resumed
 
 
-def test_a_failing_run_rolls_back_to_its_last_stable_checkpoint_and_can_be_resumed(project, steps, capsys, tmp_path):
+def test_a_failing_run_rolls_back_to_its_last_stable_checkpoint_and_can_be_resumed(
+    project, steps, capsys, tmp_path
+):
     out = tmp_path / "f.txt"
     steps.add("one", "two")
     code, line, _ = start(capsys, "Explain recursion, or give up", out)
@@ -263,7 +276,9 @@ def test_a_decided_approval_cannot_be_decided_again(project, steps, capsys, tmp_
     steps.add("one", "two")
     _, line, _ = start(capsys, IBAN_TASK, tmp_path / "f.txt")
     assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
-    code, _, err = run_cli(capsys, "approvals", "reject", line["approval_id"], "--by", "carol", "--reason", "no")
+    code, _, err = run_cli(
+        capsys, "approvals", "reject", line["approval_id"], "--by", "carol", "--reason", "no"
+    )
     assert code == 2 and "already approved by bob" in err
     assert store(project).get_approval(line["approval_id"]).status == "approved"
 
@@ -320,3 +335,130 @@ def test_a_medium_task_is_sampled_as_configured_and_the_draw_is_recorded(project
     assert approval.tier == "medium"
     item = approval.subject["items"][0]
     assert item["human"] is True and item["rate"] == 1.0 and 0.0 <= item["draw"] < 1.0
+
+
+def test_the_default_flow_pauses_a_sensitive_task_at_the_guard_and_resumes_without_paying_again(
+    project, capsys, monkeypatch
+):
+    """The whole default flow on scripted roles: plan, delegated execution, verification, then the
+    release gate waits for a person; after approval the resumed run replays plan/execute/verify."""
+    from tests.unit.test_default_flow import PASS, TRUSTED, delegate
+
+    task = "Transfer 250 EUR to IBAN DE89 3704 0044 0532 0130 00 and write a one-line confirmation"
+    plan = {
+        "subtasks": [{"description": task, "task_type": "reasoning", "acceptance": "A confirmation line."}]
+    }
+    answer = "Confirmation: 250 EUR go to the account ending 3000 once a person approves the transfer."
+    fakes = {
+        "reasoning": ScriptedLLM([plan, answer, *TRUSTED, PASS]),
+        "code": ScriptedLLM([]),
+        "manager": ScriptedLLM([delegate("Reasoning Specialist", task), answer]),
+        "vision": ScriptedLLM([]),
+    }
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides=fakes)
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+    code, out, err = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
+    assert code == 75, err
+    line = json_line(out)
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["status"] == "paused" and record["result"] is None or record["status"] == "paused"
+    assert record["plan"][0]["risk"] == "sensitive"
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.step == "guard" and "confirmation" in approval.subject["content"].lower()
+    calls_before = {role: len(f.calls) for role, f in fakes.items()}
+
+    assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    assert {role: len(f.calls) for role, f in fakes.items()} == calls_before  # nothing paid again
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["status"] == "done" and record["result"].startswith("Confirmation")
+    assert record["approval"]["outcome"] == "approved" and record["approval"]["decided_by"] == "bob"
+    assert record["resumed"]["replayed_steps"] == ["plan", "execute", "verify"]
+
+
+PAYER_CREW = """
+from pathlib import Path
+from typing import ClassVar
+
+from crewai import Agent, Crew, Process, Task
+from crewai.project import CrewBase, agent, crew, task
+from crewai.tools import BaseTool
+
+
+class PayTool(BaseTool):
+    name: str = "pay_invoice"
+    description: str = "Pay an invoice."
+    risk_tier: ClassVar[str] = "sensitive"
+
+    def _run(self, invoice: str) -> str:
+        with open(Path(__file__).with_name("paid.log"), "a") as fh:
+            fh.write(invoice + "\\n")
+        return f"paid {invoice}"
+
+
+@CrewBase
+class PayerCrew:
+    agents_config = "config/agents.yaml"
+    tasks_config = "config/tasks.yaml"
+
+    @agent
+    def clerk(self) -> Agent:
+        return Agent(config=self.agents_config["clerk"], tools=[PayTool()])
+
+    @task
+    def pay(self) -> Task:
+        return Task(config=self.tasks_config["pay"])
+
+    @crew
+    def crew(self) -> Crew:
+        return Crew(agents=self.agents, tasks=self.tasks, process=Process.sequential)
+"""
+
+
+def test_a_sensitive_tool_is_gated_before_it_runs_and_runs_once_after_approval(project, capsys, monkeypatch):
+    from tests.fakes import tool_call
+
+    folder = project / "crews" / "payer"
+    (folder / "config").mkdir(parents=True)
+    (folder / "crew.py").write_text(PAYER_CREW)
+    (folder / "config" / "agents.yaml").write_text(
+        "clerk:\n  role: Clerk\n  goal: Pay invoices\n  backstory: Careful.\n"
+    )
+    (folder / "config" / "tasks.yaml").write_text(
+        "pay:\n  description: Pay invoice {invoice}.\n  expected_output: What was paid.\n  agent: clerk\n"
+    )
+    fake = ScriptedLLM([tool_call("pay_invoice", invoice="INV-7"), "Paid INV-7."])
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+    paid = folder / "paid.log"
+    code, out, err = run_cli(capsys, "crew", "payer", "--inputs", '{"invoice": "INV-7"}', "--json")
+    assert code == 75, err
+    line = json_line(out)
+    assert not paid.exists()  # gated BEFORE it ran
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.tier == "sensitive" and "pay_invoice" in approval.subject["what"]
+    assert len(fake.calls) == 1
+
+    assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    assert paid.read_text() == "INV-7\n"  # ran exactly once
+    assert len(fake.calls) == 2  # the first model call (the tool decision) was replayed, not paid again
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["status"] == "done" and record["result"] == "Paid INV-7."
+    assert [s.get("replayed", False) for s in record["steps"]] == [False, True, False]
