@@ -32,6 +32,7 @@ from crewkit.governance import data_classes, risk
 from crewkit.settings import GovernanceConfig, Settings, env
 
 _ARG_PREVIEW = 400  # characters of a tool's arguments shown in the subject
+_CONTENT_PREVIEW = 4000  # characters of a step's result shown in the subject
 _CONTENT_PREVIEW = 4000  # characters of a step's content (the result to release) shown in the subject
 
 
@@ -171,15 +172,13 @@ class ApprovalGate:
         step: str,
         items: list[tuple[str, risk.Assessment]],
         *,
-        attempt: int = 0,
         content: str | None = None,
+        attempt: int = 0,
     ) -> Decision:
         """A release gate over a step's items (subtask id, assessment). Any item needing a person
-        makes ONE approval for the step listing every item; `attempt` separates rework rounds.
-
-        `content` is what the person releases (a result): its preview goes into the subject,
-        masked, and its sha256 into the key, so different content after a rollback or a rework
-        is a new decision, and the same content keeps the decision taken on it."""
+        makes ONE approval for the step listing every item. `content` (the result to release) is
+        shown to the person, and different content is a new decision (a reworked result is asked
+        about again); `attempt` separates rounds that release the same content."""
         checks = []
         for item_id, assessment in items:
             check = risk.human_check(self.gov, assessment, self.run_id, f"{step}:{item_id}")
@@ -188,20 +187,20 @@ class ApprovalGate:
         if not needing:
             return Decision("auto", None, tuple(checks))
         tier = risk.highest(*(c["tier"] for c in needing))
-        key = f"step:{self._checkpoints()}:{step}" + (f":{attempt}" if attempt else "")
-        if content is not None:
-            key += ":" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
-        lines = [f"{c['id']} [{c['tier']}]: {'; '.join(c['reasons'])}" for c in needing]
-        subject = {
+        key = f"step:{self._checkpoints()}:{step}"
+        subject: dict[str, Any] = {
             "what": f"step '{step}': {len(needing)} of {len(checks)} item(s) need a person",
             "kind": "step",
-            **self._common(tier, checks),
         }
         if content is not None:
-            subject["content"] = (
-                content if len(content) <= _CONTENT_PREVIEW else content[: _CONTENT_PREVIEW - 1] + "…"
-            )
-            subject["content_sha256"] = hashlib.sha256(content.encode("utf-8")).hexdigest()
+            digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+            key += f":{digest[:16]}"
+            preview = content if len(content) <= _CONTENT_PREVIEW else content[: _CONTENT_PREVIEW - 1] + "…"
+            subject.update(content=preview, content_sha256=digest)
+        if attempt:
+            key += f":{attempt}"
+        lines = [f"{c['id']} [{c['tier']}]: {'; '.join(c['reasons'])}" for c in needing]
+        subject.update(self._common(tier, checks))
         approval = self._request(key, step, tier, subject, " | ".join(lines))
         if approval.status == "pending":
             raise RunPaused(self._required(approval, f"step '{step}'"))

@@ -261,3 +261,23 @@ def test_current_user_prefers_crewkit_user(monkeypatch: pytest.MonkeyPatch) -> N
     assert approvals.current_user() == "alice"
     monkeypatch.delenv("CREWKIT_USER")
     assert approvals.current_user()
+
+
+def test_step_content_is_shown_masked_and_new_content_is_a_new_decision(store: StateStore) -> None:
+    gov = _gov()
+    gate = ApprovalGate(store, gov, "r1", "carol")
+    with pytest.raises(RunPaused) as first:
+        gate.check_step("guard", _items(gov), content=f"Paid with {CARD}. Done.")
+    approval = store.require_approval(first.value.required.approval_id)
+    assert "Paid with" in approval.subject["content"] and CARD not in approval.subject["content"]
+    decide(store, gov, approval.id, "reject", "alice", "pay the right vendor")
+    assert (
+        ApprovalGate(store, gov, "r1", "carol")
+        .check_step("guard", _items(gov), content=f"Paid with {CARD}. Done.")
+        .rejected
+    )
+    with pytest.raises(RunPaused) as reworked:
+        ApprovalGate(store, gov, "r1", "carol").check_step(
+            "guard", _items(gov), content="Paid the right vendor."
+        )
+    assert reworked.value.required.approval_id != approval.id
