@@ -1,0 +1,425 @@
+"""Reliability with real processes: SIGKILL mid-step and mid-pause, racing deciders, a busy run.
+
+Every run here is a real `crewkit` process (`cli.main` in a child Python) on the test project
+with a small four-step flow (`one`, `two`, `three` each make one model call, `release` asks the
+approval gate). The child's model is scripted by a driver script: every model call appends the
+step's name to a calls file (fsynced), so the test counts what was paid for across processes;
+one call can be told to write a marker file and sleep, so the test kills the process while that
+call is in flight. Waits are on marker files and exit codes, never on fixed sleeps, and every
+child still alive at the end of a test is SIGKILLed and reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crewkit.runtime.store import StateStore
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT_S = 180.0  # a child imports CrewAI (~10 s on a busy 2-core machine) before its first step
+IBAN_TASK = "Pay the invoice: transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00"
+LOW_TASK = "Explain recursion in one paragraph"
+STEPS = ["one", "two", "three", "release"]
+
+KILL_FLOW = """
+from __future__ import annotations
+
+from typing import ClassVar
+
+from crewai.flow.flow import listen, start
+from pydantic import BaseModel, ConfigDict
+
+from crewkit.errors import RunRejected
+from crewkit.governance import risk
+from crewkit.runtime.flow import CrewkitFlow, RunState
+
+
+class Inputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: str
+
+
+class State(RunState):
+    task: str = ""
+    notes: list[str] = []
+
+
+class Kill(CrewkitFlow[State]):
+    Inputs: ClassVar[type[BaseModel]] = Inputs
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("notes",)
+
+    def ask(self, step: str) -> None:
+        llm = self.ctx.role_map.llm("reasoning")
+        self.state.notes.append(llm.call([{"role": "user", "content": f"{step}: {self.state.task}"}]))
+
+    @start()
+    def one(self) -> None:
+        self.ask("one")
+
+    @listen(one)
+    def two(self) -> None:
+        self.ask("two")
+
+    @listen(two)
+    def three(self) -> None:
+        self.ask("three")
+
+    @listen(three)
+    def release(self) -> None:
+        assessed = risk.assess_subtask(self.ctx.settings, self.state.task, "reasoning")
+        decision = self.gate("release", [("task", assessed)])
+        if decision.rejected:
+            self.state.status = "rejected"
+            self.state.error = f"rejected: {decision.approval.note}"
+            raise RunRejected(self.state.error)
+        self.state.result = " | ".join(self.state.notes)
+        self.state.status = "done"
+"""
+
+# The child: a scripted model on the CLI, then `crewkit.cli.main(argv)`; its exit code is main's.
+#   KR_CALLS          file: one line per model call (the step's name), fsynced before answering
+#   KR_HANG_AT        a step whose model call writes KR_MARKER (its pid) and sleeps 60 s
+#   KR_HANG_APPROVAL  marker: right after the approval row is committed, write it and sleep 60 s
+#   KR_READY/KR_GO    a start line: write KR_READY, wait for KR_GO to exist, then run the command
+DRIVER = """
+import os, sys, time
+from pathlib import Path
+
+sys.path.insert(0, os.environ["KR_ROOT"])
+from crewkit import cli
+
+
+def hang(marker):
+    Path(marker + ".tmp").write_text(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
+    time.sleep(60)
+
+
+if os.environ.get("KR_CALLS"):
+    from crewkit.models.registry import RoleMap
+    from tests.fakes import ScriptedLLM
+
+    def reply(call):
+        step = call.last.split(":", 1)[0]
+        with open(os.environ["KR_CALLS"], "a") as fh:
+            fh.write(step + "\\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if step == os.environ.get("KR_HANG_AT"):
+            hang(os.environ["KR_MARKER"])
+        return f"{step} answered"
+
+    fake = ScriptedLLM([reply] * 50, allow_unused=True)
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    cli._engine = engine
+
+if os.environ.get("KR_HANG_APPROVAL"):
+    from crewkit.runtime.store import StateStore
+
+    requested = StateStore.request_approval
+
+    def request_then_hang(self, *args, **kwargs):
+        approval = requested(self, *args, **kwargs)
+        hang(os.environ["KR_HANG_APPROVAL"])
+        return approval
+
+    StateStore.request_approval = request_then_hang
+
+if os.environ.get("KR_GO"):
+    Path(os.environ["KR_READY"]).write_text(str(os.getpid()))
+    while not os.path.exists(os.environ["KR_GO"]):
+        time.sleep(0.001)
+
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+class Children:
+    """Child processes of one test: started with the driver, each SIGKILLed and reaped at the end."""
+
+    def __init__(self, tmp: Path, project: Path) -> None:
+        self.tmp = tmp
+        self.project = project
+        self.driver = tmp / "driver.py"
+        self.driver.write_text(DRIVER)
+        self.calls = tmp / "calls.txt"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, tuple[Path, Path]] = {}
+
+    def start(self, *argv: str, scripted: bool = True, **env: str) -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        out, err = self.tmp / f"child{n}.out", self.tmp / f"child{n}.err"
+        child_env = {**os.environ, "KR_ROOT": str(ROOT), "CREWKIT_USER": "alice", **env}
+        if scripted:
+            child_env["KR_CALLS"] = str(self.calls)
+        with out.open("wb") as fo, err.open("wb") as fe:
+            proc = subprocess.Popen(
+                [sys.executable, str(self.driver), *argv],
+                stdout=fo,
+                stderr=fe,
+                env=child_env,
+                cwd=self.project,
+            )
+        self.procs.append(proc)
+        self.logs[proc.pid] = (out, err)
+        return proc
+
+    def finish(self, proc: subprocess.Popen[bytes], timeout: float = WAIT_S) -> tuple[int, str, str]:
+        code = proc.wait(timeout=timeout)
+        out, err = self.logs[proc.pid]
+        return code, out.read_text(), err.read_text()
+
+    def run(self, *argv: str, scripted: bool = True, **env: str) -> tuple[int, str, str]:
+        return self.finish(self.start(*argv, scripted=scripted, **env))
+
+    def wait_for(self, marker: Path, proc: subprocess.Popen[bytes]) -> None:
+        """Until `marker` exists; fails at once (with the child's stderr) if the child ended first."""
+        deadline = time.monotonic() + WAIT_S
+        while not marker.exists():
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"child exited {proc.returncode} before {marker.name}:\n{self.stderr(proc)[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {marker.name} after {WAIT_S:.0f} s:\n{self.stderr(proc)[-3000:]}")
+            time.sleep(0.01)
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+
+    def stderr(self, proc: subprocess.Popen[bytes]) -> str:
+        return self.logs[proc.pid][1].read_text()
+
+    def counted(self) -> Counter[str]:
+        return Counter(self.calls.read_text().split()) if self.calls.exists() else Counter()
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+
+
+@pytest.fixture
+def children(project: Path, tmp_path: Path) -> Iterator[Children]:
+    (project / "flows" / "kill.py").write_text(KILL_FLOW)
+    kids = Children(tmp_path, project)
+    try:
+        yield kids
+    finally:
+        kids.close()
+
+
+def json_line(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def store(project: Path) -> StateStore:
+    from crewkit.settings import load_settings
+
+    return StateStore.open(load_settings(project).home)
+
+
+def only_run_id(project: Path) -> str:
+    (row,) = store(project).list_runs()
+    return row.run_id
+
+
+def quick_check(project: Path) -> str:
+    """PRAGMA quick_check on state.db through a fresh sqlite3 connection (not the store's)."""
+    from crewkit.settings import load_settings
+
+    conn = sqlite3.connect(load_settings(project).home / "state.db")
+    try:
+        return conn.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def start_run(children: Children, task: str, **env: str) -> subprocess.Popen[bytes]:
+    return children.start("run", "kill", "--inputs", json.dumps({"task": task}), "--json", **env)
+
+
+def test_sigkill_in_the_middle_of_a_step_then_resume_finishes_without_rerunning_finished_steps(
+    project, children, tmp_path
+):
+    marker = tmp_path / "three.started"
+    proc = start_run(children, LOW_TASK, KR_HANG_AT="three", KR_MARKER=str(marker))
+    try:
+        children.wait_for(marker, proc)  # `three`'s model call is in flight; one and two checkpointed
+        children.kill(proc)
+    finally:
+        children.close()
+    run_id = only_run_id(project)
+    killed = store(project).get_run(run_id)
+    assert killed.status == "running" and killed.pid == proc.pid  # the process died before it could say so
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == ["one", "two"]
+    assert quick_check(project) == "ok"
+
+    code, out, err = children.run("resume", run_id, "--json")
+    assert code == 0, err[-3000:]
+    line = json_line(out)
+    assert line["run_id"] == run_id and line["status"] == "done"
+    # one and two finished before the kill: not run or paid again; three was cut off mid-call, so it ran again
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 2})
+    cps = store(project).checkpoints(run_id)
+    assert [cp.step for cp in cps] == STEPS and [cp.seq for cp in cps] == [
+        1,
+        2,
+        3,
+        4,
+    ]  # none lost, none twice
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["resumed"]["replayed_steps"] == ["one", "two"]
+    assert record["result"] == "one answered | two answered | three answered"
+    assert record["usage"]["reasoning"]["calls"] == 3  # the answered calls of both processes, once each
+    assert quick_check(project) == "ok"
+    code, out, err = children.run("runs", "list", "--format", "json", scripted=False)
+    assert code == 0, err
+    assert [(r["run_id"], r["status"]) for r in json.loads(out)] == [(run_id, "done")]
+
+
+def test_sigkill_while_the_pause_is_written_then_approve_and_resume_pays_nothing_again(
+    project, children, tmp_path
+):
+    marker = tmp_path / "approval.requested"
+    proc = start_run(children, IBAN_TASK, KR_HANG_APPROVAL=str(marker))
+    try:
+        children.wait_for(marker, proc)  # the approval row is committed; the run is not marked paused yet
+        children.kill(proc)
+    finally:
+        children.close()
+    run_id = only_run_id(project)
+    assert quick_check(project) == "ok"
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == ["one", "two", "three"]
+
+    code, out, err = children.run("approvals", "list", "--format", "json", scripted=False)
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    assert listed["run_id"] == run_id and listed["status"] == "pending" and listed["tier"] == "sensitive"
+    approval_id = listed["id"]
+
+    code, out, err = children.run("approvals", "approve", approval_id, "--by", "bob", scripted=False)
+    assert code == 0, err
+    assert store(project).get_approval(approval_id).decided_by == "bob"
+
+    code, out, err = children.run("resume", run_id, "--json")
+    assert code == 0, err[-3000:]
+    line = json_line(out)
+    assert line["status"] == "done" and "approval_id" not in line
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1})  # every model call paid once
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["resumed"]["replayed_steps"] == ["one", "two", "three"]
+    assert record["usage"]["reasoning"]["calls"] == 3
+    assert [a.id for a in store(project).list_approvals(run_id=run_id)] == [approval_id]  # not asked twice
+    assert quick_check(project) == "ok"
+
+
+def pending_approval(project: Path, n: int) -> str:
+    """A paused run's pending sensitive approval, made by the real gate (no model, no CrewAI)."""
+    from crewkit.errors import RunPaused
+    from crewkit.governance import risk
+    from crewkit.governance.approvals import ApprovalGate
+    from crewkit.settings import load_settings
+
+    settings = load_settings(project)
+    st = store(project)
+    run_id = f"20260101-000000-race{n:04d}"
+    st.create_run(run_id, "kill", {"task": IBAN_TASK}, "sha256:test", "alice")
+    gate = ApprovalGate(st, settings, run_id, "alice", checkpoints=lambda: 3)
+    with pytest.raises(RunPaused) as paused:
+        gate.check_step("release", [("task", risk.assess_subtask(settings, IBAN_TASK, "reasoning"))])
+    approval_id = paused.value.required.approval_id
+    st.set_status(run_id, "paused", approval_id=approval_id)
+    return approval_id
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_two_processes_approving_the_same_id_at_once_exactly_one_wins(project, children, tmp_path, round_):
+    approval_id = pending_approval(project, round_)
+    go = tmp_path / "go"
+    procs = {}
+    for who in ("bob", "carol"):
+        ready = tmp_path / f"{who}.ready"
+        procs[who] = children.start(
+            "approvals",
+            "approve",
+            approval_id,
+            "--by",
+            who,
+            scripted=False,
+            KR_READY=str(ready),
+            KR_GO=str(go),
+        )
+    for who, proc in procs.items():
+        children.wait_for(tmp_path / f"{who}.ready", proc)
+    go.write_text("go")  # both are loaded and polling: they decide within a millisecond of each other
+    ended = {who: children.finish(proc, timeout=60) for who, proc in procs.items()}
+
+    codes = sorted(code for code, _, _ in ended.values())
+    assert codes == [0, 2], ended
+    winner = next(who for who, (code, _, _) in ended.items() if code == 0)
+    loser = next(who for who in ended if who != winner)
+    _, _, err = ended[loser]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert (
+        lines[0].startswith("error: ")
+        and f"already approved by {winner}" in lines[0]
+        and approval_id in lines[0]
+    )
+    decided = store(project).get_approval(approval_id)
+    assert decided.status == "approved" and decided.decided_by == winner
+    assert quick_check(project) == "ok"
+
+
+def test_resume_while_another_process_runs_the_run_is_refused_and_changes_nothing(
+    project, children, tmp_path
+):
+    marker = tmp_path / "two.started"
+    proc = start_run(children, LOW_TASK, KR_HANG_AT="two", KR_MARKER=str(marker))
+    try:
+        children.wait_for(marker, proc)  # the run is in `two`, its model call in flight
+        run_id = only_run_id(project)
+        st = store(project)
+        before = (
+            st.get_run(run_id),
+            st.checkpoints(run_id),
+            st.calls(run_id),
+            st.list_approvals(status=None),
+        )
+
+        code, out, err = children.run("resume", run_id, "--json")
+        assert code == 2, err[-3000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert f"run {run_id} is running in process {proc.pid}" in lines[0]
+        assert out.strip() == ""
+        after = (st.get_run(run_id), st.checkpoints(run_id), st.calls(run_id), st.list_approvals(status=None))
+        assert after == before
+        assert children.counted() == Counter({"one": 1, "two": 1})  # the refused resume paid for nothing
+        assert proc.poll() is None  # the running process was left alone
+        assert not list((project / "output").glob(f"{run_id}*.json"))  # and no record was written for it
+    finally:
+        children.close()
