@@ -16,7 +16,7 @@ from typing import Any
 
 from crewkit import yamlfile
 from crewkit.errors import ConfigError, UsageError
-from crewkit.governance import guardrails
+from crewkit.governance import guardrails, risk
 from crewkit.models.registry import RoleMap
 from crewkit.settings import Settings, suggest
 
@@ -121,7 +121,7 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
                 f"{tasks.where((key,))}: task '{key}' must be a mapping (description, expected_output)"
             )
         for field in info:
-            if field not in known_task_keys:
+            if field not in known_task_keys and field != risk.TASK_LABEL_KEY:
                 raise ConfigError(
                     f"{tasks.where((key, field))}: task '{key}' has unknown field '{field}'"
                     f"{suggest(field, known_task_keys)}"
@@ -147,6 +147,7 @@ def load_spec(settings: Settings, name: str, role_map: RoleMap | None = None) ->
                     f"{tasks.where(loc)}: task '{key}' names unknown guardrail '{gname}'"
                     f"{suggest(gname, guardrails.REGISTRY)}; known: {', '.join(sorted(guardrails.REGISTRY))}"
                 )
+    risk.task_labels(tasks)  # `risk:` labels name tiers
     return CrewSpec(name, directory, agents, tasks)
 
 

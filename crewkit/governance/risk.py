@@ -81,6 +81,33 @@ def tool_label(tool: Any) -> str | None:
     return _check_label(label, f"tool {getattr(tool, 'name', type(tool).__name__)!r}")
 
 
+TASK_LABEL_KEY = "risk"  # a tasks.yaml entry's label: `risk: sensitive`
+
+
+def task_labels(tasks: Any) -> dict[str, str]:
+    """The `risk:` labels of a crew's tasks.yaml (a `YamlDoc`), by task name. A value that is not
+    a tier is a ConfigError at its line. CrewAI ignores the key (it is not a Task field)."""
+    labels: dict[str, str] = {}
+    for key, info in (tasks.data or {}).items():
+        if not isinstance(info, dict) or info.get(TASK_LABEL_KEY) is None:
+            continue
+        value = info[TASK_LABEL_KEY]
+        if not isinstance(value, str) or value not in TIERS:
+            raise ConfigError(
+                f"{tasks.where((key, TASK_LABEL_KEY))}: task '{key}' has risk '{value}', which is not a tier"
+                f"{suggest(value, TIERS)}; use one of {', '.join(TIERS)}"
+            )
+        labels[str(key)] = value
+    return labels
+
+
+def crew_label(spec: Any) -> str | None:
+    """The highest `risk:` label among a crew's tasks (a `CrewSpec`), or None: the label of the
+    work that crew does, for `assess_subtask(..., label=...)`."""
+    labels = task_labels(spec.tasks)
+    return highest(*labels.values()) if labels else None
+
+
 # A contribution to a tier: (tier, reason line).
 _Factor = tuple[str, str]
 

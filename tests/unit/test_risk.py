@@ -219,3 +219,52 @@ def test_tool_label_on_a_crewai_tool_and_its_structured_wrapper() -> None:
     assert risk.tool_label(tool) == "sensitive"
     assert risk.tool_label(tool.to_structured_tool()) == "sensitive"
     assert risk.tool_label(Search().to_structured_tool()) is None
+
+
+# --- tasks.yaml labels ------------------------------------------------------------------------
+
+
+def _label_executor(project: Path, label: str) -> Path:
+    path = project / "crews" / "executor" / "config" / "tasks.yaml"
+    text = path.read_text()
+    assert "  guardrails: [not_empty, no_secrets]\n" in text
+    path.write_text(
+        text.replace(
+            "  guardrails: [not_empty, no_secrets]\n",
+            f"  guardrails: [not_empty, no_secrets]\n  risk: {label}\n",
+            1,
+        )
+    )
+    return path
+
+
+def test_task_risk_label_in_tasks_yaml_is_accepted_and_read(project: Path) -> None:
+    from crewkit import assembly
+
+    _label_executor(project, "sensitive")
+    settings = load_settings(project)
+    spec = assembly.load_spec(settings, "executor")
+    assert risk.task_labels(spec.tasks) == {"subtask": "sensitive"}
+    assert risk.crew_label(spec) == "sensitive"
+    assert risk.crew_label(assembly.load_spec(settings, "planner")) is None
+    from crewai import Task
+
+    config = {k: v for k, v in spec.tasks.data["subtask"].items() if k != "guardrails"}
+    task = Task(config=config)  # what CrewBase does with the entry: CrewAI ignores `risk:`
+    assert task.expected_output == config["expected_output"]
+    a = risk.assess_subtask(settings, "Explain recursion", "reasoning", label=risk.crew_label(spec))
+    assert a.tier == "sensitive"
+
+
+def test_unknown_task_risk_label_is_a_config_error_at_its_line(project: Path) -> None:
+    from crewkit import assembly
+
+    path = _label_executor(project, "sensitve")
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "risk: sensitve" in text)
+    with pytest.raises(ConfigError) as err:
+        assembly.load_spec(load_settings(project), "executor")
+    message = str(err.value)
+    assert (
+        message.startswith(f"crews/executor/config/tasks.yaml:{line}: ")
+        and "did you mean 'sensitive'" in message
+    )
