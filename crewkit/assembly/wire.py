@@ -157,6 +157,7 @@ def install() -> None:
         _install_llms()
         _install_embedders()
         _install_kickoff_hook()
+        _install_feedback_outcomes()
         _installed = True
 
 
@@ -278,6 +279,23 @@ def _install_embedders() -> None:
         return __init__
 
     _wrap(Knowledge, "__init__", knowledge)
+
+
+def _install_feedback_outcomes() -> None:
+    """`@human_feedback(emit=[...])`: feedback that names an outcome exactly routes there with no
+    model call (CrewAI 1.15 asks a model even then); anything else is CrewAI's (on the role map)."""
+    from crewai.flow.flow import Flow
+
+    from crewkit.governance.feedback import exact_outcome
+
+    def collapse(original: Callable[..., Any]) -> Callable[..., Any]:
+        def _collapse_to_outcome(self: Any, feedback: str, outcomes: Any, llm: Any) -> str:
+            named = exact_outcome(feedback, outcomes) if active() is not None else None
+            return named if named is not None else original(self, feedback, outcomes, llm)
+
+        return _collapse_to_outcome
+
+    _wrap(Flow, "_collapse_to_outcome", collapse)
 
 
 def _install_kickoff_hook() -> None:

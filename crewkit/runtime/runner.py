@@ -33,7 +33,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,21 @@ def resume_run(
     )  # fmt: skip
 
 
+@contextmanager
+def _feedback_on_approvals() -> Iterator[None]:
+    """CrewAI's `@human_feedback` steps ask through the approval queue while the run works."""
+    from crewai.flow.flow_config import flow_config
+
+    from crewkit.governance.feedback import ApprovalFeedbackProvider
+
+    previous = flow_config.hitl_provider
+    flow_config.hitl_provider = ApprovalFeedbackProvider()
+    try:
+        yield
+    finally:
+        flow_config.hitl_provider = previous
+
+
 def _run(
     settings: Settings,
     role_map: RoleMap,
@@ -352,6 +368,7 @@ def _run(
             hooks.scope(run_hooks),
             undo.recording(store, run_id, count),
             pins.run_table(),
+            _feedback_on_approvals(),
         ):
             ended = _kickoff(lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger)
     except CrewkitError as exc:  # a user error before anything was paid for: no record

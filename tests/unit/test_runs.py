@@ -462,3 +462,56 @@ def test_a_sensitive_tool_is_gated_before_it_runs_and_runs_once_after_approval(p
     record = json.loads(Path(json_line(out)["output_file"]).read_text())
     assert record["status"] == "done" and record["result"] == "Paid INV-7."
     assert [s.get("replayed", False) for s in record["steps"]] == [False, True, False]
+
+
+REVIEW_FLOW = """
+from typing import ClassVar
+
+from crewai.flow.flow import Flow, listen, start
+from crewai.flow.human_feedback import human_feedback
+from pydantic import BaseModel
+
+
+class State(BaseModel):
+    task: str = ""
+    draft: str = ""
+    result: str | None = None
+
+
+class Review(Flow[State]):
+    @start()
+    @human_feedback(message="Publish this draft?", emit=["approved", "rejected"], llm="gpt-4o-mini")
+    def write(self) -> str:
+        self.state.draft = self._ctx.role_map.llm("reasoning").call([{"role": "user", "content": self.state.task}])
+        return self.state.draft
+
+    @listen("approved")
+    def publish(self) -> None:
+        self.state.result = "published: " + self.state.draft
+
+    @listen("rejected")
+    def shelve(self) -> None:
+        self.state.result = "shelved"
+"""
+
+
+@pytest.mark.parametrize(("decision", "expected"), [("approve", "published: a draft"), ("reject", "shelved")])
+def test_a_stock_human_feedback_step_waits_on_the_approval_queue_not_the_console(
+    project, steps, capsys, decision, expected
+):
+    """CrewAI's @human_feedback would block on input(); under crewkit it pauses (exit 75), and the
+    decision routes to its outcome with no model asked to interpret it."""
+    (project / "flows" / "review.py").write_text(REVIEW_FLOW)
+    steps.add("a draft")  # the step's one model call; the outcome is not asked of any model
+    code, out, err = run_cli(capsys, "run", "review", "--inputs", '{"task": "Write a draft"}', "--json")
+    assert code == 75, err
+    line = json_line(out)
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.subject["content"] == "a draft" and "Publish this draft?" in approval.reason
+    args = ["--reason", "not now"] if decision == "reject" else []
+    assert run_cli(capsys, "approvals", decision, line["approval_id"], "--by", "bob", *args)[0] == 0
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["result"] == expected
+    assert len(steps.calls) == 1  # replayed from the journal on resume
