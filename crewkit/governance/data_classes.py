@@ -315,9 +315,10 @@ _CLAUSE_SPLIT = re.compile(
     r"[.!?;\n。！？；]+|,?\s+(?:and\s+)?then\s+|,\s*and\s+|[，,]\s*(?:然后|再|并且?|接着)"
 )
 _DESCRIBES_EN = re.compile(
-    r"(?i)\b(?:function|method|class|script|program|code|snippet|regex|algorithm|module|api|library|"
+    r"(?i)\b(?:function|method|class|script|program|code|snippet|regex|algorithm|module|api|library|sql|"
+    r"query|queries|command|cron ?job|"
     r"unit tests?|tests? for|example|tutorial|explain|describe|summari[sz]e|translate|what (?:is|are|does)|"
-    r"how (?:to|do|does|can|should|would)|why|essay|story|poem|article|definition|difference between)\b"
+    r"how|why|essay|story|poem|article|definition|difference between)\b"
 )
 # Chinese puts the noun last ("写一个发送邮件的函数"): code nouns count anywhere in the clause,
 # the other markers only before the match.
@@ -327,7 +328,7 @@ _DESCRIBES_CN = re.compile(
 )
 
 _AMOUNT = (
-    r"(?:[$€£¥￥]\s?\d[\d,]*+(?:\.\d++)?(?:\s?(?:k|m|million|thousand|万|千))?"
+    r"(?:(?:[$€£¥￥]|\b(?:usd|eur|gbp|cny|rmb|jpy|chf|hkd)\s?)\s?\d[\d,]*+(?:\.\d++)?(?:\s?(?:k|m|million|thousand|万|千))?"
     r"|(?<![\d,.])\d[\d,]*+(?:\.\d++)?\s?(?:k|m|million|thousand|万|千|百)?\s?"
     r"(?:usd|eur|gbp|cny|rmb|jpy|chf|cad|aud|hkd|sgd|dollars?|euros?|pounds?|yuan|yen|francs?|bucks|btc|eth|"
     r"bitcoins?|元|块钱?|美元|欧元|英镑|日元|港币|港元|人民币)(?![A-Za-z])"
@@ -353,6 +354,7 @@ _SIDE_EFFECTS_EN: list[tuple[str, re.Pattern[str]]] = [
         re.compile(
             r"(?i)\bsend(?:ing)?\s+(?:\w+\s+){0,3}?(?:e-?mails?|mails?|messages?|sms|texts?|newsletters?|"
             r"notifications?|invites?|invitations?|replies|reply|dms?)\b"
+            r"|\b(?:message|ping|dm)\s+(?:[\w'-]+\s+){0,3}?on\s+(?:slack|teams|discord|wechat|whatsapp|telegram)\b"
             r"|(?:^\s*|\b(?:then|and|please|also)\s+)(?:e-?mail|notify)\s+"
             r"(?:the|our|all|each|every|him|her|them|me|us|(?-i:[A-Z][a-z]+))\b"
         ),
@@ -389,7 +391,9 @@ _SIDE_EFFECTS_EN: list[tuple[str, re.Pattern[str]]] = [
 _SIDE_EFFECTS_CN: list[tuple[str, re.Pattern[str]]] = [
     (
         "sends a message",
-        re.compile(r"发送.{0,6}?(?:邮件|短信|消息|通知|微信)|发(?:邮件|短信|消息|微信|通知)|群发"),
+        re.compile(
+            r"发送.{0,6}?(?:邮件|短信|消息|通知|微信)|发(?:邮件|短信|消息|微信|通知)|群发|发[给到][^，。；,;\n]{0,8}?邮箱"
+        ),
     ),
     ("posts or publishes", re.compile(r"发布(?!会)|发帖|推送到|上传到|发到(?:群|朋友圈|微博|网站)")),
     (
