@@ -83,10 +83,13 @@ class DefaultFlow(CrewkitFlow[RunState]):
         output = self.run_crew("planner", {"task": self.state.task})
         plan = normalise(plan_from(output), self.state.task)  # None (unusable) -> the task's own parts
         settings = self.ctx.settings
-        self.state.task_risk = _risk_record(risk.assess_subtask(settings, self.state.task, "task"))
+        label = risk.crew_label(assembly.load_spec(settings, "executor"))  # `risk:` in its tasks.yaml
+        self.state.task_risk = _risk_record(
+            risk.assess_subtask(settings, self.state.task, "task", label=label)
+        )
         self.state.plan = []
         for i, sub in enumerate(plan.subtasks, start=1):
-            assessed = risk.assess_subtask(settings, sub.description, sub.task_type)
+            assessed = risk.assess_subtask(settings, sub.description, sub.task_type, label=label)
             self.state.plan.append({"id": f"s{i}", **sub.model_dump(), **_risk_record(assessed)})
 
     def note_limitation(self, line: str) -> None:

@@ -24,6 +24,7 @@ status "interrupted" and the caller exits 130 without waiting for the model call
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import inspect
@@ -490,10 +491,21 @@ def _run_crew(
     }
     if error:
         record["error"] = error
+    if status == "done":  # the crew's result is released by its tasks' risk tiers
+        try:
+            record["approval"] = _release_crew(settings, gate, name, inputs, record["result"] or "")
+        except RunPaused as paused:
+            ended.error = paused
+        if record.get("approval", {}).get("outcome") == "rejected":
+            approval = record["approval"]
+            record.update(status="rejected", result=None)
+            record["error"] = (
+                f"approval {approval['approval_id']} was rejected by {approval['decided_by']}: {approval['note']}"
+            )
     approval_id = None
     if isinstance(ended.error, RunPaused):
         approval_id = ended.error.required.approval_id
-        record.update(status=PAUSED, approval_id=approval_id, waiting=str(ended.error.required))
+        record.update(status=PAUSED, result=None, approval_id=approval_id, waiting=str(ended.error.required))
         record.pop("error", None)
     outcome = _finish(settings, run_id, record, run_ledger, ended, store=store)
     store.set_status(
@@ -508,6 +520,42 @@ def _run_crew(
         outcome.error_exit_code,
         approval_id,
     )
+
+
+def _release_crew(
+    settings: Settings, gate: Any, name: str, inputs: dict[str, Any], result: str
+) -> dict[str, Any]:
+    """The release gate of a crew run alone: each task's tier (its text with the inputs, its
+    `risk:` label); a person decides when the policy says so (RunPaused until then)."""
+    from crewkit.governance import risk
+
+    spec = assembly.load_spec(settings, name)
+    labels = risk.task_labels(spec.tasks)
+    values = _Blank({k: str(v) for k, v in inputs.items()})
+    items = []
+    for key, info in (spec.tasks.data or {}).items():
+        if not isinstance(info, dict):
+            continue
+        text = str(info.get("description") or "")
+        with contextlib.suppress(ValueError, IndexError, AttributeError):  # braces that are not variables
+            text = text.format_map(values)
+        items.append((str(key), risk.assess_subtask(settings, text, "task", label=labels.get(str(key)))))
+    decision = gate.check_step("release", items, content=result)
+    approval = decision.approval
+    return {
+        "outcome": decision.outcome,
+        "approval_id": approval.id if approval else None,
+        "decided_by": approval.decided_by if approval else None,
+        "note": approval.note if approval else None,
+        "items": list(decision.checks),
+    }
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    """`str.format_map` values that leave an unknown `{name}` as it is."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 # ---------------------------------------------------------------------------------------------

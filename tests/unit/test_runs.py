@@ -515,3 +515,51 @@ def test_a_stock_human_feedback_step_waits_on_the_approval_queue_not_the_console
     record = json.loads(Path(json_line(out)["output_file"]).read_text())
     assert record["result"] == expected
     assert len(steps.calls) == 1  # replayed from the journal on resume
+
+
+def test_a_crew_task_labelled_sensitive_in_tasks_yaml_waits_for_a_person_before_its_result_is_released(
+    project, capsys, monkeypatch
+):
+    from tests.sample_project import add_crew
+
+    folder = add_crew(project)
+    tasks = folder / "config" / "tasks.yaml"
+    text = tasks.read_text()
+    first_task = text.split(":", 1)[0].strip()
+    tasks.write_text(text.replace(f"{first_task}:\n", f"{first_task}:\n  risk: sensitive\n", 1))
+    fake = ScriptedLLM(allow_unused=True)
+    fake.add(*["the crew's answer"] * 3)
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+    code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}', "--json")
+    assert code == 75, err
+    line = json_line(out)
+    assert "the crew's answer" not in out  # not released
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.tier == "sensitive" and approval.step == "release"
+    calls = len(fake.calls)
+    assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    assert len(fake.calls) == calls  # the crew's calls were replayed
+    assert "the crew's answer" in out
+
+
+def test_a_bad_risk_label_in_tasks_yaml_is_one_line_at_its_line(project, capsys):
+    from tests.sample_project import add_crew
+
+    folder = add_crew(project)
+    tasks = folder / "config" / "tasks.yaml"
+    text = tasks.read_text()
+    first_task = text.split(":", 1)[0].strip()
+    tasks.write_text(text.replace(f"{first_task}:\n", f"{first_task}:\n  risk: sensitiv\n", 1))
+    code, _, err = run_cli(capsys, "crew", "echo")
+    assert code == 2
+    assert "tasks.yaml:2" in err and "did you mean 'sensitive'" in err
