@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class ApprovalGate:
         self._checkpoints = checkpoints or (lambda: len(store.checkpoints(run_id)))
         self._clock = clock
         self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     # -- tool calls ------------------------------------------------------------------------------
 
@@ -129,8 +131,9 @@ class ApprovalGate:
         segment from the checkpoint on, so a resumed step replays the same keys in order)."""
         digest = hashlib.sha256(risk.canonical_args(arguments).encode()).hexdigest()[:16]
         base = f"tool:{self._checkpoints()}:{tool_name}:{digest}"
-        occurrence = self._seen.get(base, 0)
-        self._seen[base] = occurrence + 1
+        with self._lock:  # CrewAI may run an agent's tools from several threads
+            occurrence = self._seen.get(base, 0)
+            self._seen[base] = occurrence + 1
         return f"{base}:{occurrence}"
 
     def check_tool(self, call: Any) -> Decision:
@@ -275,6 +278,9 @@ def decide(
     outcome = _DECISIONS.get(decision)
     if outcome is None:
         raise UsageError(f"decision must be 'approve' or 'reject', not '{decision}'")
+    by = (by or "").strip()
+    if not by:
+        raise UsageError("who is deciding? pass --by NAME or set CREWKIT_USER")
     store.expire_due()
     approval = store.require_approval(approval_id)
     if approval.status != "pending":

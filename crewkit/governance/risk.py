@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from crewkit.errors import ConfigError
 from crewkit.governance import data_classes
-from crewkit.settings import TIERS, GovernanceConfig, Settings, suggest
+from crewkit.settings import TIERS, GovernanceConfig, RiskPolicy, Settings, suggest
 
 Tier = Literal["low", "medium", "sensitive"]
 
@@ -56,8 +56,16 @@ def highest(*tiers: str) -> Tier:
     return max(tiers, key=rank)  # type: ignore[return-value]
 
 
-def _governance(policy: GovernanceConfig | Settings) -> GovernanceConfig:
-    return policy.governance if isinstance(policy, Settings) else policy
+Policy = GovernanceConfig | Settings | RiskPolicy
+
+
+def _governance(policy: Policy) -> GovernanceConfig:
+    """The settings, their governance config, or just the `risk:` part (default approvals)."""
+    if isinstance(policy, Settings):
+        return policy.governance
+    if isinstance(policy, RiskPolicy):
+        return GovernanceConfig(risk=policy)
+    return policy
 
 
 def _check_label(label: str | None, what: str) -> str | None:
@@ -160,7 +168,7 @@ def _label_factor(label: str | None, rules_tier: str, subject: str) -> list[_Fac
 
 
 def assess_subtask(
-    policy: GovernanceConfig | Settings,
+    policy: Policy,
     description: str,
     task_type: str,
     tools: Sequence[str] = (),
@@ -223,9 +231,7 @@ def _tool_name_hits(tool_name: str) -> list[data_classes.Hit]:
     return hits
 
 
-def assess_tool(
-    policy: GovernanceConfig | Settings, tool_name: str, arguments: dict, label: str | None = None
-) -> Assessment:
+def assess_tool(policy: Policy, tool_name: str, arguments: dict, label: str | None = None) -> Assessment:
     """The tier of one tool call: its name and arguments' data classes, the rules naming the
     tool, its labels (`label`: the tool's own `risk_tier`; and `risk.tools` in governance.yaml).
 
@@ -248,9 +254,7 @@ def draw(run_id: str, step: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def human_check(
-    policy: GovernanceConfig | Settings, assessment: Assessment, run_id: str, step: str
-) -> HumanCheck:
+def human_check(policy: Policy, assessment: Assessment, run_id: str, step: str) -> HumanCheck:
     """Whether a person decides: sensitive always, medium when the seeded draw < sample_rate."""
     gov = _governance(policy)
     if assessment.tier == "sensitive":

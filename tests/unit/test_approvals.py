@@ -281,3 +281,10 @@ def test_step_content_is_shown_masked_and_new_content_is_a_new_decision(store: S
             "guard", _items(gov), content="Paid the right vendor."
         )
     assert reworked.value.required.approval_id != approval.id
+
+
+def test_a_decision_needs_a_name(store: StateStore) -> None:
+    approval_id = _pending(store, _gov())
+    with pytest.raises(UsageError, match="who is deciding"):
+        decide(store, _gov(), approval_id, "approve", "  ", None)
+    assert store.require_approval(approval_id).status == "pending"

@@ -268,3 +268,11 @@ def test_unknown_task_risk_label_is_a_config_error_at_its_line(project: Path) ->
         message.startswith(f"crews/executor/config/tasks.yaml:{line}: ")
         and "did you mean 'sensitive'" in message
     )
+
+
+def test_policy_may_be_the_settings_the_governance_config_or_its_risk_part(settings) -> None:
+    text = "Pay $1,200 to John for the invoice"
+    for policy in (settings, settings.governance, settings.governance.risk):
+        assert risk.assess_subtask(policy, text, "reasoning").tier == "sensitive"
+    medium = risk.Assessment("medium", ("x",), ())
+    assert risk.human_check(settings.governance.risk, medium, "r", "s").rate == 0.5
