@@ -563,3 +563,62 @@ def test_a_bad_risk_label_in_tasks_yaml_is_one_line_at_its_line(project, capsys)
     code, _, err = run_cli(capsys, "crew", "echo")
     assert code == 2
     assert "tasks.yaml:2" in err and "did you mean 'sensitive'" in err
+
+
+def test_a_rejection_sends_the_work_back_when_on_reject_is_rework(project, capsys, monkeypatch):
+    from tests.unit.test_default_flow import PASS, TRUSTED, delegate
+
+    gov = project / "config" / "governance.yaml"
+    gov.write_text(gov.read_text().replace("on_reject: end", "on_reject: rework"))
+    task = "Transfer 250 EUR to IBAN DE89 3704 0044 0532 0130 00 and write a one-line confirmation"
+    plan = {
+        "subtasks": [{"description": task, "task_type": "reasoning", "acceptance": "A confirmation line."}]
+    }
+    first = "Confirmation: 250 EUR go to the account ending 3000 once a person approves the transfer."
+    second = "Confirmation: 250 EUR to the account ending 3000, reference INV-7, after approval."
+    fakes = {
+        "reasoning": ScriptedLLM([plan, first, *TRUSTED, PASS, second, PASS]),
+        "code": ScriptedLLM([]),
+        "manager": ScriptedLLM(
+            [delegate("Reasoning Specialist", task), first, delegate("Reasoning Specialist", task), second]
+        ),
+        "vision": ScriptedLLM([]),
+    }
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides=fakes)
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+    code, out, _ = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
+    assert code == 75
+    line = json_line(out)
+    run_cli(
+        capsys,
+        "approvals",
+        "reject",
+        line["approval_id"],
+        "--by",
+        "bob",
+        "--reason",
+        "add the invoice reference",
+    )
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 75, err  # reworked, and the new result needs a new decision
+    again = json_line(out)
+    assert again["approval_id"] != line["approval_id"]
+    assert "add the invoice reference" in fakes["manager"].calls[2].prompt  # the reason reached the executor
+    assert (
+        store(project)
+        .get_approval(again["approval_id"])
+        .subject["content"]
+        .startswith("Confirmation: 250 EUR to")
+    )
+    run_cli(capsys, "approvals", "approve", again["approval_id"], "--by", "bob")
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["status"] == "done" and "INV-7" in record["result"]
