@@ -1,8 +1,8 @@
 """Reliability with real processes: SIGKILL mid-step and mid-pause, racing deciders, a busy run.
 
 Every run here is a real `crewkit` process (`cli.main` in a child Python) on the test project
-with a small four-step flow (`one`, `two`, `three` each make one model call, `release` asks the
-approval gate). The child's model is scripted by a driver script: every model call appends the
+with a small four-step flow (`one` and `two` make one model call each, `three` two, `release`
+asks the approval gate). The child's model is scripted by a driver script: every model call appends the
 step's name to a calls file (fsynced), so the test counts what was paid for across processes;
 one call can be told to write a marker file and sleep, so the test kills the process while that
 call is in flight. Waits are on marker files and exit codes, never on fixed sleeps, and every
@@ -73,8 +73,9 @@ class Kill(CrewkitFlow[State]):
         self.ask("two")
 
     @listen(two)
-    def three(self) -> None:
+    def three(self) -> None:  # two model calls: a kill between them leaves the first one journalled
         self.ask("three")
+        self.ask("three+")
 
     @listen(three)
     def release(self) -> None:
@@ -92,6 +93,7 @@ class Kill(CrewkitFlow[State]):
 #   KR_CALLS          file: one line per model call (the step's name), fsynced before answering
 #   KR_HANG_AT        a step whose model call writes KR_MARKER (its pid) and sleeps 60 s
 #   KR_HANG_APPROVAL  marker: right after the approval row is committed, write it and sleep 60 s
+#   KR_HANG_STATUS    STATUS:marker: when the run's status is about to be set to STATUS, write it and sleep
 #   KR_READY/KR_GO    a start line: write KR_READY, wait for KR_GO to exist, then run the command
 DRIVER = """
 import os, sys, time
@@ -142,6 +144,19 @@ if os.environ.get("KR_HANG_APPROVAL"):
         return approval
 
     StateStore.request_approval = request_then_hang
+
+if os.environ.get("KR_HANG_STATUS"):
+    from crewkit.runtime.store import StateStore
+
+    hang_status, hang_marker = os.environ["KR_HANG_STATUS"].split(":", 1)
+    set_status = StateStore.set_status
+
+    def hang_then_set(self, run_id, status, **kwargs):
+        if status == hang_status:
+            hang(hang_marker)
+        return set_status(self, run_id, status, **kwargs)
+
+    StateStore.set_status = hang_then_set
 
 if os.environ.get("KR_GO"):
     Path(os.environ["KR_READY"]).write_text(str(os.getpid()))
@@ -264,9 +279,10 @@ def test_sigkill_in_the_middle_of_a_step_then_resume_finishes_without_rerunning_
     project, children, tmp_path
 ):
     marker = tmp_path / "three.started"
-    proc = start_run(children, LOW_TASK, KR_HANG_AT="three", KR_MARKER=str(marker))
+    proc = start_run(children, LOW_TASK, KR_HANG_AT="three+", KR_MARKER=str(marker))
     try:
-        children.wait_for(marker, proc)  # `three`'s model call is in flight; one and two checkpointed
+        # one and two are checkpointed; `three` had its first call answered, its second is in flight
+        children.wait_for(marker, proc)
         children.kill(proc)
     finally:
         children.close()
@@ -280,8 +296,9 @@ def test_sigkill_in_the_middle_of_a_step_then_resume_finishes_without_rerunning_
     assert code == 0, err[-3000:]
     line = json_line(out)
     assert line["run_id"] == run_id and line["status"] == "done"
-    # one and two finished before the kill: not run or paid again; three was cut off mid-call, so it ran again
-    assert children.counted() == Counter({"one": 1, "two": 1, "three": 2})
+    # one and two finished before the kill: not run or paid again; `three` ran again, its answered first
+    # call replayed from the journal, its second (cut off before an answer) made again
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1, "three+": 2})
     cps = store(project).checkpoints(run_id)
     assert [cp.step for cp in cps] == STEPS and [cp.seq for cp in cps] == [
         1,
@@ -291,8 +308,10 @@ def test_sigkill_in_the_middle_of_a_step_then_resume_finishes_without_rerunning_
     ]  # none lost, none twice
     record = json.loads(Path(line["output_file"]).read_text())
     assert record["resumed"]["replayed_steps"] == ["one", "two"]
-    assert record["result"] == "one answered | two answered | three answered"
-    assert record["usage"]["reasoning"]["calls"] == 3  # the answered calls of both processes, once each
+    assert record["result"] == "one answered | two answered | three answered | three+ answered"
+    assert record["usage"]["reasoning"]["calls"] == 4  # the answered calls of both processes, once each
+    replayed = [s for s in record["steps"] if s.get("replayed")]
+    assert [(s["step"], s["input_tokens"], s["output_tokens"]) for s in replayed] == [("three", 0, 0)]
     assert quick_check(project) == "ok"
     code, out, err = children.run("runs", "list", "--format", "json", scripted=False)
     assert code == 0, err
@@ -327,11 +346,11 @@ def test_sigkill_while_the_pause_is_written_then_approve_and_resume_pays_nothing
     assert code == 0, err[-3000:]
     line = json_line(out)
     assert line["status"] == "done" and "approval_id" not in line
-    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1})  # every model call paid once
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1, "three+": 1})  # each paid once
     assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS
     record = json.loads(Path(line["output_file"]).read_text())
     assert record["resumed"]["replayed_steps"] == ["one", "two", "three"]
-    assert record["usage"]["reasoning"]["calls"] == 3
+    assert record["usage"]["reasoning"]["calls"] == 4
     assert [a.id for a in store(project).list_approvals(run_id=run_id)] == [approval_id]  # not asked twice
     assert quick_check(project) == "ok"
 
@@ -421,5 +440,75 @@ def test_resume_while_another_process_runs_the_run_is_refused_and_changes_nothin
         assert children.counted() == Counter({"one": 1, "two": 1})  # the refused resume paid for nothing
         assert proc.poll() is None  # the running process was left alone
         assert not list((project / "output").glob(f"{run_id}*.json"))  # and no record was written for it
+    finally:
+        children.close()
+
+
+def test_sigkill_after_the_last_step_before_the_run_is_marked_done_then_resume_only_finishes(
+    project, children, tmp_path
+):
+    marker = tmp_path / "done.pending"
+    proc = start_run(children, LOW_TASK, KR_HANG_STATUS=f"done:{marker}")
+    try:
+        children.wait_for(marker, proc)  # every step checkpointed, the record written, the status not yet
+        children.kill(proc)
+    finally:
+        children.close()
+    run_id = only_run_id(project)
+    assert store(project).get_run(run_id).status == "running"
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS
+
+    code, out, err = children.run("resume", run_id, "--json")
+    assert code == 0, err[-3000:]
+    line = json_line(out)
+    assert line["status"] == "done"
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1, "three+": 1})  # no call again
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS  # no step twice
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["resumed"]["replayed_steps"] == STEPS
+    assert record["result"] == "one answered | two answered | three answered | three+ answered"
+    assert store(project).get_run(run_id).status == "done"
+
+
+def test_two_processes_resuming_a_killed_run_at_once_only_one_takes_it(project, children, tmp_path):
+    marker = tmp_path / "two.started"
+    proc = start_run(children, LOW_TASK, KR_HANG_AT="two", KR_MARKER=str(marker))
+    try:
+        children.wait_for(marker, proc)
+        children.kill(proc)
+    finally:
+        children.close()
+    run_id = only_run_id(project)
+    marker.unlink()
+    go = tmp_path / "go"
+    resumers = []
+    for n in range(2):  # each hangs in `two` if it takes the run, so the other finds it running
+        ready = tmp_path / f"resumer{n}.ready"
+        resumers.append(
+            children.start(
+                "resume", run_id, KR_HANG_AT="two", KR_MARKER=str(marker), KR_READY=str(ready), KR_GO=str(go)
+            )
+        )
+    try:
+        for n, resumer in enumerate(resumers):
+            children.wait_for(tmp_path / f"resumer{n}.ready", resumer)
+        go.write_text("go")
+        deadline = time.monotonic() + WAIT_S
+        while all(r.poll() is None for r in resumers):  # a second winner would hang too: no exit, fail
+            assert time.monotonic() < deadline, "neither resumer was refused: both took the run"
+            time.sleep(0.01)
+        (loser,) = [r for r in resumers if r.poll() is not None]
+        (winner,) = [r for r in resumers if r is not loser]
+        code, _, err = children.finish(loser)
+        assert code == 2, err[-3000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"run {run_id} is running in process {winner.pid}" in lines[0], err
+        children.wait_for(marker, winner)
+        assert marker.read_text() == str(winner.pid)
+        row = store(project).get_run(run_id)
+        assert row.status == "running" and row.pid == winner.pid
+        assert children.counted() == Counter(
+            {"one": 1, "two": 2}
+        )  # `one` never again; `two` by the winner only
     finally:
         children.close()
