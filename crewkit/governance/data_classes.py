@@ -189,9 +189,14 @@ _ADDRESS_EN = re.compile(
     r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|"
     r"Court|Ct|Way|Place|Pl|Terrace|Square|Sq)\b\.?"
 )
-_ADDRESS_WORD = re.compile(
-    r"(?i)(?:\b(?:home|postal|mailing|street|billing|shipping)\s+address|\blives\s+at|家庭住址|住址|收货地址|地址)"
-    r"\s*(?:is|是|为|[:：])\s*(\S[^\n。；;]{5,})"
+_ADDRESS_WORD = re.compile(  # a keyword, then something with a house number within 40 characters
+    r"(?i)(?:\b(?:(?:home|postal|mailing|street|billing|shipping|delivery|my|his|her|their|your)\s+address"
+    r"(?:\s+is|\s*[:：])|lives\s+at)|(?:家庭住址|住址|收货地址|地址)\s*(?:是|为|[:：]))"
+    r"\s*(?=[^\n。；;]{0,40}\d)(\S[^\n。；;]{5,})"
+)
+_PASSPORT = re.compile(
+    r"(?i)(?:\b(?:passport|driver'?s?\s+licen[cs]e|driving\s+licen[cs]e)(?:\s*(?:number|no\.?|#))?|护照号?码?|驾驶证号?码?)"
+    r"\s*(?:is|是|为|[:：#])?\s*([A-Z0-9]{6,12})\b"
 )
 _ADDRESS_CN = re.compile(
     r"[\u4e00-\u9fa5]{2,8}(?:省|市)[\u4e00-\u9fa5]{1,8}(?:区|县|市)[\u4e00-\u9fa5\d]{1,12}(?:路|街|道|巷)\d+号"
@@ -302,6 +307,9 @@ def _personal(text: str) -> Iterator[Hit]:
             yield Hit("personal_data", f"resident id number {mask(m.group(), 2, 2)}")
     for m in _UK_NI.finditer(text):
         yield Hit("personal_data", f"national insurance number {mask(m.group().replace(' ', ''), 2, 1)}")
+    for m in _PASSPORT.finditer(text):
+        if re.search(r"\d", m.group(1)):
+            yield Hit("personal_data", f"passport or licence number {mask(m.group(1), 1, 2)}")
     if _ADDRESS_EN.search(text) or _ADDRESS_WORD.search(text) or _ADDRESS_CN.search(text):
         yield Hit("personal_data", "postal address ***")
     if _BIRTH.search(text):
@@ -332,7 +340,8 @@ _AMOUNT = (
     r"|(?<![\d,.])\d[\d,]*+(?:\.\d++)?\s?(?:k|m|million|thousand|万|千|百)?\s?"
     r"(?:usd|eur|gbp|cny|rmb|jpy|chf|cad|aud|hkd|sgd|dollars?|euros?|pounds?|yuan|yen|francs?|bucks|btc|eth|"
     r"bitcoins?|元|块钱?|美元|欧元|英镑|日元|港币|港元|人民币)(?![A-Za-z])"
-    r"|(?<![零〇一二两三四五六七八九十百千万亿])[零〇一二两三四五六七八九十百千万亿]++\s*(?:元|块钱?|美元|欧元|英镑|日元))"
+    r"|(?<![零〇一二两三四五六七八九十百千万亿])[零〇一二两三四五六七八九十百千万亿]++\s*(?:元|块钱?|美元|欧元|英镑|日元)"
+    r"|(?<![零〇一二两三四五六七八九十百千万亿\d])(?:\d++(?:\.\d++)?|[零〇一二两三四五六七八九十百千]++)\s?[万千亿](?![\w\u4e00-\u9fff]))"
 )
 _MONEY_EN = re.compile(
     rf"(?i)\b(?:transfer|wire|remit|send|pay|refund|withdraw|deposit|charge|move|payout|"
@@ -340,9 +349,7 @@ _MONEY_EN = re.compile(
     rf"|\b(?:transfer|wire|send|move|remit)\s+(?:the\s+|some\s+|all\s+(?:the\s+)?)?(?:funds|money|payment)\b"
     rf"|\bpay\s+(?:the|this|that|my|our|an?)\s+(?:\w+\s+)?(?:invoice|bill|vendor|supplier|contractor|salary|salaries|fee)"
 )
-_MONEY_CN_VERB = (
-    r"(?:转账|转帐|汇款|付款|支付|打款|转给|汇给|转钱|退款|提现|充值|打钱|划款|划转|缴费|转入|转出|付给|汇入)"
-)
+_MONEY_CN_VERB = r"(?:转账|转帐|汇款|付款|支付|打款|转给|汇给|转钱|退款|提现|充值|打钱|划款|划转|缴费|转入|转出|付给|汇入|转到|汇到|打到)"
 _MONEY_CN = re.compile(
     rf"{_MONEY_CN_VERB}[^，。；,;.!?！？\n]{{0,12}}?({_AMOUNT})|({_AMOUNT})[^，。；,;.!?！？\n]{{0,8}}?{_MONEY_CN_VERB}"
     rf"|(?:转账|转帐|汇款|打款|打钱)(?:给|到|至)"
@@ -421,17 +428,11 @@ def _intents(text: str) -> Iterator[Hit]:
         for pattern in (_MONEY_EN, _MONEY_CN):
             m = pattern.search(clause)
             if m and not _describes(clause, m.start()):
-                amount = next((g for g in m.groups() if g), None)
-                detail = f"{_verb(m.group())} {amount.strip()}" if amount else _short(m.group())
-                yield Hit("money_movement", f"'{detail}'")
+                yield Hit("money_movement", f"'{_short(m.group())}'")
         for what, pattern in (*_SIDE_EFFECTS_EN, *_SIDE_EFFECTS_CN):
             m = pattern.search(clause)
             if m and not _describes(clause, m.start()):
                 yield Hit("external_side_effect", f"{what}: '{_short(m.group())}'")
-
-
-def _verb(phrase: str) -> str:
-    return re.split(r"\s+|(?<=[账款付钱现值费出入])", phrase.strip(), maxsplit=1)[0]
 
 
 def _short(phrase: str, limit: int = 32) -> str:
