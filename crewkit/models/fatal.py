@@ -1,7 +1,9 @@
 """A fatal model error stops a CrewAI run at once, in one line.
 
 `FatalModelError` (a model file that cannot load, a refused key, a refused request) fails the
-same way however often it is tried, so `install()` adjusts three places in CrewAI:
+same way however often it is tried, and so does a model call a hook-path subscriber refused
+(an exhausted budget, a policy: `RoleLLM` marks it `crewkit_refused`), so `install()` adjusts
+three places in CrewAI:
 - the agent's retry loop: `Agent.execute_task` sends any exception to
   `Agent._check_execution_error` (crewai/agent/core.py), which re-runs the whole task up to
   `max_retry_limit` times. A fatal error (also when CrewAI wrapped it, e.g. in the
@@ -55,9 +57,17 @@ def provider_logs_quiet() -> Iterator[None]:
         _IN_CALL.reset(token)
 
 
-def find_fatal(exc: BaseException) -> FatalModelError | None:
-    """The fatal model error in `exc`'s chain (CrewAI sometimes wraps it), or None."""
-    return next((e for e in chain(exc) if isinstance(e, FatalModelError)), None)
+def find_fatal(exc: BaseException) -> CrewkitError | None:
+    """The fatal model error or refused model call in `exc`'s chain (CrewAI may wrap it), or None."""
+    return next(
+        (
+            e
+            for e in chain(exc)
+            if isinstance(e, FatalModelError)
+            or (isinstance(e, CrewkitError) and getattr(e, "crewkit_refused", False))
+        ),
+        None,
+    )
 
 
 def install() -> None:

@@ -150,6 +150,7 @@ class RoleLLM(BaseLLM):
             try:
                 replay = path.before_model(hook_call)  # RunPaused (a BaseException) passes through
             except CrewkitError as exc:  # refused: no model call; the after hooks see why
+                exc.crewkit_refused = True  # type: ignore[attr-defined]  # final: CrewAI does not retry it
                 text = redact.redact(str(exc))
                 path.after_model(
                     hooks.ModelResult(

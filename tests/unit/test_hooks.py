@@ -201,6 +201,27 @@ def test_subscribers_that_override_nothing_cost_nothing():
     assert not run.watches_tools
 
 
+def test_a_refused_model_call_in_a_crew_fails_at_once_without_crewais_task_retries():
+    # A refusal (an exhausted budget, a policy) gives the same answer however often it is asked:
+    # CrewAI's agent would re-run the task max_retry_limit times, each refused again.
+    asked: list[int] = []
+
+    class Refuse(hooks.Subscriber):
+        def before_model(self, call: hooks.ModelCall) -> hooks.Replay | None:
+            asked.append(call.attempt)
+            raise CrewkitError("budget exhausted for role reasoning")
+
+    model = ScriptedLLM([])
+    with (
+        ledger.open_ledger() as book,
+        hooks.scope(hooks.RunHooks([Refuse()])),
+        pytest.raises(CrewkitError, match="budget exhausted"),
+    ):
+        _crew(_role(model), SendMail(sent=[])).kickoff()
+    assert asked == [0] and model.calls == []
+    assert [c.not_run for c in book.calls] == ["refused"]
+
+
 # --- tool calls in a real CrewAI crew -----------------------------------------------------------
 
 
