@@ -175,6 +175,8 @@ def test_verbose_gives_back_crewai_agent_output_for_crews(project, capsys, monke
 
 def test_verbose_crewai_output_is_redacted_too(project, capsys, monkeypatch):
     add_crew(project)
+    # a task carrying a key is sensitive (credentials) and would wait for a person: no rules here
+    (project / "config" / "governance.yaml").write_text("risk:\n  rules: []\n")
     fake = ScriptedLLM([f"Your key is {FAKE_KEY}."])
 
     def engine():
