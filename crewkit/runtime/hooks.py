@@ -243,7 +243,13 @@ class _Pending:
 
 
 _PENDING: dict[int, _Pending] = {}
-_TOOL_ERROR_PREFIXES = ("Error executing tool", "Tool not found")
+# What CrewAI puts in place of a tool's result when the tool raised or was missing (native tool
+# calls; text tool calls), with the raw result set to the same text.
+_TOOL_ERROR_PREFIXES = (
+    "Error executing tool",
+    "Tool not found",
+    "I encountered an error while trying to use the tool",
+)
 
 
 def _agent_name(agent: Any) -> str:
@@ -302,8 +308,16 @@ def _post_tool(ctx: Any) -> str | None:
         hooks.after_tool(ToolResult(pending.call, text, seconds, replayed=True))
         return text
     value = ctx.tool_result
-    error = None
-    if isinstance(value, str) and value.startswith(_TOOL_ERROR_PREFIXES) and ctx.raw_tool_result == value:
-        error = value
-    hooks.after_tool(ToolResult(pending.call, value, seconds, error=error))
+    hooks.after_tool(ToolResult(pending.call, value, seconds, error=_tool_error(value, ctx.raw_tool_result)))
+    return None
+
+
+def _tool_error(value: Any, raw: Any) -> str | None:
+    """The error a finished tool call ended in, or None when the tool answered."""
+    if type(raw).__name__ == "ToolFailure":  # a tool that declared its own failure
+        return str(getattr(raw, "message", "") or value)
+    if isinstance(value, str) and raw == value:
+        text = value.strip()
+        if text.startswith(_TOOL_ERROR_PREFIXES):
+            return text
     return None

@@ -339,6 +339,41 @@ def test_a_failing_tool_is_an_error_result():
     assert after.error and "smtp down" in after.error
 
 
+def test_a_failing_tool_on_a_text_only_model_is_an_error_result():
+    class Broken(BaseTool):
+        name: str = "send_mail"
+        description: str = "Send an email."
+
+        def _run(self, to: str) -> str:
+            raise OSError("smtp down")
+
+    action = 'Thought: send it\nAction: send_mail\nAction Input: {"to": "bob@example.com"}'
+    model = ScriptedLLM([action, "Final Answer: failed"], function_calling=False)
+    events: list[tuple[str, str, Any]] = []
+    with hooks.scope(hooks.RunHooks([Recorder("audit", events)])):
+        _crew(model, Broken()).kickoff()
+    (after,) = [e[2] for e in events if e[1] == "after_tool"]
+    assert after.error and "smtp down" in after.error
+
+
+def test_a_tool_that_returns_its_own_failure_is_an_error_result():
+    from crewai.tools.tool_failure import ToolFailure
+
+    class Declares(BaseTool):
+        name: str = "send_mail"
+        description: str = "Send an email."
+
+        def _run(self, to: str) -> Any:
+            return ToolFailure(message="mailbox full")
+
+    model = ScriptedLLM([tool_call("send_mail", to="bob@example.com"), "failed"])
+    events: list[tuple[str, str, Any]] = []
+    with hooks.scope(hooks.RunHooks([Recorder("audit", events)])):
+        _crew(_role(model), Declares()).kickoff()
+    (after,) = [e[2] for e in events if e[1] == "after_tool"]
+    assert after.error == "mailbox full"
+
+
 def test_nested_scopes_dispatch_each_tool_call_once_to_the_innermost_run():
     tool = SendMail(sent=[])
     model = ScriptedLLM([tool_call("send_mail", to="bob@example.com"), "sent"])
