@@ -165,6 +165,31 @@ def test_a_paused_tool_call_resumes_with_the_model_answers_replayed_and_the_tool
     assert third.calls == [] and tool.sent == ["bob@example.com"]
 
 
+def test_parallel_tool_calls_paused_on_one_resume_without_running_the_other_again(store):
+    tool = SendMail(sent=[])
+
+    class Gate:
+        decided = False
+
+        def check_tool(self, call: hooks.ToolCall) -> None:
+            if call.arguments["to"] == "carol@example.com" and not self.decided:
+                raise RunPaused(ApprovalRequired("approval ap-0000000002 is needed", "ap-0000000002"))
+
+    gate = Gate()
+    both = tool_call("send_mail", to="bob@example.com") + tool_call("send_mail", to="carol@example.com")
+    first = ScriptedLLM([both])
+    with hooks.scope(_segment(store, 0, ToolGate(gate))), pytest.raises(RunPaused):
+        _crew(_role(first), tool).kickoff()
+    assert tool.sent == ["bob@example.com"]  # CrewAI ran the sibling call in parallel
+
+    gate.decided = True
+    resumed = ScriptedLLM(["Sent to both."])
+    with hooks.scope(_segment(store, 0, ToolGate(gate))):
+        assert _crew(_role(resumed), tool).kickoff().raw == "Sent to both."
+    assert sorted(tool.sent) == ["bob@example.com", "carol@example.com"]  # bob's mail went once
+    assert len(resumed.calls) == 1
+
+
 def test_a_failing_tool_is_not_journalled(store):
     calls: list[str] = []
 
