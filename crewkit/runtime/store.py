@@ -219,7 +219,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+    """JSON for a column, secrets redacted: nothing secret is ever written to state.db (inputs,
+    states, journalled answers, approvals). MARK has no quote or backslash, so the JSON stays valid."""
+    from crewkit.redact import redact
+
+    return redact(json.dumps(value, ensure_ascii=False, default=_json_default, separators=(",", ":")))
 
 
 def _loads(text: str | None) -> Any:

@@ -645,3 +645,21 @@ def test_a_writer_killed_mid_write_leaves_a_file_that_opens_whole(tmp_path: Path
     assert len(seqs) >= seen and seqs == list(range(1, len(seqs) + 1))
     assert s.add_checkpoint("r1", "after", None, {}, True) == len(seqs) + 1
     s.close()
+
+
+def test_secrets_are_never_written_to_state_db(tmp_path, monkeypatch):
+    """Inputs, states, journalled answers and approvals pass through the redaction on the way in."""
+    from crewkit.runtime.store import StateStore
+
+    monkeypatch.setenv("ACME_API_KEY", "acme-secret-value-123456")
+    key = "sk-proj-" + "A1b2C3d4" * 4
+    store = StateStore(tmp_path / "state.db")
+    store.create_run("r1", "default", {"task": f"use {key} and acme-secret-value-123456"}, "fp", "alice")
+    store.add_checkpoint("r1", "plan", {"token": "x"}, {"result": f"the key is {key}"}, stable=True)
+    store.journal_put("r1", "model:0:abc:0", "model", 0, {"type": "str", "value": f"password={key}"})
+    store.close()
+    raw = (tmp_path / "state.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("state.db-*"))
+    assert key.encode() not in raw and b"acme-secret-value-123456" not in raw
+    reopened = StateStore(tmp_path / "state.db")
+    assert "[REDACTED]" in reopened.get_run("r1").inputs["task"]
+    assert reopened.checkpoints("r1")[0].state["result"] == "the key is [REDACTED]"
