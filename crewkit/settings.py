@@ -143,7 +143,7 @@ class RiskPolicy(_Strict):
 
     default_tier: Tier = "low"
     rules: list[RiskRule] = Field(default_factory=_default_risk_rules)
-    tools: dict[str, Tier] = Field(default_factory=dict)  # tool name -> label
+    tools: dict[str, Tier] = Field(default_factory=dict)  # tool name (or glob, "send_*") -> label
 
 
 class ApprovalPolicy(_Strict):

@@ -89,6 +89,16 @@ def tool_label(tool: Any) -> str | None:
     return _check_label(label, f"tool {getattr(tool, 'name', type(tool).__name__)!r}")
 
 
+def configured_tool_label(policy: Policy, tool_name: str) -> str | None:
+    """`risk.tools` in governance.yaml: the label of this tool name (keys may be globs, 'send_*';
+    the highest of those that match)."""
+    tools = _governance(policy).risk.tools
+    if tool_name in tools:
+        return tools[tool_name]
+    matched = [tier for pattern, tier in tools.items() if fnmatch.fnmatchcase(tool_name, pattern)]
+    return highest(*matched) if matched else None
+
+
 TASK_LABEL_KEY = "risk"  # a tasks.yaml entry's label: `risk: sensitive`
 
 
@@ -184,8 +194,9 @@ def assess_subtask(
     rules_tier = highest(gov.risk.default_tier, *(t for t, _ in factors))
     factors += _label_factor(label, rules_tier, "the task")
     for tool in tools:
-        if tool in gov.risk.tools:
-            factors += _label_factor(gov.risk.tools[tool], rules_tier, f"tool {tool}")
+        label_of_tool = configured_tool_label(gov, tool)
+        if label_of_tool is not None:
+            factors += _label_factor(label_of_tool, rules_tier, f"tool {tool}")
     return _decide(gov, factors, hits)
 
 
@@ -243,8 +254,9 @@ def assess_tool(policy: Policy, tool_name: str, arguments: dict, label: str | No
     factors = _rule_factors(gov, None, [tool_name], hits)
     rules_tier = highest(gov.risk.default_tier, *(t for t, _ in factors))
     factors += _label_factor(label, rules_tier, f"tool {tool_name}")
-    if tool_name in gov.risk.tools:
-        factors += _label_factor(gov.risk.tools[tool_name], rules_tier, f"tool {tool_name} (governance.yaml)")
+    configured = configured_tool_label(gov, tool_name)
+    if configured is not None:
+        factors += _label_factor(configured, rules_tier, f"tool {tool_name} (governance.yaml)")
     return _decide(gov, factors, hits)
 
 

@@ -276,3 +276,11 @@ def test_policy_may_be_the_settings_the_governance_config_or_its_risk_part(setti
         assert risk.assess_subtask(policy, text, "reasoning").tier == "sensitive"
     medium = risk.Assessment("medium", ("x",), ())
     assert risk.human_check(settings.governance.risk, medium, "r", "s").rate == 0.5
+
+
+def test_governance_tool_labels_may_be_globs() -> None:
+    gov = _gov(tools={"send_*": "sensitive", "search*": "medium"})
+    assert risk.assess_tool(gov, "send_sms", {"to": "team"}).tier == "sensitive"
+    assert risk.assess_tool(gov, "search_web", {"q": "x"}).tier == "medium"
+    assert risk.assess_tool(gov, "read_file", {"path": "x"}).tier == "low"
+    assert risk.configured_tool_label(gov, "send_sms") == "sensitive"
