@@ -145,7 +145,7 @@ def _mask_email(address: str) -> str:
 # --- value detectors ------------------------------------------------------------------------
 
 _CVV = re.compile(
-    r"(?i)(?:\b(?:cvv2?|cvc2?|cid|card security code|security code)\b|安全码|卡背后?三位数?|校验码)"
+    r"(?i)(?:\b(?:cvv2?|cvc2?|cid|card security code|security code)\b|安全码|卡背后?三位数?)"
     r"\s*(?:is|是|为|[:：=#])?\s*(\d{3,4})(?!\d)"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
