@@ -306,6 +306,32 @@ def _ago(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+_FREE_WIDTH = 60  # the one column of free text in a listing is cut to this many characters
+
+
+def _listing(columns: tuple[str, ...], rows: list[tuple[str, ...]], free: str) -> None:
+    """A plain table: every column as wide as its content except `free`, which is cut to fit."""
+    table = Table(box=None)
+    needed = 0
+    for i, column in enumerate(columns):
+        if column == free:
+            table.add_column(column, overflow="ellipsis", min_width=24, max_width=_FREE_WIDTH)
+            needed += 24 + 2
+        else:
+            width = max([len(column), *(len(r[i]) for r in rows)])
+            table.add_column(column, no_wrap=True, min_width=width)
+            needed += width + 2
+    cut = columns.index(free)
+    for row in rows:
+        cells = [
+            c if i != cut or len(c) <= _FREE_WIDTH else c[: _FREE_WIDTH - 1] + "…" for i, c in enumerate(row)
+        ]
+        table.add_row(*(_text(c) for c in cells))
+    out = Console(highlight=False)
+    out.width = max(out.width, needed)  # never drop a column: a narrow terminal wraps the line instead
+    out.print(table)
+
+
 def runs_table(rows: list[Any], fmt: str) -> None:
     if fmt == "json":
         _json_out([
@@ -314,17 +340,14 @@ def runs_table(rows: list[Any], fmt: str) -> None:
             for r in rows
         ])  # fmt: skip
         return
-    table = Table(box=None)
-    for column in ("run", "flow", "status", "started", "waiting for", "error"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            _text(r.run_id), _text(r.flow), _text(r.status), _text(_ago(r.created)),
-            _text(r.approval_id or ""), _text((r.error or "")[:80]),
-        )  # fmt: skip
-    Console(highlight=False).print(table)
     if not rows:
         err.print(_text("no runs", "dim"))
+        return
+    _listing(
+        ("run", "flow", "status", "started", "waiting for", "error"),
+        [(r.run_id, r.flow, r.status, _ago(r.created), r.approval_id or "", r.error or "") for r in rows],
+        free="error",
+    )
 
 
 def run_detail(detail: dict[str, Any], fmt: str) -> None:
@@ -396,15 +419,16 @@ def approvals_table(rows: list[Any], fmt: str) -> None:
     if fmt == "json":
         _json_out([_approval_row(a) for a in rows])
         return
-    table = Table(box=None)
-    for column in ("approval", "run", "tier", "status", "what", "expires"):
-        table.add_column(column)
-    for a in rows:
-        r = _approval_row(a)
-        table.add_row(*(_text(r[k] or "") for k in ("id", "run_id", "tier", "status", "what", "expires")))
-    Console(highlight=False).print(table)
     if not rows:
         err.print(_text("no approvals", "dim"))
+        return
+    listed = [_approval_row(a) for a in rows]
+    keys = ("id", "run_id", "tier", "status", "expires", "what")
+    _listing(
+        ("approval", "run", "tier", "status", "expires", "what"),
+        [tuple(str(r[k] or "") for k in keys) for r in listed],
+        free="what",
+    )
 
 
 def approval_detail(a: Any, fmt: str) -> None:
