@@ -385,3 +385,17 @@ def test_nested_scopes_dispatch_each_tool_call_once_to_the_innermost_run():
         assert get_scoped_hooks(InterceptionPoint.PRE_TOOL_CALL)  # the outer scope's adapters are back
     assert [e[1] for e in inner if e[1].endswith("_tool")] == ["before_tool", "after_tool"]
     assert outer == []
+
+
+def test_crewai_hooks_scoped_around_the_run_still_fire_inside_it():
+    from crewai.hooks.dispatch import register_scoped, scoped_hooks
+
+    tool = SendMail(sent=[])
+    model = ScriptedLLM([tool_call("send_mail", to="bob@example.com"), "sent"])
+    seen: list[str] = []
+    with scoped_hooks():
+        register_scoped(InterceptionPoint.PRE_TOOL_CALL, lambda ctx: seen.append(ctx.tool_name))
+        with hooks.scope(hooks.RunHooks([Recorder("audit", [])])):
+            _crew(_role(model), tool).kickoff()
+        assert len(get_scoped_hooks(InterceptionPoint.PRE_TOOL_CALL)) == 1  # ours left with the run
+    assert seen == ["send_mail"] and tool.sent == ["bob@example.com"]
