@@ -338,6 +338,13 @@ def test_sigkill_while_the_pause_is_written_then_approve_and_resume_pays_nothing
     assert listed["run_id"] == run_id and listed["status"] == "pending" and listed["tier"] == "sensitive"
     approval_id = listed["id"]
 
+    # resumed before anyone decided: it replays to the gate, finds the same approval still pending, exits 75
+    code, out, err = children.run("resume", run_id, "--json")
+    assert code == 75, err[-3000:]
+    assert json_line(out)["approval_id"] == approval_id
+    assert store(project).get_run(run_id).status == "paused"
+    assert children.counted() == Counter({"one": 1, "two": 1, "three": 1, "three+": 1})
+
     code, out, err = children.run("approvals", "approve", approval_id, "--by", "bob", scripted=False)
     assert code == 0, err
     assert store(project).get_approval(approval_id).decided_by == "bob"
@@ -435,6 +442,10 @@ def test_resume_while_another_process_runs_the_run_is_refused_and_changes_nothin
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         assert f"run {run_id} is running in process {proc.pid}" in lines[0]
         assert out.strip() == ""
+        # a rollback by hand is refused the same way: it would undo work under the running process
+        code, out, err = children.run("rollback", run_id, "--to", "one", scripted=False)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"run {run_id} is running in process {proc.pid}" in err
         after = (st.get_run(run_id), st.checkpoints(run_id), st.calls(run_id), st.list_approvals(status=None))
         assert after == before
         assert children.counted() == Counter({"one": 1, "two": 1})  # the refused resume paid for nothing
