@@ -38,19 +38,19 @@ class SendMail(BaseTool):
         return f"mail sent to {to}"
 
 
-def _role(*llms: ScriptedLLM) -> RoleLLM:
+def _role(*llms: ScriptedLLM, caps: tuple[str, ...] = ("text", "tools")) -> RoleLLM:
     return RoleLLM(
         model="crewkit/reasoning",
         role="reasoning",
         candidates=[
             Candidate(
                 name=f"m{i}",
-                capabilities=["text", "tools"],
+                capabilities=list(caps),
                 context=8192,
                 input_per_mtok=2.0,
                 output_per_mtok=10.0,
                 build=lambda llm=llm: llm,
-            )  # fmt: skip
+            )
             for i, llm in enumerate(llms)
         ],
     )
@@ -188,6 +188,18 @@ def test_parallel_tool_calls_paused_on_one_resume_without_running_the_other_agai
         assert _crew(_role(resumed), tool).kickoff().raw == "Sent to both."
     assert sorted(tool.sent) == ["bob@example.com", "carol@example.com"]  # bob's mail went once
     assert len(resumed.calls) == 1
+
+
+def test_a_text_only_models_run_replays_its_answers_and_tool_results(store):
+    tool = SendMail(sent=[])
+    action = 'Thought: send it\nAction: send_mail\nAction Input: {"to": "bob@example.com"}'
+    with hooks.scope(_segment(store)):
+        first = ScriptedLLM([action, "Thought: done\nFinal Answer: Sent."], function_calling=False)
+        assert _crew(_role(first, caps=("text",)), tool).kickoff().raw == "Sent."
+    again = ScriptedLLM([], function_calling=False)
+    with hooks.scope(_segment(store)):
+        assert _crew(_role(again, caps=("text",)), tool).kickoff().raw == "Sent."
+    assert again.calls == [] and tool.sent == ["bob@example.com"]
 
 
 def test_a_failing_tool_is_not_journalled(store):
