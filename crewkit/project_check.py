@@ -38,7 +38,7 @@ def check_crew(settings: Settings, role_map: RoleMap, name: str) -> None:
 
 
 def check_flow(settings: Settings, name: str) -> None:
-    from crewkit.runtime.runner import discover_flows, load_flow_class
+    from crewkit.runtime.preflight import discover_flows, load_flow_class
 
     path = discover_flows(settings)[name]
     where = f"{yamlfile.display_path(path)}:1"
@@ -67,7 +67,7 @@ def check_flow(settings: Settings, name: str) -> None:
 
 def check_project(settings: Settings, role_map: RoleMap) -> ProjectReport:
     """Every crew, then every flow; the first problem raises."""
-    from crewkit.runtime.runner import discover_flows
+    from crewkit.runtime.preflight import discover_flows
 
     crew_names = list(assembly.discover(settings))
     for name in crew_names:

@@ -236,7 +236,7 @@ def install() -> None:
 @dataclass(slots=True)
 class _Pending:
     call: ToolCall
-    arguments: dict[str, Any]
+    arguments: Any  # CrewAI's tool_input object, held so its id is not reused meanwhile
     t0: float
     replay: Replay | None = None
     refused: str | None = None
@@ -272,14 +272,15 @@ def _pre_tool(ctx: Any) -> None:
         return None
     from crewai.hooks.dispatch import HookAborted
 
-    args = ctx.tool_input if isinstance(ctx.tool_input, dict) else {}
+    raw = ctx.tool_input  # the object CrewAI hands the after hook too: the pending call's key
+    args = raw if isinstance(raw, dict) else {}
     call = ToolCall(ctx.tool_name, args, _agent_name(ctx.agent), ledger.current_stage(), _base_tool(ctx.tool))
-    pending = _Pending(call, args, time.perf_counter())
+    pending = _Pending(call, raw, time.perf_counter())
     try:
         pending.replay = hooks.before_tool(call)  # RunPaused passes through CrewAI (BaseException)
     except CrewkitError as exc:
         pending.refused = str(exc)
-    _PENDING[id(args)] = pending
+    _PENDING[id(raw)] = pending
     if pending.refused is not None:
         raise HookAborted(pending.refused, source="crewkit")
     if pending.replay is not None:

@@ -335,7 +335,7 @@ def test_a_task_too_long_for_the_flows_prompts_is_refused_before_any_model_call(
 def test_the_task_limit_is_exact_at_the_boundary(settings):
     from crewkit.models.context_fit import check_inputs_fit
     from crewkit.models.registry import RoleMap
-    from crewkit.runtime.runner import load_flow_class
+    from crewkit.runtime.preflight import load_flow_class
     from tests.fakes import ScriptedLLM
 
     roles = {r: ScriptedLLM([]) for r in ("reasoning", "code", "vision", "manager")}
@@ -353,7 +353,7 @@ def test_the_task_limit_is_exact_at_the_boundary(settings):
 def test_hosted_models_are_checked_against_their_configured_context(project: Path):
     from crewkit.models.context_fit import check_inputs_fit
     from crewkit.models.registry import RoleMap
-    from crewkit.runtime.runner import load_flow_class
+    from crewkit.runtime.preflight import load_flow_class
     from crewkit.runtime.startup import load_checked as load_settings
 
     path = project / "config" / "models.yaml"

@@ -9,7 +9,7 @@ import sys
 def test_the_default_flow_creates_no_crewai_memory_and_imports_no_lancedb(project):
     """CrewAI gives every Flow a Memory unless told not to: a lancedb import, seconds per run."""
     code = (
-        "import sys; from crewkit.settings import load_settings; from crewkit.runtime.runner import load_flow_class\n"
+        "import sys; from crewkit.settings import load_settings; from crewkit.runtime.preflight import load_flow_class\n"
         "flow = load_flow_class(load_settings(), 'default')()\n"
         "print(flow.memory is None, 'lancedb' in sys.modules)"
     )

@@ -1,0 +1,171 @@
+"""A crew run alone (`crewkit crew NAME`), kept in state.db like a flow's run.
+
+A tool call that needs a person pauses it (exit 75); its result is released through the gate by
+its tasks' risk tiers (`risk:` labels in tasks.yaml, data classes in their text); `crewkit
+resume` runs the crew again with every answered model and tool call replayed from the journal
+(a crew has no steps of its own to checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from crewkit import assembly
+from crewkit.errors import CrewkitError, RunPaused
+from crewkit.models.registry import RoleMap
+from crewkit.observability import ledger
+from crewkit.runtime import hooks, pins, undo
+from crewkit.runtime.preflight import check_writable
+from crewkit.runtime.record import PAUSED, RunOutcome, as_text, finish, new_run_id, status_of
+from crewkit.runtime.store import StateStore
+from crewkit.runtime.worker import kickoff_in_worker
+from crewkit.settings import Settings
+
+CREW_PREFIX = "crew:"  # a lone crew's runs are stored under "crew:NAME" in state.db
+
+
+def crew_fingerprint(settings: Settings, name: str) -> str:
+    """A crew's code and YAML as they were when its run started."""
+    spec = assembly.load_spec(settings, name)
+    digest = hashlib.sha256()
+    for path in sorted(
+        p for p in spec.directory.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".yml")
+    ):
+        digest.update(str(path.relative_to(spec.directory)).encode() + b"\0" + path.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def run_crew(
+    settings: Settings,
+    role_map: RoleMap,
+    name: str,
+    inputs: dict[str, Any],
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Run one crew from crews/ (built on the role map) and write its run record.
+
+    The run is kept in state.db like a flow's: a tool call that needs a person pauses it
+    (exit 75), and `crewkit resume` runs the crew again with every answered model and tool call
+    replayed from the journal (a crew has no steps of its own to checkpoint).
+    """
+    from crewkit.governance.approvals import current_user
+
+    assembly.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
+    check_writable(settings)
+    role_map.require_ready()
+    store = StateStore.open(settings.home)
+    run_id = new_run_id()
+    requester = str(inputs.get("user") or current_user())
+    store.create_run(run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester)
+    return run_crew_segment(settings, role_map, store, run_id, name, inputs, requester, progress)
+
+
+def run_crew_segment(
+    settings: Settings,
+    role_map: RoleMap,
+    store: StateStore,
+    run_id: str,
+    name: str,
+    inputs: dict[str, Any],
+    requester: str | None,
+    progress: Callable[[str], None] | None,
+) -> RunOutcome:
+    from crewkit.governance.approvals import ApprovalGate
+    from crewkit.runtime.journal import CallJournal
+    from crewkit.runtime.tool_gate import ToolGate
+
+    gate = ApprovalGate(store, settings, run_id, requester, checkpoints=lambda: 0)
+    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, lambda: 0)])
+    try:
+        crew, _ = assembly.build_crew(settings, role_map, name)
+        (progress or (lambda message: None))(f"crew {name}: running")
+        with (
+            ledger.open_ledger() as run_ledger,
+            hooks.scope(run_hooks),
+            undo.recording(store, run_id, lambda: 0),
+            pins.run_table(),
+        ):
+            ended = kickoff_in_worker(lambda: assembly.kickoff(crew, inputs, role_map), run_ledger)
+    except CrewkitError as exc:
+        store.set_status(run_id, "failed", error=str(exc))
+        raise
+    status, error = status_of(None, ended)
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "flow": None,
+        "crew": name,
+        "status": status,
+        "inputs": inputs,
+        "plan": [],
+        "result": as_text(ended.value) if ended.error is None and not ended.interrupted else None,
+    }
+    if error:
+        record["error"] = error
+    if status == "done":  # the crew's result is released by its tasks' risk tiers
+        try:
+            record["approval"] = _release_crew(settings, gate, name, inputs, record["result"] or "")
+        except RunPaused as paused:
+            ended.error = paused
+        if record.get("approval", {}).get("outcome") == "rejected":
+            approval = record["approval"]
+            record.update(status="rejected", result=None)
+            record["error"] = (
+                f"approval {approval['approval_id']} was rejected by {approval['decided_by']}: {approval['note']}"
+            )
+    approval_id = None
+    if isinstance(ended.error, RunPaused):
+        approval_id = ended.error.required.approval_id
+        record.update(status=PAUSED, result=None, approval_id=approval_id, waiting=str(ended.error.required))
+        record.pop("error", None)
+    outcome = finish(settings, run_id, record, run_ledger, ended, store=store)
+    store.set_status(
+        run_id, outcome.status, error=record.get("error") or "", record_path=str(outcome.record_path),
+        approval_id=approval_id or "",
+    )  # fmt: skip
+    return RunOutcome(
+        outcome.run_id,
+        outcome.status,
+        outcome.record_path,
+        outcome.record,
+        outcome.error_exit_code,
+        approval_id,
+    )
+
+
+def _release_crew(
+    settings: Settings, gate: Any, name: str, inputs: dict[str, Any], result: str
+) -> dict[str, Any]:
+    """The release gate of a crew run alone: each task's tier (its text with the inputs, its
+    `risk:` label); a person decides when the policy says so (RunPaused until then)."""
+    from crewkit.governance import risk
+
+    spec = assembly.load_spec(settings, name)
+    labels = risk.task_labels(spec.tasks)
+    values = _Blank({k: str(v) for k, v in inputs.items()})
+    items = []
+    for key, info in (spec.tasks.data or {}).items():
+        if not isinstance(info, dict):
+            continue
+        text = str(info.get("description") or "")
+        with contextlib.suppress(ValueError, IndexError, AttributeError):  # braces that are not variables
+            text = text.format_map(values)
+        items.append((str(key), risk.assess_subtask(settings, text, "task", label=labels.get(str(key)))))
+    decision = gate.check_step("release", items, content=result)
+    approval = decision.approval
+    return {
+        "outcome": decision.outcome,
+        "approval_id": approval.id if approval else None,
+        "decided_by": approval.decided_by if approval else None,
+        "note": approval.note if approval else None,
+        "items": list(decision.checks),
+    }
+
+
+class _Blank(dict):  # type: ignore[type-arg]
+    """`str.format_map` values that leave an unknown `{name}` as it is."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
