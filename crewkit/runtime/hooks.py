@@ -208,8 +208,11 @@ def install() -> None:
     `Task.execute_async` (a task with `async_execution=True`) runs the task in a thread whose
     body catches `Exception` into the future the crew waits on; a pause raised there killed the
     thread and the crew waited on that future for ever. It now reaches the future and comes out
-    of `crew.kickoff()` like a pause anywhere else. (Every other CrewAI path that runs agents or
-    tools in another thread goes through `concurrent.futures`, which keeps any BaseException.)
+    of `crew.kickoff()` like a pause anywhere else. The other CrewAI paths that run agents, tools
+    or flow steps in another thread go through `concurrent.futures` or asyncio, which keep any
+    BaseException (checked: parallel native tool calls, `max_execution_time`, flow steps). Not
+    covered: streaming kickoffs (`stream=True`), whose thread ends the stream on a BaseException;
+    crewkit does not stream.
     """
     from crewai.task import Task
 
