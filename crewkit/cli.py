@@ -215,7 +215,10 @@ def resume(run_id: str, as_json: bool, verbose: bool) -> int:
 @app.command(context_settings=CONTEXT, short_help="Roll a run back to a checkpoint.")
 @click.argument("run_id")
 @click.option(
-    "--to", "to", default=None, help="A step name or checkpoint number (default: the last stable one)."
+    "--to",
+    "to",
+    default=None,
+    help="A step name, a checkpoint number, or 'start' (before any step); default: the last stable one.",
 )
 def rollback(run_id: str, to: str | None) -> int:
     """Roll RUN_ID back to a checkpoint: its state, and every side effect since, undone."""
@@ -340,7 +343,10 @@ FORMAT = click.option(
 
 @runs_app.command("list", context_settings=CONTEXT)
 @click.option(
-    "--status", default=None, help="Only runs with this status (done, failed, paused, rejected, ...)."
+    "--status",
+    type=click.Choice(["running", "paused", "done", "failed", "rejected", "interrupted", "rolled_back"]),
+    default=None,
+    help="Only runs with this status.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, newest first.")
 @FORMAT
@@ -392,7 +398,13 @@ def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
 
 
 @approvals_app.command("list", context_settings=CONTEXT)
-@click.option("--status", default="pending", show_default=True, help="pending, approved, rejected or all.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "approved", "rejected", "all"]),
+    default="pending",
+    show_default=True,
+    help="Which approvals.",
+)
 @click.option("--run", "run_id", default=None, help="Only this run's approvals.")
 @FORMAT
 def approvals_list(status: str, run_id: str | None, fmt: str) -> None:

@@ -37,16 +37,19 @@ def to_stable(store: StateStore, run_id: str) -> dict[str, Any] | None:
     return _record(target, undo.roll_back(store, run_id, target.seq), automatic=True)
 
 
+START = Checkpoint(0, "start", None, {}, True, 0.0)  # before the first step: everything undone
+
+
 def resolve_target(checkpoints: list[Checkpoint], to: str | None, run_id: str) -> Checkpoint:
-    """`--to`: a step name (its latest checkpoint) or a checkpoint number; default the last stable one."""
-    if not checkpoints:
-        raise UsageError(f"run {run_id} has no checkpoints to roll back to")
-    listing = ", ".join(f"{cp.step} ({cp.seq})" for cp in checkpoints)
+    """`--to`: a step name (its latest checkpoint), a checkpoint number, or `start` (0: before the
+    first step); default the last stable checkpoint, else the start (a run without checkpoints:
+    a stock flow or a crew run alone)."""
+    listing = ", ".join(["start (0)", *(f"{cp.step} ({cp.seq})" for cp in checkpoints)])
     if to is None:
         stable = [cp for cp in checkpoints if cp.stable]
-        if not stable:
-            raise UsageError(f"run {run_id} has no stable checkpoint; pick one with --to STEP ({listing})")
-        return stable[-1]
+        return stable[-1] if stable else START
+    if to in ("start", "0"):
+        return START
     if to.isdigit():
         found = [cp for cp in checkpoints if cp.seq == int(to)]
     else:
@@ -63,11 +66,31 @@ def resolve_target(checkpoints: list[Checkpoint], to: str | None, run_id: str) -
 
 def by_hand(store: StateStore, run_id: str, to: str | None) -> dict[str, Any]:
     """`crewkit rollback`: refused for an unknown or running run; the run ends `rolled_back`."""
-    store.require_run(run_id)
+    row = store.require_run(run_id)
     target = resolve_target(store.checkpoints(run_id), to, run_id)
     store.claim(run_id, {"done", "failed", "paused", "rejected", "interrupted", ROLLED_BACK})
     try:
         lines = undo.roll_back(store, run_id, target.seq)
     finally:
         store.set_status(run_id, ROLLED_BACK, approval_id="")
-    return _record(target, lines, automatic=False)
+    done = _record(target, lines, automatic=False)
+    _mark_record(row.record_path, done)
+    return done
+
+
+def _mark_record(path: str | None, done: dict[str, Any]) -> None:
+    """The run record says it was rolled back (status and `rollback`), when there is one."""
+    import json
+    from pathlib import Path
+
+    from crewkit.runtime.record import write_atomic
+
+    if not path or not Path(path).is_file():
+        return
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    record.update(status=ROLLED_BACK, rollback=done)
+    record.pop("approval_id", None)
+    write_atomic(Path(path), record)

@@ -622,3 +622,26 @@ def test_a_rejection_sends_the_work_back_when_on_reject_is_rework(project, capsy
     assert code == 0, err
     record = json.loads(Path(json_line(out)["output_file"]).read_text())
     assert record["status"] == "done" and "INV-7" in record["result"]
+
+
+def test_rollback_to_the_start_undoes_everything_and_the_record_says_so(project, steps, capsys, tmp_path):
+    out = tmp_path / "f.txt"
+    steps.add("one", "two")
+    _, line, _ = start(capsys, "Explain recursion", out)
+    code, _, err = run_cli(capsys, "rollback", line["run_id"], "--to", "start")
+    assert code == 0, err
+    assert not out.exists() and store(project).checkpoints(line["run_id"]) == []
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["status"] == "rolled_back" and record["rollback"]["to_checkpoint"] == 0
+    steps.add("uno", "dos")  # every step runs again
+    code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert (
+        code == 0 and json.loads(Path(json_line(stdout)["output_file"]).read_text())["result"] == "uno | dos"
+    )
+
+
+def test_bad_status_filters_are_usage_errors(project, steps, capsys):
+    code, _, err = run_cli(capsys, "runs", "list", "--status", "finished")
+    assert code == 2 and "'finished' is not one of" in err
+    code, _, err = run_cli(capsys, "approvals", "list", "--status", "open")
+    assert code == 2 and "'open' is not one of" in err
