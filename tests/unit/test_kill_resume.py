@@ -104,9 +104,12 @@ class Kill(CrewkitFlow[State]):
 #   KR_HANG_APPROVAL  marker: right after the approval row is committed, write it and sleep 60 s
 #   KR_HANG_STATUS    STATUS:marker: when the run's status is about to be set to STATUS, write it and sleep
 #   KR_HANG_TRUNCATE  marker: when a rollback is about to drop checkpoints (side effects undone), likewise
+#   KR_ROLES          JSON {role: [replies]}: the default flow's roles scripted, each call logged
+#                     "role:agent:number of messages";
+#                     KR_HANG_CALL "role:n": that role's n-th call writes KR_MARKER and sleeps 60 s
 #   KR_READY/KR_GO    a start line: write KR_READY, wait for KR_GO to exist, then run the command
 DRIVER = """
-import os, sys, time
+import json, os, sys, time
 from pathlib import Path
 
 sys.path.insert(0, os.environ["KR_ROOT"])
@@ -140,6 +143,39 @@ if os.environ.get("KR_CALLS"):
 
         settings = load_checked()
         return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    cli._engine = engine
+
+if os.environ.get("KR_ROLES"):  # the default flow: scripted replies per role, each call logged role:agent
+    from crewkit.models.registry import RoleMap
+    from tests.fakes import ScriptedLLM
+
+    hang_role, _, hang_n = os.environ.get("KR_HANG_CALL", "").partition(":")
+    made = {}
+
+    def logged(role, value):
+        def reply(call):
+            made[role] = made.get(role, 0) + 1
+            with open(os.environ["KR_CALLS"], "a") as fh:
+                fh.write(f"{role}:{(call.agent or '').replace(' ', '_')}:{len(call.messages)}\\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            if role == hang_role and made[role] == int(hang_n):
+                hang(os.environ["KR_MARKER"])
+            return value
+        return reply
+
+    roles = json.loads(os.environ["KR_ROLES"])
+    fakes = {
+        role: ScriptedLLM([logged(role, v) for v in roles.get(role, [])])
+        for role in ("reasoning", "code", "manager", "vision")
+    }
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides=fakes)
 
     cli._engine = engine
 
@@ -582,3 +618,68 @@ def test_sigkill_in_the_middle_of_a_rollback_then_resume_does_not_finish_with_a_
         )
     else:  # or it refuses, one line, and says the rollback must be finished first
         assert code == 2 and len(err.strip().splitlines()) == 1 and "rollback" in err, err
+
+
+def test_sigkill_inside_a_crew_step_of_the_default_flow_replays_its_answered_calls_in_the_new_process(
+    project, children, tmp_path
+):
+    """Killed while the executor's manager writes its final answer: the plan is checkpointed, and
+    inside `execute` the manager's delegation and the specialist's answer were already paid. The
+    new process re-enters `execute` with a new crew (new ids, new objects) and must find both in
+    the journal: the prompts it sends are the same bytes as in the killed process."""
+    task = "Explain recursion in one paragraph"
+    answer = "Recursion is when a function calls itself on a smaller input until it reaches a base case."
+    plan = {
+        "subtasks": [{"description": task, "task_type": "reasoning", "acceptance": "Explains recursion."}]
+    }
+    delegate = [
+        {
+            "id": "call_0001",
+            "type": "function",
+            "function": {
+                "name": "delegate_work_to_coworker",
+                "arguments": json.dumps(
+                    {"task": task, "context": "from the plan", "coworker": "Reasoning Specialist"}
+                ),
+            },
+        }
+    ]
+    trusted = [{"passed": False, "issues": ["banana is not 4"]}, {"passed": True, "issues": []}]
+    passed = {"passed": True, "issues": []}
+    marker = tmp_path / "manager.final"
+    first = {"reasoning": [plan, answer], "manager": [delegate, answer]}
+    proc = children.start(
+        "run", "--inputs", json.dumps({"task": task}), "--json",
+        scripted=False, KR_CALLS=str(children.calls), KR_ROLES=json.dumps(first),
+        KR_HANG_CALL="manager:2", KR_MARKER=str(marker),
+    )  # fmt: skip
+    try:
+        children.wait_for(marker, proc)
+        children.kill(proc)
+    finally:
+        children.close()
+    run_id = only_run_id(project)
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == ["plan"]
+    killed = children.calls.read_text().split()
+    assert [c.rsplit(":", 1)[0] for c in killed] == [
+        "reasoning:Planner", "manager:Crew_Manager", "reasoning:Reasoning_Specialist", "manager:Crew_Manager"
+    ]  # fmt: skip
+    cut_off = killed[-1]  # the manager's second call: its first messages plus the delegation's result
+
+    children.calls.unlink()
+    # the new process is scripted with only what is still owed: the manager's final answer (cut off),
+    # then the verifier's calibration and review; a call paid again would take a wrong reply and fail
+    second = {"reasoning": [*trusted, passed], "manager": [answer]}
+    code, out, err = children.run(
+        "resume", run_id, "--json", scripted=False, KR_CALLS=str(children.calls), KR_ROLES=json.dumps(second)
+    )
+    assert code == 0, err[-3000:]
+    assert json_line(out)["status"] == "done"
+    again = children.calls.read_text().split()
+    # only the cut-off call reached the manager again (same messages); the delegation and the
+    # specialist's answer came from the journal; then the verifier (calibration twice, review)
+    assert [c for c in again if c.startswith("manager:")] == [cut_off]
+    assert [c.rsplit(":", 1)[0] for c in again if not c.startswith("manager:")] == ["reasoning:Verifier"] * 3
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["resumed"]["replayed_steps"] == ["plan"]
+    assert record["result"] == answer
