@@ -438,22 +438,26 @@ def pending_approval(project: Path, n: int) -> str:
     return approval_id
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_two_processes_approving_the_same_id_at_once_exactly_one_wins(project, children, tmp_path, round_):
+@pytest.mark.parametrize(
+    ("round_", "carol"),
+    [(0, "approve"), (1, "approve"), (2, "approve"), (3, "reject"), (4, "reject")],
+)
+def test_two_processes_deciding_the_same_id_at_once_exactly_one_wins(
+    project, children, tmp_path, round_, carol
+):
+    """bob approves and carol approves (or rejects) the same approval at the same moment."""
     approval_id = pending_approval(project, round_)
     go = tmp_path / "go"
+    argv = {
+        "bob": ["approvals", "approve", approval_id, "--by", "bob"],
+        "carol": ["approvals", carol, approval_id, "--by", "carol"]
+        + (["--reason", "wrong payee"] if carol == "reject" else []),
+    }
+    decision = {"bob": "approved", "carol": "approved" if carol == "approve" else "rejected"}
     procs = {}
-    for who in ("bob", "carol"):
-        ready = tmp_path / f"{who}.ready"
+    for who, args in argv.items():
         procs[who] = children.start(
-            "approvals",
-            "approve",
-            approval_id,
-            "--by",
-            who,
-            scripted=False,
-            KR_READY=str(ready),
-            KR_GO=str(go),
+            *args, scripted=False, KR_READY=str(tmp_path / f"{who}.ready"), KR_GO=str(go)
         )
     for who, proc in procs.items():
         children.wait_for(tmp_path / f"{who}.ready", proc)
@@ -469,11 +473,11 @@ def test_two_processes_approving_the_same_id_at_once_exactly_one_wins(project, c
     assert len(lines) == 1, err
     assert (
         lines[0].startswith("error: ")
-        and f"already approved by {winner}" in lines[0]
+        and f"already {decision[winner]} by {winner}" in lines[0]
         and approval_id in lines[0]
-    )
+    ), lines[0]
     decided = store(project).get_approval(approval_id)
-    assert decided.status == "approved" and decided.decided_by == winner
+    assert decided.status == decision[winner] and decided.decided_by == winner
     assert quick_check(project) == "ok"
 
 
