@@ -28,13 +28,33 @@ def _record(target: Checkpoint, lines: list[str], automatic: bool) -> dict[str, 
     }
 
 
+ROLLING_BACK = "rolling_back"  # while side effects are undone: a process killed here leaves it so
+
+
+def _roll_back(store: StateStore, run_id: str, target: Checkpoint) -> list[str]:
+    """Undo and drop what came after `target`, marked `rolling_back` meanwhile.
+
+    Side effects cannot be undone in a transaction with the checkpoints: if the process dies
+    halfway, the run stays `rolling_back` (resume refuses it, naming the command that finishes
+    the rollback; compensated entries are not compensated twice) instead of `running`, which a
+    resume would replay over the undone side effects.
+    """
+    store.set_status(
+        run_id,
+        ROLLING_BACK,
+        error=f"a rollback to checkpoint {target.seq} ({target.step}) did not finish; "
+        f"finish it with `crewkit rollback {run_id} --to {target.seq}`",
+    )
+    return undo.roll_back(store, run_id, target.seq)
+
+
 def to_stable(store: StateStore, run_id: str) -> dict[str, Any] | None:
     """Roll back to the last stable checkpoint (None when the run never reached one)."""
     stable = [cp for cp in store.checkpoints(run_id) if cp.stable]
     if not stable:
         return None
     target = stable[-1]
-    return _record(target, undo.roll_back(store, run_id, target.seq), automatic=True)
+    return _record(target, _roll_back(store, run_id, target), automatic=True)
 
 
 START = Checkpoint(0, "start", None, {}, True, 0.0)  # before the first step: everything undone
@@ -68,11 +88,9 @@ def by_hand(store: StateStore, run_id: str, to: str | None) -> dict[str, Any]:
     """`crewkit rollback`: refused for an unknown or running run; the run ends `rolled_back`."""
     row = store.require_run(run_id)
     target = resolve_target(store.checkpoints(run_id), to, run_id)
-    store.claim(run_id, {"done", "failed", "paused", "rejected", "interrupted", ROLLED_BACK})
-    try:
-        lines = undo.roll_back(store, run_id, target.seq)
-    finally:
-        store.set_status(run_id, ROLLED_BACK, approval_id="")
+    store.claim(run_id, {"done", "failed", "paused", "rejected", "interrupted", ROLLED_BACK, ROLLING_BACK})
+    lines = _roll_back(store, run_id, target)
+    store.set_status(run_id, ROLLED_BACK, approval_id="", error="")
     done = _record(target, lines, automatic=False)
     _mark_record(row.record_path, done)
     return done

@@ -129,6 +129,8 @@ def resume_run(
     """
     store = StateStore.open(settings.home)
     row = store.require_run(run_id)
+    if row.status == rollback.ROLLING_BACK:
+        raise UsageError(f"run {run_id} is half rolled back: {row.error}")
     if row.status in ("done", "rejected"):
         raise UsageError(
             f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"

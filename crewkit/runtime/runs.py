@@ -21,6 +21,13 @@ def detail(settings: Settings, run_id: str) -> dict[str, Any]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             record = {}
+    steps, usage = record.get("steps") or [], record.get("usage") or {}
+    rows = store.calls(run_id)
+    if rows:  # what the run paid for, every segment, even one killed before it wrote its record
+        from crewkit.runtime.record import ledger_from_rows
+
+        paid = ledger_from_rows(rows)
+        steps, usage = paid.steps() + [s for s in steps if s.get("role") is None], paid.usage()
     return {
         "run_id": row.run_id,
         "flow": row.flow,
@@ -31,8 +38,8 @@ def detail(settings: Settings, run_id: str) -> dict[str, Any]:
         "error": row.error,
         "inputs": row.inputs,
         "plan": record.get("plan") or [],
-        "steps": record.get("steps") or [],
-        "usage": record.get("usage") or {},
+        "steps": steps,
+        "usage": usage,
         "result": record.get("result"),
         "rollback": record.get("rollback"),
         "checkpoints": [

@@ -586,12 +586,6 @@ def test_two_processes_resuming_a_killed_run_at_once_only_one_takes_it(project, 
         children.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: undo.roll_back compensates side effects before store.truncate drops the later checkpoints, "
-    "and the run stays 'running' meanwhile; killed in between, `crewkit resume` claims the dead run and "
-    "replays the undone step from its checkpoint, ending 'done' with that step's side effect undone",
-)
 def test_sigkill_in_the_middle_of_a_rollback_then_resume_does_not_finish_with_a_side_effect_undone(
     project, children, tmp_path
 ):
@@ -715,12 +709,6 @@ def test_ctrl_c_in_the_middle_of_a_step_exits_130_at_once_and_resume_pays_only_t
     assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `crewkit runs show` reads plan, steps and usage only from the run record (runtime/runs.py "
-    "detail), which a killed run never wrote, although state.db holds its usage rows: the model calls a "
-    "crashed run paid for are invisible until it is resumed",
-)
 def test_runs_show_of_a_killed_run_shows_what_it_paid_for(project, children, tmp_path):
     marker = tmp_path / "three.started"
     proc = start_run(children, LOW_TASK, KR_HANG_AT="three+", KR_MARKER=str(marker))
