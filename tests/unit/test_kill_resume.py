@@ -554,7 +554,9 @@ def test_sigkill_after_the_last_step_before_the_run_is_marked_done_then_resume_o
     assert store(project).get_run(run_id).status == "done"
 
 
-def test_two_processes_resuming_a_killed_run_at_once_only_one_takes_it(project, children, tmp_path):
+def test_two_processes_resuming_a_killed_run_at_once_only_one_takes_it_and_a_third_finishes_it(
+    project, children, tmp_path
+):
     marker = tmp_path / "two.started"
     proc = start_run(children, LOW_TASK, KR_HANG_AT="two", KR_MARKER=str(marker))
     try:
@@ -591,11 +593,17 @@ def test_two_processes_resuming_a_killed_run_at_once_only_one_takes_it(project, 
         assert marker.read_text() == str(winner.pid)
         row = store(project).get_run(run_id)
         assert row.status == "running" and row.pid == winner.pid
-        assert children.counted() == Counter(
-            {"one": 1, "two": 2}
-        )  # `one` never again; `two` by the winner only
+        # `one` never again; `two` by the winner only
+        assert children.counted() == Counter({"one": 1, "two": 2})
+        children.kill(winner)  # killed again, in the resumed segment
     finally:
         children.close()
+    code, out, err = children.run("resume", run_id, "--json")  # a third process finishes it
+    assert code == 0, err[-3000:]
+    assert json_line(out)["status"] == "done"
+    assert children.counted() == Counter({"one": 1, "two": 3, "three": 1, "three+": 1})
+    assert [cp.step for cp in store(project).checkpoints(run_id)] == STEPS
+    assert quick_check(project) == "ok"
 
 
 def test_sigkill_in_the_middle_of_a_rollback_then_resume_refuses_until_the_rollback_is_finished(
