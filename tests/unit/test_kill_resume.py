@@ -1,12 +1,15 @@
-"""Reliability with real processes: SIGKILL mid-step and mid-pause, racing deciders, a busy run.
+"""Reliability with real processes: SIGKILL (and Ctrl-C) mid-step, mid-pause, mid-rollback; racing
+deciders, resumers and rollbacks.
 
-Every run here is a real `crewkit` process (`cli.main` in a child Python) on the test project
+Every run here is a real `crewkit` process (`cli.entry` in a child Python) on the test project
 with a small four-step flow (`one` and `two` make one model call each, `three` two, `release`
-asks the approval gate). The child's model is scripted by a driver script: every model call appends the
-step's name to a calls file (fsynced), so the test counts what was paid for across processes;
-one call can be told to write a marker file and sleep, so the test kills the process while that
-call is in flight. Waits are on marker files and exit codes, never on fixed sleeps, and every
-child still alive at the end of a test is SIGKILLed and reaped.
+asks the approval gate; `two` writes a file registered in the undo log when asked), and once the
+default flow with every role scripted. The child's models are scripted by a driver script: every
+model call appends a line to a calls file (fsynced), so the test counts what was paid for across
+processes; a call, or a store write (approval requested, status set, undo entry marked, rollback
+truncate), can be told to write a marker file and sleep, so the test kills the process at that
+exact point. Waits are on marker files and exit codes, never on fixed sleeps, and every child
+still alive at the end of a test is SIGKILLed and reaped. Each child imports CrewAI (~5-10 s).
 """
 
 from __future__ import annotations
