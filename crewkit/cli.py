@@ -356,7 +356,8 @@ def runs_list(status: str | None, limit: int | None, fmt: str) -> None:
     from crewkit.runtime.store import StateStore
 
     store = StateStore.open(_settings().home)
-    console.runs_table(store.list_runs(status=status, limit=limit), fmt)
+    rows = store.list_runs(status=status, limit=limit)
+    console.runs_table(rows, fmt, gone={r.run_id for r in rows if store.process_gone(r)})
 
 
 @runs_app.command("show", context_settings=CONTEXT)

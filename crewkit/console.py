@@ -332,11 +332,13 @@ def _listing(columns: tuple[str, ...], rows: list[tuple[str, ...]], free: str) -
     out.print(table)
 
 
-def runs_table(rows: list[Any], fmt: str) -> None:
+def runs_table(rows: list[Any], fmt: str, gone: set[str] | frozenset[str] = frozenset()) -> None:
+    """`gone`: runs whose process died while it held them (resume continues them)."""
     if fmt == "json":
         _json_out([
             {"run_id": r.run_id, "flow": r.flow, "status": r.status, "created": _ago(r.created),
-             "updated": _ago(r.updated), "requester": r.requester, "approval_id": r.approval_id, "error": r.error}
+             "updated": _ago(r.updated), "requester": r.requester, "approval_id": r.approval_id,
+             "error": r.error, "process_gone": r.run_id in gone}
             for r in rows
         ])  # fmt: skip
         return
@@ -345,7 +347,17 @@ def runs_table(rows: list[Any], fmt: str) -> None:
         return
     _listing(
         ("run", "flow", "status", "started", "waiting for", "error"),
-        [(r.run_id, r.flow, r.status, _ago(r.created), r.approval_id or "", r.error or "") for r in rows],
+        [
+            (
+                r.run_id,
+                r.flow,
+                r.status + (" (process gone)" if r.run_id in gone else ""),
+                _ago(r.created),
+                r.approval_id or "",
+                r.error or "",
+            )
+            for r in rows
+        ],  # fmt: skip
         free="error",
     )
 

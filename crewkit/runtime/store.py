@@ -130,6 +130,7 @@ _EXPIRY_ALIASES = {
     "rejected": "rejected",
 }
 EXPIRED_BY = "policy (expired)"
+OWNED = ("running", "rolling_back")  # statuses a live process holds (`claim` checks its pid)
 
 
 # -- rows ----------------------------------------------------------------------------------------
@@ -573,6 +574,13 @@ class StateStore:
             if cur.rowcount == 0:
                 raise self._unknown_run(run_id)
 
+    def process_gone(self, run: RunRow) -> bool:
+        """A run a process holds (running, rolling back) whose process died on this host."""
+        if run.status not in OWNED or run.pid is None or run.host not in (None, _HOST):
+            return False
+        rows = self._read("SELECT pid_start FROM runs WHERE run_id = ?", (run.run_id,))
+        return not pid_alive(run.pid, rows[0][0] if rows else None)
+
     def claim(self, run_id: str, resumable: set[str]) -> RunRow:
         """Take a run for this process: its status is in `resumable`, or it is "running" in a dead process.
 
@@ -587,16 +595,17 @@ class StateStore:
             if not rows:
                 raise self._unknown_run(run_id)
             run, pid_start = self._run(rows[0][:-1]), rows[0][-1]
-            if run.status not in resumable:
-                if run.status != "running":
+            owned = run.status in OWNED  # a process works on it: taken over only when that process is gone
+            if run.status not in resumable or owned:
+                if not owned:
                     raise UsageError(f"run {run_id} is {run.status}; nothing to resume")
+                doing = "running" if run.status == "running" else "being rolled back"
                 if run.host not in (None, _HOST):
                     raise UsageError(
-                        f"run {run_id} is running in process {run.pid} on host {run.host}; "
-                        "stop it there first"
+                        f"run {run_id} is {doing} in process {run.pid} on host {run.host}; stop it there first"
                     )
                 if run.pid is not None and pid_alive(run.pid, pid_start):
-                    raise UsageError(f"run {run_id} is running in process {run.pid}; wait for it or stop it")
+                    raise UsageError(f"run {run_id} is {doing} in process {run.pid}; wait for it or stop it")
             now = time.time()
             conn.execute(
                 "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, updated = ? "

@@ -649,12 +649,6 @@ def test_sigkill_in_the_middle_of_a_rollback_then_resume_refuses_until_the_rollb
     assert children.counted() == Counter({"one": 1, "two": 2, "three": 2, "three+": 2})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: `crewkit rollback` claims a run whose status is 'rolling_back' without checking that the "
-    "process rolling it back is dead (rollback.by_hand passes ROLLING_BACK in claim's resumable set, and "
-    "StateStore.claim only checks the pid for 'running'): two processes undo the same side effects at once",
-)
 def test_a_second_rollback_while_one_is_undoing_side_effects_in_a_live_process_is_refused(
     project, children, tmp_path
 ):

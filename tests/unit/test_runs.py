@@ -645,3 +645,17 @@ def test_bad_status_filters_are_usage_errors(project, steps, capsys):
     assert code == 2 and "'finished' is not one of" in err
     code, _, err = run_cli(capsys, "approvals", "list", "--status", "open")
     assert code == 2 and "'open' is not one of" in err
+
+
+def test_runs_list_says_when_the_process_holding_a_run_is_gone(project, steps, capsys):
+    from crewkit.runtime.store import StateStore
+
+    s = store(project)
+    s.create_run("20990101-000000-aaaaaaaa", "steps", {"task": "x", "out": "y"}, "fp", "alice")
+    with s._write() as conn:  # the process that held it died (no such pid)
+        conn.execute("UPDATE runs SET pid = 999999999 WHERE run_id = '20990101-000000-aaaaaaaa'")
+    code, out, _ = run_cli(capsys, "runs", "list", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["process_gone"] is True
+    code, out, _ = run_cli(capsys, "runs", "list")
+    assert "running (process gone)" in out
+    assert isinstance(s, StateStore)
