@@ -16,12 +16,10 @@ from typing import Any
 from crewkit import assembly
 from crewkit.errors import CrewkitError, RunPaused
 from crewkit.models.registry import RoleMap
-from crewkit.observability import ledger
-from crewkit.runtime import hooks, pins, undo
+from crewkit.runtime import segment
 from crewkit.runtime.preflight import check_writable
-from crewkit.runtime.record import PAUSED, RunOutcome, as_text, finish, new_run_id, status_of
+from crewkit.runtime.record import RunOutcome, as_text, finish, new_run_id, status_of
 from crewkit.runtime.store import StateStore
-from crewkit.runtime.worker import kickoff_in_worker
 from crewkit.settings import Settings
 
 CREW_PREFIX = "crew:"  # a lone crew's runs are stored under "crew:NAME" in state.db
@@ -74,24 +72,17 @@ def run_crew_segment(
     progress: Callable[[str], None] | None,
 ) -> RunOutcome:
     from crewkit.governance.approvals import ApprovalGate
-    from crewkit.runtime.journal import CallJournal
-    from crewkit.runtime.tool_gate import ToolGate
 
     gate = ApprovalGate(store, settings, run_id, requester, checkpoints=lambda: 0)
-    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, lambda: 0)])
     try:
         crew, _ = assembly.build_crew(settings, role_map, name)
-        (progress or (lambda message: None))(f"crew {name}: running")
-        with (
-            ledger.open_ledger() as run_ledger,
-            hooks.scope(run_hooks),
-            undo.recording(store, run_id, lambda: 0),
-            pins.run_table(),
-        ):
-            ended = kickoff_in_worker(lambda: assembly.kickoff(crew, inputs, role_map), run_ledger)
     except CrewkitError as exc:
         store.set_status(run_id, "failed", error=str(exc))
         raise
+    (progress or (lambda message: None))(f"crew {name}: running")
+    ended, run_ledger = segment.kickoff(
+        store, run_id, gate, lambda: 0, lambda: assembly.kickoff(crew, inputs, role_map)
+    )
     status, error = status_of(None, ended)
     record: dict[str, Any] = {
         "run_id": run_id,
@@ -115,24 +106,7 @@ def run_crew_segment(
             record["error"] = (
                 f"approval {approval['approval_id']} was rejected by {approval['decided_by']}: {approval['note']}"
             )
-    approval_id = None
-    if isinstance(ended.error, RunPaused):
-        approval_id = ended.error.required.approval_id
-        record.update(status=PAUSED, result=None, approval_id=approval_id, waiting=str(ended.error.required))
-        record.pop("error", None)
-    outcome = finish(settings, run_id, record, run_ledger, ended, store=store)
-    store.set_status(
-        run_id, outcome.status, error=record.get("error") or "", record_path=str(outcome.record_path),
-        approval_id=approval_id or "",
-    )  # fmt: skip
-    return RunOutcome(
-        outcome.run_id,
-        outcome.status,
-        outcome.record_path,
-        outcome.record,
-        outcome.error_exit_code,
-        approval_id,
-    )
+    return finish(settings, run_id, record, run_ledger, ended, store=store)
 
 
 def _release_crew(

@@ -34,6 +34,7 @@ from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
 from crewkit.observability import ledger
 from crewkit.runtime import pins
 from crewkit.runtime.context import RunContext
+from crewkit.runtime.record import jsonable
 
 
 class RunState(BaseModel):
@@ -110,7 +111,7 @@ class CrewkitFlow(Flow[S]):
             self.restore(state)
         with ledger.stage(str(method_name)):
             result, event_id = await super()._execute_method(method_name, method, *args, **kwargs)
-        await asyncio.to_thread(log.add, str(method_name), _jsonable(result), self.dump_state())
+        await asyncio.to_thread(log.add, str(method_name), jsonable(result), self.dump_state())
         return result, event_id
 
     def dump_state(self) -> dict[str, Any]:
@@ -127,17 +128,3 @@ def _current_step() -> str:
     from crewai.flow.flow_context import current_flow_method_name
 
     return str(current_flow_method_name.get() or "")
-
-
-def _jsonable(value: Any) -> Any:
-    """A step's output as stored in its checkpoint (a CrewOutput keeps its text)."""
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    raw = getattr(value, "raw", None)
-    return raw if isinstance(raw, str) else str(value)

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from crewkit.errors import CrewkitError
+from crewkit.errors import CrewkitError, RunPaused
 from crewkit.observability import ledger
 from crewkit.redact import redact, redact_obj
 from crewkit.runtime.store import StateStore
@@ -107,14 +107,14 @@ def flow_record(flow: Any, record_fields: tuple[str, ...], ended: Ended) -> dict
         result = as_text(ended.value) if ended.error is None and not ended.interrupted else None
     record: dict[str, Any] = {
         "status": status,
-        "plan": _jsonable(_state_get(state, "plan") or []),
+        "plan": jsonable(_state_get(state, "plan") or []),
         "result": result,
     }
     for name in record_fields:
-        record[name] = _jsonable(_state_get(state, name))
+        record[name] = jsonable(_state_get(state, name))
     extra_steps = _state_get(state, "guard_steps")  # steps a flow records itself (no model call)
     if isinstance(extra_steps, list):
-        record["extra_steps"] = _jsonable(extra_steps)
+        record["extra_steps"] = jsonable(extra_steps)
     if record.get("blocked"):
         record["result"] = None  # a blocked result never reaches the record in clear
     if error:
@@ -122,14 +122,18 @@ def flow_record(flow: Any, record_fields: tuple[str, ...], ended: Ended) -> dict
     return record
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A state field or a step's output as JSON data (a model dumped, a CrewOutput as its text)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return value
+        return {str(k): jsonable(v) for k, v in value.items()}
+    raw = getattr(value, "raw", None)
+    return raw if isinstance(raw, str) else value
 
 
 def finish(
@@ -141,6 +145,12 @@ def finish(
     *,
     store: StateStore | None = None,
 ) -> RunOutcome:
+    """Write the record (a pause noted: its approval, no result released) and the run's status."""
+    approval_id = None
+    if isinstance(ended.error, RunPaused):
+        approval_id = ended.error.required.approval_id
+        record.update(status=PAUSED, result=None, approval_id=approval_id, waiting=str(ended.error.required))
+        record.pop("error", None)
     if store is not None:  # every segment of the run (before a pause or crash too), from state.db
         rows = store.calls(run_id)
         if rows:
@@ -158,7 +168,12 @@ def finish(
     path = settings.output_dir / f"{run_id}.json"
     write_atomic(path, record)
     code = ended.error.exit_code if isinstance(ended.error, CrewkitError) else 1
-    return RunOutcome(run_id, record["status"], path, record, error_exit_code=code)
+    if store is not None:
+        store.set_status(
+            run_id, record["status"], error=record.get("error") or "", record_path=str(path),
+            approval_id=approval_id or "",
+        )  # fmt: skip
+    return RunOutcome(run_id, record["status"], path, record, error_exit_code=code, approval_id=approval_id)
 
 
 def ledger_from_rows(rows: list[dict[str, Any]]) -> ledger.Ledger:

@@ -20,16 +20,14 @@ rollback (the flow's `ROLLBACK_ON` failures) or the end is written to the record
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from crewkit import assembly, yamlfile
 from crewkit.assembly import wire
-from crewkit.errors import ApprovalRequired, CrewkitError, RunPaused, UsageError
+from crewkit.errors import ApprovalRequired, UsageError
 from crewkit.models.registry import RoleMap
-from crewkit.observability import ledger
-from crewkit.runtime import hooks, pins, rollback, undo
+from crewkit.runtime import rollback, segment
 from crewkit.runtime.checkpoints import CheckpointLog
 from crewkit.runtime.context import RunContext
 from crewkit.runtime.crew_run import CREW_PREFIX, crew_fingerprint, run_crew, run_crew_segment
@@ -53,7 +51,6 @@ from crewkit.runtime.record import (
     write_atomic,
 )
 from crewkit.runtime.store import StateStore
-from crewkit.runtime.worker import kickoff_in_worker
 from crewkit.settings import Settings
 
 __all__ = [
@@ -173,21 +170,6 @@ def resume_run(
     )  # fmt: skip
 
 
-@contextmanager
-def _feedback_on_approvals() -> Iterator[None]:
-    """CrewAI's `@human_feedback` steps ask through the approval queue while the run works."""
-    from crewai.flow.flow_config import flow_config
-
-    from crewkit.governance.feedback import ApprovalFeedbackProvider
-
-    previous = flow_config.hitl_provider
-    flow_config.hitl_provider = ApprovalFeedbackProvider()
-    try:
-        yield
-    finally:
-        flow_config.hitl_provider = previous
-
-
 def _run(
     settings: Settings,
     role_map: RoleMap,
@@ -205,8 +187,6 @@ def _run(
     """One segment of a persisted run: kickoff (replaying `previous` checkpoints), then the record."""
     from crewkit.governance.approvals import ApprovalGate
     from crewkit.runtime.flow import CrewkitFlow
-    from crewkit.runtime.journal import CallJournal
-    from crewkit.runtime.tool_gate import ToolGate
 
     flow = flow_cls(suppress_flow_events=not verbose)  # crewkit prints its own progress
     log = (
@@ -221,21 +201,9 @@ def _run(
     kickoff_inputs = dict(inputs)
     if trigger_payload is not None:
         kickoff_inputs[TRIGGER_KEY] = trigger_payload
-    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, count)])
-    try:
-        with (
-            ledger.open_ledger() as run_ledger,
-            hooks.scope(run_hooks),
-            undo.recording(store, run_id, count),
-            pins.run_table(),
-            _feedback_on_approvals(),
-        ):
-            ended = kickoff_in_worker(
-                lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs), run_ledger
-            )
-    except CrewkitError as exc:  # a user error before anything was paid for: no record
-        store.set_status(run_id, "failed", error=str(exc))
-        raise
+    ended, run_ledger = segment.kickoff(
+        store, run_id, gate, count, lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs)
+    )
     if log is not None and ended.error is None and not ended.interrupted:
         state = log.take_restore(final=True)  # every step had finished before: the last state
         if state is not None:
@@ -244,25 +212,8 @@ def _run(
     record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
     if trigger_payload is not None:
         record["trigger_payload"] = trigger_payload
-    approval_id = None
-    if isinstance(ended.error, RunPaused):
-        approval_id = ended.error.required.approval_id
-        record.update(status=PAUSED, approval_id=approval_id, error=None)
-        record["waiting"] = str(ended.error.required)
-    elif log is not None and isinstance(ended.error, getattr(flow_cls, "ROLLBACK_ON", ())):
+    if log is not None and isinstance(ended.error, getattr(flow_cls, "ROLLBACK_ON", ())):
         record["rollback"] = rollback.to_stable(store, run_id)
     if log is not None and log.replayed:
         record["resumed"] = {"replayed_steps": list(log.replayed)}
-    outcome = finish(settings, run_id, record, run_ledger, ended, store=store)
-    store.set_status(
-        run_id, outcome.status, error=record.get("error") or "", record_path=str(outcome.record_path),
-        approval_id=approval_id or "",
-    )  # fmt: skip
-    return RunOutcome(
-        outcome.run_id,
-        outcome.status,
-        outcome.record_path,
-        outcome.record,
-        outcome.error_exit_code,
-        approval_id,
-    )
+    return finish(settings, run_id, record, run_ledger, ended, store=store)

@@ -1,0 +1,59 @@
+"""One segment of a persisted run (from a start or a resume to an end or a pause): what is open.
+
+`kickoff(store, run_id, gate, count, call)` runs `call` (a flow's or a crew's kickoff) in a
+worker thread (`crewkit.runtime.worker`) inside everything a run needs while it works:
+- its usage ledger, and the hook path with the tool approval gate and the call journal
+  (answered model and tool calls replayed on resume) as subscribers;
+- its undo log (side effects tools register), and a delegation pin table of its own;
+- CrewAI's `@human_feedback` asking through the approval queue instead of the console.
+A user error raised before anything was paid for marks the run failed and is raised as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from crewkit.errors import CrewkitError
+from crewkit.observability import ledger
+from crewkit.runtime import hooks, pins, undo
+from crewkit.runtime.store import StateStore
+from crewkit.runtime.worker import Ended, kickoff_in_worker
+
+
+@contextmanager
+def _feedback_on_approvals() -> Iterator[None]:
+    """CrewAI's `@human_feedback` steps ask through the approval queue while the run works."""
+    from crewai.flow.flow_config import flow_config
+
+    from crewkit.governance.feedback import ApprovalFeedbackProvider
+
+    previous = flow_config.hitl_provider
+    flow_config.hitl_provider = ApprovalFeedbackProvider()
+    try:
+        yield
+    finally:
+        flow_config.hitl_provider = previous
+
+
+def kickoff(
+    store: StateStore, run_id: str, gate: Any, count: Callable[[], int], call: Callable[[], Any]
+) -> tuple[Ended, ledger.Ledger]:
+    """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
+    from crewkit.runtime.journal import CallJournal
+    from crewkit.runtime.tool_gate import ToolGate
+
+    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, count)])
+    try:
+        with (
+            ledger.open_ledger() as run_ledger,
+            hooks.scope(run_hooks),
+            undo.recording(store, run_id, count),
+            pins.run_table(),
+            _feedback_on_approvals(),
+        ):
+            return kickoff_in_worker(call, run_ledger), run_ledger
+    except CrewkitError as exc:  # a user error before anything was paid for: no record
+        store.set_status(run_id, "failed", error=str(exc))
+        raise
