@@ -1,7 +1,7 @@
 """CrewAI entry points (`crewai run` -> `uv run kickoff`, `run_crew`, `plot`, `run_with_trigger`).
 
-Thin calls into the `crewkit` command; each exits with its real code (0 done, 1 failed,
-2 usage/config, 130 interrupted). Note: `crewai run` itself exits 0 even when the flow fails
+Thin calls into the `crewkit` command; each exits with its real code (0 done, 1 failed or
+rejected, 2 usage/config, 75 paused waiting for a person, 130 interrupted). Note: `crewai run` itself exits 0 even when the flow fails
 (crewAI issue 7693); scripts and CI should call `crewkit run` or `uv run kickoff`, which do not.
 """
 
