@@ -133,6 +133,30 @@ EXPIRED_BY = "policy (expired)"
 OWNED = ("running", "rolling_back")  # statuses a live process holds (`claim` checks its pid)
 
 
+@contextmanager
+def _init_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `state.db.lock` while a process checks the file, switches it to WAL
+    and migrates it: SQLite answers a WAL switch or a schema write racing another process's
+    with "database is locked" without waiting, so first opens take turns. No-op where `fcntl`
+    does not exist (Windows); then SQLite's own busy timeout is all there is."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # a read-only folder: nothing to set up there anyway, let SQLite say so
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 # -- rows ----------------------------------------------------------------------------------------
 
 
@@ -434,6 +458,10 @@ class StateStore:
             ) from None
         if header != _HEADER:
             raise self._unreadable("not an SQLite file")
+        with _init_lock(self.path):  # processes opening a new file at once: one sets it up
+            self._prepare_locked()
+
+    def _prepare_locked(self) -> None:
         conn = self._conn()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
