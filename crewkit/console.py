@@ -183,10 +183,15 @@ def _ending(outcome: Any) -> None:
     rolled = record.get("rollback")
     if isinstance(rolled, dict):
         undone = len(rolled.get("undone") or [])
+        then = (
+            f"start it again with `crewkit runs rerun {outcome.run_id}`"
+            if outcome.status == "rejected"
+            else f"continue with `crewkit resume {outcome.run_id}`"
+        )
         err.print(
             _text(
                 f"rolled back to step '{rolled.get('to_step')}' (checkpoint {rolled.get('to_checkpoint')}), "
-                f"{undone} side effect(s) undone; continue with `crewkit resume {outcome.run_id}`",
+                f"{undone} side effect(s) undone; {then}",
                 "yellow",
             )
         )

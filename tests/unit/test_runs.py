@@ -208,9 +208,10 @@ def test_a_rejected_run_ends_rejected_and_its_side_effects_are_undone(project, s
         capsys, "approvals", "reject", line["approval_id"], "--by", "bob", "--reason", "wrong payee"
     )
     assert code == 0
-    code, stdout, _ = run_cli(capsys, "resume", line["run_id"], "--json")
+    code, stdout, err = run_cli(capsys, "resume", line["run_id"], "--json")
     assert code == 1
     assert json_line(stdout)["status"] == "rejected"
+    assert f"crewkit runs rerun {line['run_id']}" in err and "crewkit resume" not in err  # not resumable
     record = json.loads(Path(json_line(stdout)["output_file"]).read_text())
     assert "wrong payee" in record["error"]
     assert record["rollback"]["to_step"] == "first"
