@@ -65,6 +65,17 @@ def current_user() -> str:
         return "unknown"
 
 
+def requester_of(inputs: dict[str, Any]) -> str | None:
+    """Who asks for a run, when declared: the inputs' `user`, else CREWKIT_USER; else None.
+
+    A login name is not a declaration: two shells of one login are one person to the OS, and
+    refusing them would stop a one-person set-up at its first approval. Declared identities
+    (per-person CREWKIT_USER, or the `user` a scheduler passes) make the four-eyes rule bite.
+    """
+    user = inputs.get("user")
+    return str(user) if user else env("CREWKIT_USER")
+
+
 def _governance(settings: GovernanceConfig | Settings) -> GovernanceConfig:
     return settings.governance if isinstance(settings, Settings) else settings
 

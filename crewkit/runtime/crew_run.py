@@ -49,14 +49,14 @@ def run_crew(
     (exit 75), and `crewkit resume` runs the crew again with every answered model and tool call
     replayed from the journal (a crew has no steps of its own to checkpoint).
     """
-    from crewkit.governance.approvals import current_user
+    from crewkit.governance.approvals import requester_of
 
     assembly.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
     check_writable(settings)
     role_map.require_ready()
     store = StateStore.open(settings.home)
     run_id = new_run_id()
-    requester = str(inputs.get("user") or current_user())
+    requester = requester_of(inputs)
     store.create_run(run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester)
     return run_crew_segment(settings, role_map, store, run_id, name, inputs, requester, progress)
 

@@ -85,13 +85,13 @@ def run_flow(
     trigger_payload: dict[str, Any] | None = None,
 ) -> RunOutcome:
     """Run flow `name` on `inputs`; `trigger_payload` reaches start steps as `crewai_trigger_payload`."""
-    from crewkit.governance.approvals import current_user
+    from crewkit.governance.approvals import requester_of
 
     flow_cls, inputs = prepare_flow(settings, role_map, name, inputs)
     store = StateStore.open(settings.home)
     run_id = new_run_id()
     stored = {**inputs, TRIGGER_KEY: trigger_payload} if trigger_payload is not None else dict(inputs)
-    requester = str(inputs.get("user") or current_user())
+    requester = requester_of(inputs)
     store.create_run(run_id, name, stored, fingerprint(settings, name), requester)
     return _run(
         settings,

@@ -660,3 +660,19 @@ def test_runs_list_says_when_the_process_holding_a_run_is_gone(project, steps, c
     code, out, _ = run_cli(capsys, "runs", "list")
     assert "running (process gone)" in out
     assert isinstance(s, StateStore)
+
+
+def test_with_no_declared_identity_the_same_login_can_approve_from_another_shell(
+    project, steps, capsys, tmp_path, monkeypatch
+):
+    """No CREWKIT_USER and no `user` input: the run has no declared requester, so the person at the
+    same login approves it (four-eyes needs declared identities); a declared `user` is refused."""
+    monkeypatch.delenv("CREWKIT_USER", raising=False)
+    steps.add("one", "two")
+    code, line, _ = start(capsys, IBAN_TASK, tmp_path / "f.txt")
+    assert code == 75
+    assert store(project).get_run(line["run_id"]).requester is None
+    code, _, err = run_cli(capsys, "approvals", "approve", line["approval_id"])
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0 and json_line(out)["status"] == "done", err
