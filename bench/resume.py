@@ -9,7 +9,7 @@ The default flow runs on scripted models (no real model: this measures the engin
 the project with a temporary CREWKIT_HOME and `approvals.on_reject: rework`. Every measured
 command is a whole child process (`crewkit.cli.main` behind a small driver that installs the
 scripted models and notes wall-clock times):
-  run      R fresh `crewkit run` of a sensitive task: plan, execute, verify, then the guard pauses
+  run      R fresh `crewkit run` of a medium-tier task (sampled at rate 1.0): plan, execute, verify, then the guard pauses
            it (exit 75). The baseline: time to its first step and first model call.
   approved half of those runs approved, then resumed: plan, execute and verify replayed, the
            guard is the first real step (no model call after it: the run ends done, exit 0).
@@ -48,9 +48,11 @@ from _common import mmm, telemetry_off, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
-TASK = "Transfer 250 EUR to IBAN DE89 3704 0044 0532 0130 00 and write a one-line confirmation"
-ANSWER = "Confirmation: 250 EUR go to the account ending 3000 once a person approves the transfer."
-REWORKED = "Confirmation: 250 EUR to the account ending 3000, reference INV-7, after approval."
+# a medium-tier task (an external side effect) with `approvals.sample_rate: 1.0`: every run is
+# sampled for a person at the release (sensitive work would pause before execution instead)
+TASK = "Send an email to the team with the release date"
+ANSWER = "Subject: Release date. Hello team, the release ships on Friday. Thanks, Ana"
+REWORKED = "Subject: Release date. Hello team, version 2.0 ships on Friday 5 December. Thanks, Ana"
 
 # The child: scripted roles for its mode, time marks, then the CLI. Marks go to BENCH_MARKS as JSON.
 DRIVER = r"""
@@ -69,7 +71,7 @@ from tests.fakes import ScriptedLLM, tool_call
 MARKS["imported"] = time.time()  # crewkit's CLI and CrewAI (tests.fakes subclasses its BaseLLM)
 
 TASK, ANSWER, REWORKED = json.loads(os.environ["BENCH_TEXTS"])
-PLAN = {"subtasks": [{"description": TASK, "task_type": "reasoning", "acceptance": "A confirmation line."}]}
+PLAN = {"subtasks": [{"description": TASK, "task_type": "reasoning", "acceptance": "An email draft."}]}
 TRUSTED = [{"passed": False, "issues": ["banana is not 4"]}, {"passed": True, "issues": []}]
 PASS = {"passed": True, "issues": []}
 DELEGATE = tool_call("delegate_work_to_coworker", task=TASK, context="from the plan", coworker="Reasoning Specialist")
@@ -186,7 +188,11 @@ def main() -> int:
         for folder in ("config", "crews", "flows", "tools"):
             shutil.copytree(ROOT / folder, proj / folder, ignore=shutil.ignore_patterns("__pycache__"))
         gov = proj / "config" / "governance.yaml"
-        gov.write_text(gov.read_text().replace("on_reject: end", "on_reject: rework"))
+        gov.write_text(
+            gov.read_text()
+            .replace("on_reject: end", "on_reject: rework")
+            .replace("sample_rate: 0.5", "sample_rate: 1.0")
+        )
         os.environ.update(
             CREWKIT_HOME=str(work / "home"),
             CREWAI_STORAGE_DIR=str(work / "home" / "crewai"),

@@ -1,8 +1,12 @@
-"""The default flow: Planner -> Executor -> Verifier -> Guard.
+"""The default flow: Planner -> (approval of sensitive work) -> Executor -> Verifier -> Guard.
 
 - plan:    the planner crew (reasoning role) writes a typed `Plan`; `crewkit.plan.normalise`
            makes it follow the task (one subtask for a one-part task, code only when code is
            asked for, vision only for images, nothing unrelated; a deterministic plan if unusable).
+- approve: between plan and execute, sensitive work (config/governance.yaml `risk:`, assessed on
+           the task and each subtask when planned) waits for a person, who sees the plan: a
+           sensitive action is approved before it is carried out. A waiting run is checkpointed
+           and exits 75; a rejection ends it as `rejected`.
 - execute: a hierarchical crew; its manager (manager role) delegates each subtask to the
            specialist whose role matches the subtask's task type. The delegation is pinned for
            the embedded model (coworker and task are fixed by the plan, see
@@ -13,11 +17,10 @@
            reviewer passed its calibration); a failure sends the work back with its reasons, at
            most `verifier.max_rounds`.
 - guard:   the output guardrails from config/governance.yaml; a block withholds the result
-           (only its sha256 and the verdicts are kept) and fails the run. Then the risk tiers
-           (config/governance.yaml `risk:`, assessed on the task and each subtask when planned):
-           low passes, medium was reviewed by the verifier and is sampled for a person,
-           sensitive always waits for one. A waiting run is checkpointed and exits 75; a
-           rejection ends it as `rejected` (or sends the work back, `approvals.on_reject: rework`).
+           (only its sha256 and the verdicts are kept) and fails the run. Then the release:
+           low passes, medium was reviewed by the verifier and a sampled share waits for a
+           person who sees the result; a rejection ends the run as `rejected` (or sends the
+           work back, `approvals.on_reject: rework`).
 
 Every step is checkpointed by the engine (`crewkit.runtime.flow.CrewkitFlow`): a resumed run
 replays finished steps instead of running them. A verifier that gives up, a guard block or a
@@ -63,13 +66,22 @@ class RunState(EngineState):
     verification: dict[str, Any] | None = None  # how the result was verified (checks, reviewer)
     limitations: list[str] = Field(default_factory=list)  # what this role map could not do
     blocked: dict[str, Any] | None = None  # {"sha256", "verdicts"} of a result the Guard withheld
-    approval: dict[str, Any] | None = None  # the release gate: outcome, approval id, per-item tiers/draws
+    approval: dict[str, Any] | None = (
+        None  # the last gate's decision: outcome, approval id, per-item tiers/draws
+    )
+    approvals: list[dict[str, Any]] = Field(default_factory=list)  # every gate's decision, in order
 
 
 class DefaultFlow(CrewkitFlow[RunState]):
     Inputs: ClassVar[type[BaseModel]] = Inputs
     CREWS: ClassVar[tuple[str, ...]] = ("planner", "executor", "verifier")
-    RECORD_FIELDS: ClassVar[tuple[str, ...]] = ("verification", "limitations", "blocked", "approval")
+    RECORD_FIELDS: ClassVar[tuple[str, ...]] = (
+        "verification",
+        "limitations",
+        "blocked",
+        "approval",
+        "approvals",
+    )
     STABLE_STEPS: ClassVar[tuple[str, ...]] = ("plan",)  # a rollback returns to the plan
     # the task reaches the executor's prompts through {context} and the delegated text
     PROMPT_INPUTS: ClassVar[dict[str, dict[str, int]]] = {"executor.subtask": {"task": 1}}
@@ -92,11 +104,47 @@ class DefaultFlow(CrewkitFlow[RunState]):
             assessed = risk.assess_subtask(settings, sub.description, sub.task_type, label=label)
             self.state.plan.append({"id": f"s{i}", **sub.model_dump(), **_risk_record(assessed)})
 
+    @listen(plan)
+    def approve(self) -> None:
+        """Sensitive work waits for a person before it is done (the run pauses here, exit 75)."""
+        items = [(item_id, a) for item_id, a in self.risk_items() if a.tier == "sensitive"]
+        if not items:
+            return
+        self.ctx.progress("Approval: sensitive work waits for a person")
+        lines = [
+            f"{s['id']} [{s.get('risk', 'low')}] ({s['task_type']}) {s['description']}"
+            for s in self.state.plan
+        ]
+        content = f"Task: {self.state.task}\n\nPlan:\n" + "\n".join(lines)
+        decision = self.gate("approve", items, content=content)
+        self.note_decision(decision)
+        if decision.rejected:
+            approval = decision.approval
+            self.state.status = "rejected"
+            self.state.error = f"approval {approval.id} was rejected by {approval.decided_by}: {approval.note or 'no reason given'}"
+            raise RunRejected(self.state.error)
+
+    def risk_items(self) -> list[tuple[str, risk.Assessment]]:
+        items = [("task", _assessment(self.state.task_risk))] if self.state.task_risk else []
+        return items + [(sub["id"], _assessment(sub)) for sub in self.state.plan]
+
+    def note_decision(self, decision: Any) -> None:
+        approval = decision.approval
+        self.state.approval = {
+            "outcome": decision.outcome,
+            "approval_id": approval.id if approval else None,
+            "step": approval.step if approval else None,
+            "decided_by": approval.decided_by if approval else None,
+            "note": approval.note if approval else None,
+            "items": list(decision.checks),
+        }
+        self.state.approvals.append(self.state.approval)
+
     def note_limitation(self, line: str) -> None:
         if line not in self.state.limitations:
             self.state.limitations.append(line)
 
-    @listen(or_(plan, "retry", "rework"))
+    @listen(or_(approve, "retry", "rework"))
     def execute(self) -> None:
         self.state.rounds += 1
         self.ctx.progress(f"Executor: {len(self.state.plan)} subtask(s), round {self.state.rounds}")
@@ -207,19 +255,12 @@ class DefaultFlow(CrewkitFlow[RunState]):
         return self.release_gate()
 
     def release_gate(self) -> Literal["released", "rework"]:
-        """Risk tiers decide who releases the result: the policy, or a person (the run may pause here)."""
-        items = [("task", _assessment(self.state.task_risk))] if self.state.task_risk else []
-        items += [(sub["id"], _assessment(sub)) for sub in self.state.plan]
-        # pauses the run (exit 75) while a person is asked; the person sees the result to release
+        """Who releases the result: the policy, or for a sampled medium-tier item a person, who
+        sees the result (the run may pause here). Sensitive work was approved before it was done."""
+        items = [(item_id, a) for item_id, a in self.risk_items() if a.tier != "sensitive"]
         decision = self.gate("guard", items, content=self.state.result or "")
+        self.note_decision(decision)
         approval = decision.approval
-        self.state.approval = {
-            "outcome": decision.outcome,
-            "approval_id": approval.id if approval else None,
-            "decided_by": approval.decided_by if approval else None,
-            "note": approval.note if approval else None,
-            "items": list(decision.checks),
-        }
         if not decision.rejected:
             return "released"
         reason = approval.note or "no reason given"

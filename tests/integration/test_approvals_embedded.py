@@ -48,7 +48,7 @@ def test_a_sensitive_task_pauses_75_is_approved_by_another_person_and_resumes_wi
     assert before["status"] == "paused" and before["approval_id"] == approval_id
     assert any(sub["risk"] == "sensitive" for sub in before["plan"])
     paid = [s for s in before["steps"] if s.get("input_tokens")]
-    assert {s["step"] for s in paid} >= {"plan", "execute"}  # the model really ran before the pause
+    assert {s["step"] for s in paid} == {"plan"}  # planned, and nothing executed before a person decides
 
     listed = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json")
     assert listed.returncode == 0, listed.stderr
@@ -65,14 +65,12 @@ def test_a_sensitive_task_pauses_75_is_approved_by_another_person_and_resumes_wi
     done = json_line(resumed.stdout)
     assert done["run_id"] == run_id and done["status"] == "done"
     after = json.loads(Path(done["output_file"]).read_text())
-    assert after["resumed"]["replayed_steps"] == ["plan", "execute", "verify"]
-    assert after["approval"]["outcome"] == "approved" and after["approval"]["decided_by"] == "bob"
-    # every model call of the finished steps is the row written before the pause; anything the
-    # resumed segment added is free (replayed, relayed, not run) or the guard's own step
-    work = [s for s in after["steps"] if s["step"] != "guard"]
-    assert work == [s for s in before["steps"] if s["step"] != "guard"]
-    new = [s for s in after["steps"] if s not in before["steps"]]
-    assert all(s["step"] == "guard" or not (s.get("input_tokens") or s.get("output_tokens")) for s in new), (
-        new
-    )
-    assert after["usage"] == before["usage"]  # not paid again
+    assert after["resumed"]["replayed_steps"] == ["plan"]
+    assert after["approvals"][0]["outcome"] == "approved" and after["approvals"][0]["decided_by"] == "bob"
+    # the plan's model calls are the rows written before the pause (not paid again); the work
+    # after the approval was done once, in the resumed segment
+    assert [s for s in after["steps"] if s["step"] == "plan"] == [
+        s for s in before["steps"] if s["step"] == "plan"
+    ]
+    assert after["usage"]["reasoning"]["calls"] >= before["usage"]["reasoning"]["calls"]
+    assert any(s["step"] == "execute" and s.get("input_tokens") for s in after["steps"])

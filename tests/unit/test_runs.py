@@ -338,11 +338,12 @@ def test_a_medium_task_is_sampled_as_configured_and_the_draw_is_recorded(project
     assert item["human"] is True and item["rate"] == 1.0 and 0.0 <= item["draw"] < 1.0
 
 
-def test_the_default_flow_pauses_a_sensitive_task_at_the_guard_and_resumes_without_paying_again(
+def test_the_default_flow_asks_a_person_before_sensitive_work_is_done_and_resumes_without_paying_again(
     project, capsys, monkeypatch
 ):
-    """The whole default flow on scripted roles: plan, delegated execution, verification, then the
-    release gate waits for a person; after approval the resumed run replays plan/execute/verify."""
+    """The whole default flow on scripted roles: the plan of a sensitive task waits for a person
+    before anything is executed; after approval the resumed run replays the plan (not paid again)
+    and does the work."""
     from tests.unit.test_default_flow import PASS, TRUSTED, delegate
 
     task = "Transfer 250 EUR to IBAN DE89 3704 0044 0532 0130 00 and write a one-line confirmation"
@@ -369,20 +370,23 @@ def test_the_default_flow_pauses_a_sensitive_task_at_the_guard_and_resumes_witho
     assert code == 75, err
     line = json_line(out)
     record = json.loads(Path(line["output_file"]).read_text())
-    assert record["status"] == "paused" and record["result"] is None or record["status"] == "paused"
+    assert record["status"] == "paused" and record["result"] is None
     assert record["plan"][0]["risk"] == "sensitive"
     approval = store(project).get_approval(line["approval_id"])
-    assert approval.step == "guard" and "confirmation" in approval.subject["content"].lower()
-    calls_before = {role: len(f.calls) for role, f in fakes.items()}
+    assert approval.step == "approve" and "Plan:" in approval.subject["content"]
+    # nothing was executed before the person decided: only the planner ran
+    assert len(fakes["reasoning"].calls) == 1 and fakes["manager"].calls == []
 
     assert run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")[0] == 0
     code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
     assert code == 0, err
-    assert {role: len(f.calls) for role, f in fakes.items()} == calls_before  # nothing paid again
+    planner_calls = [c for c in fakes["reasoning"].calls if c.agent == "Planner"]
+    assert len(planner_calls) == 1  # the plan was not paid again
     record = json.loads(Path(json_line(out)["output_file"]).read_text())
     assert record["status"] == "done" and record["result"].startswith("Confirmation")
-    assert record["approval"]["outcome"] == "approved" and record["approval"]["decided_by"] == "bob"
-    assert record["resumed"]["replayed_steps"] == ["plan", "execute", "verify"]
+    assert record["approvals"][0]["outcome"] == "approved" and record["approvals"][0]["decided_by"] == "bob"
+    assert record["approvals"][-1]["step"] is None  # the release: sensitive work was approved already
+    assert record["resumed"]["replayed_steps"] == ["plan"]
 
 
 PAYER_CREW = """
@@ -567,16 +571,21 @@ def test_a_bad_risk_label_in_tasks_yaml_is_one_line_at_its_line(project, capsys)
 
 
 def test_a_rejection_sends_the_work_back_when_on_reject_is_rework(project, capsys, monkeypatch):
+    """A sampled medium-tier result (sample_rate 1.0) is rejected with rework: the reason goes back
+    to the executor and the new result needs a new decision."""
     from tests.unit.test_default_flow import PASS, TRUSTED, delegate
 
     gov = project / "config" / "governance.yaml"
-    gov.write_text(gov.read_text().replace("on_reject: end", "on_reject: rework"))
-    task = "Transfer 250 EUR to IBAN DE89 3704 0044 0532 0130 00 and write a one-line confirmation"
-    plan = {
-        "subtasks": [{"description": task, "task_type": "reasoning", "acceptance": "A confirmation line."}]
-    }
-    first = "Confirmation: 250 EUR go to the account ending 3000 once a person approves the transfer."
-    second = "Confirmation: 250 EUR to the account ending 3000, reference INV-7, after approval."
+    text = (
+        gov.read_text()
+        .replace("on_reject: end", "on_reject: rework")
+        .replace("sample_rate: 0.5", "sample_rate: 1.0")
+    )
+    gov.write_text(text)
+    task = "Send an email to the team with the release date"
+    plan = {"subtasks": [{"description": task, "task_type": "reasoning", "acceptance": "An email draft."}]}
+    first = "Subject: Release date. Hello team, the release ships on Friday. Thanks, Ana"
+    second = "Subject: Release date. Hello team, version 2.0 ships on Friday 5 December. Thanks, Ana"
     fakes = {
         "reasoning": ScriptedLLM([plan, first, *TRUSTED, PASS, second, PASS]),
         "code": ScriptedLLM([]),
@@ -594,35 +603,23 @@ def test_a_rejection_sends_the_work_back_when_on_reject_is_rework(project, capsy
 
     monkeypatch.setattr(cli, "_engine", engine)
     monkeypatch.setenv("CREWKIT_USER", "alice")
-    code, out, _ = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
-    assert code == 75
+    code, out, err = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
+    assert code == 75, err
     line = json_line(out)
-    run_cli(
-        capsys,
-        "approvals",
-        "reject",
-        line["approval_id"],
-        "--by",
-        "bob",
-        "--reason",
-        "add the invoice reference",
-    )
+    approval = store(project).get_approval(line["approval_id"])
+    assert approval.step == "guard" and approval.tier == "medium" and approval.subject["content"] == first
+    run_cli(capsys, "approvals", "reject", line["approval_id"], "--by", "bob", "--reason", "name the version")
     code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
     assert code == 75, err  # reworked, and the new result needs a new decision
     again = json_line(out)
     assert again["approval_id"] != line["approval_id"]
-    assert "add the invoice reference" in fakes["manager"].calls[2].prompt  # the reason reached the executor
-    assert (
-        store(project)
-        .get_approval(again["approval_id"])
-        .subject["content"]
-        .startswith("Confirmation: 250 EUR to")
-    )
+    assert "name the version" in fakes["manager"].calls[2].prompt  # the reason reached the executor
+    assert store(project).get_approval(again["approval_id"]).subject["content"] == second
     run_cli(capsys, "approvals", "approve", again["approval_id"], "--by", "bob")
     code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
     assert code == 0, err
     record = json.loads(Path(json_line(out)["output_file"]).read_text())
-    assert record["status"] == "done" and "INV-7" in record["result"]
+    assert record["status"] == "done" and "2.0" in record["result"]
 
 
 def test_rollback_to_the_start_undoes_everything_and_the_record_says_so(project, steps, capsys, tmp_path):
