@@ -119,9 +119,8 @@ class DefaultFlow(CrewkitFlow[RunState]):
         decision = self.gate("approve", items, content=content)
         self.note_decision(decision)
         if decision.rejected:
-            approval = decision.approval
             self.state.status = "rejected"
-            self.state.error = f"approval {approval.id} was rejected by {approval.decided_by}: {approval.note or 'no reason given'}"
+            self.state.error = decision.rejection()
             raise RunRejected(self.state.error)
 
     def risk_items(self) -> list[tuple[str, risk.Assessment]]:
@@ -129,15 +128,7 @@ class DefaultFlow(CrewkitFlow[RunState]):
         return items + [(sub["id"], _assessment(sub)) for sub in self.state.plan]
 
     def note_decision(self, decision: Any) -> None:
-        approval = decision.approval
-        self.state.approval = {
-            "outcome": decision.outcome,
-            "approval_id": approval.id if approval else None,
-            "step": approval.step if approval else None,
-            "decided_by": approval.decided_by if approval else None,
-            "note": approval.note if approval else None,
-            "items": list(decision.checks),
-        }
+        self.state.approval = decision.as_record()
         self.state.approvals.append(self.state.approval)
 
     def note_limitation(self, line: str) -> None:
@@ -273,7 +264,7 @@ class DefaultFlow(CrewkitFlow[RunState]):
             self.ctx.progress(f"Guard: approval {approval.id} rejected; sending the work back")
             return "rework"
         self.state.status = "rejected"
-        self.state.error = f"approval {approval.id} was rejected by {approval.decided_by}: {reason}"
+        self.state.error = decision.rejection()
         raise RunRejected(self.state.error)
 
     @listen("released")

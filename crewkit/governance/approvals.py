@@ -53,6 +53,23 @@ class Decision:
     def rejected(self) -> bool:
         return self.outcome == "rejected"
 
+    def as_record(self) -> dict[str, Any]:
+        """The decision as a run record keeps it: outcome, who decided, why, every item's check."""
+        a = self.approval
+        return {
+            "outcome": self.outcome,
+            "approval_id": a.id if a else None,
+            "step": a.step if a else None,
+            "decided_by": a.decided_by if a else None,
+            "note": a.note if a else None,
+            "items": list(self.checks),
+        }
+
+    def rejection(self) -> str:
+        """One line for a rejected decision: which approval, who, why."""
+        a = self.approval
+        return f"approval {a.id} was rejected by {a.decided_by}: {a.note or 'no reason given'}"
+
 
 def current_user() -> str:
     """Who is acting: CREWKIT_USER, else the login name."""

@@ -97,23 +97,20 @@ def run_crew_segment(
         record["error"] = error
     if status == "done":  # the crew's result is released by its tasks' risk tiers
         try:
-            record["approval"] = _release_crew(settings, gate, name, inputs, record["result"] or "")
+            decision = _release_crew(settings, gate, name, inputs, record["result"] or "")
         except RunPaused as paused:
             ended.error = paused
-        if record.get("approval", {}).get("outcome") == "rejected":
-            approval = record["approval"]
-            record.update(status="rejected", result=None)
-            record["error"] = (
-                f"approval {approval['approval_id']} was rejected by {approval['decided_by']}: {approval['note']}"
-            )
+        else:
+            record["approval"] = decision.as_record()
+            if decision.rejected:
+                record.update(status="rejected", result=None, error=decision.rejection())
     return finish(settings, run_id, record, run_ledger, ended, store=store)
 
 
-def _release_crew(
-    settings: Settings, gate: Any, name: str, inputs: dict[str, Any], result: str
-) -> dict[str, Any]:
+def _release_crew(settings: Settings, gate: Any, name: str, inputs: dict[str, Any], result: str) -> Any:
     """The release gate of a crew run alone: each task's tier (its text with the inputs, its
-    `risk:` label); a person decides when the policy says so (RunPaused until then)."""
+    `risk:` label); a person decides when the policy says so (RunPaused until then). Returns
+    the gate's Decision."""
     from crewkit.governance import risk
 
     spec = assembly.load_spec(settings, name)
@@ -127,15 +124,7 @@ def _release_crew(
         with contextlib.suppress(ValueError, IndexError, AttributeError):  # braces that are not variables
             text = text.format_map(values)
         items.append((str(key), risk.assess_subtask(settings, text, "task", label=labels.get(str(key)))))
-    decision = gate.check_step("release", items, content=result)
-    approval = decision.approval
-    return {
-        "outcome": decision.outcome,
-        "approval_id": approval.id if approval else None,
-        "decided_by": approval.decided_by if approval else None,
-        "note": approval.note if approval else None,
-        "items": list(decision.checks),
-    }
+    return gate.check_step("release", items, content=result)
 
 
 class _Blank(dict):  # type: ignore[type-arg]
