@@ -88,20 +88,26 @@ class Steps(CrewkitFlow[State]):
 IBAN_TASK = "Pay the invoice: transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00"
 
 
+def on_fakes(monkeypatch: pytest.MonkeyPatch, roles: dict) -> None:
+    """The CLI's role map with these roles on scripted models; alice is who runs the commands."""
+
+    def engine():
+        from crewkit.runtime.startup import load_checked
+
+        settings = load_checked()
+        return settings, RoleMap(settings, overrides=roles)
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    monkeypatch.setenv("CREWKIT_USER", "alice")
+
+
 @pytest.fixture
 def steps(project: Path, monkeypatch: pytest.MonkeyPatch):
     """The CLI on the test project with the `steps` flow; returns the reasoning role's fake."""
     (project / "flows" / "steps.py").write_text(STEPS_FLOW)
     fake = ScriptedLLM([])
 
-    def engine():
-        from crewkit.runtime.startup import load_checked
-
-        settings = load_checked()
-        return settings, RoleMap(settings, overrides={"reasoning": fake})
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    monkeypatch.setenv("CREWKIT_USER", "alice")
+    on_fakes(monkeypatch, {"reasoning": fake})
     return fake
 
 
@@ -358,14 +364,7 @@ def test_the_default_flow_asks_a_person_before_sensitive_work_is_done_and_resume
         "vision": ScriptedLLM([]),
     }
 
-    def engine():
-        from crewkit.runtime.startup import load_checked
-
-        settings = load_checked()
-        return settings, RoleMap(settings, overrides=fakes)
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    monkeypatch.setenv("CREWKIT_USER", "alice")
+    on_fakes(monkeypatch, fakes)
     code, out, err = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
     assert code == 75, err
     line = json_line(out)
@@ -442,14 +441,7 @@ def test_a_sensitive_tool_is_gated_before_it_runs_and_runs_once_after_approval(p
     )
     fake = ScriptedLLM([tool_call("pay_invoice", invoice="INV-7"), "Paid INV-7."])
 
-    def engine():
-        from crewkit.runtime.startup import load_checked
-
-        settings = load_checked()
-        return settings, RoleMap(settings, overrides={"reasoning": fake})
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    monkeypatch.setenv("CREWKIT_USER", "alice")
+    on_fakes(monkeypatch, {"reasoning": fake})
     paid = folder / "paid.log"
     code, out, err = run_cli(capsys, "crew", "payer", "--inputs", '{"invoice": "INV-7"}', "--json")
     assert code == 75, err
@@ -535,14 +527,7 @@ def test_a_crew_task_labelled_sensitive_in_tasks_yaml_waits_for_a_person_before_
     fake = ScriptedLLM(allow_unused=True)
     fake.add(*["the crew's answer"] * 3)
 
-    def engine():
-        from crewkit.runtime.startup import load_checked
-
-        settings = load_checked()
-        return settings, RoleMap(settings, overrides={"reasoning": fake})
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    monkeypatch.setenv("CREWKIT_USER", "alice")
+    on_fakes(monkeypatch, {"reasoning": fake})
     code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}', "--json")
     assert code == 75, err
     line = json_line(out)
@@ -595,14 +580,7 @@ def test_a_rejection_sends_the_work_back_when_on_reject_is_rework(project, capsy
         "vision": ScriptedLLM([]),
     }
 
-    def engine():
-        from crewkit.runtime.startup import load_checked
-
-        settings = load_checked()
-        return settings, RoleMap(settings, overrides=fakes)
-
-    monkeypatch.setattr(cli, "_engine", engine)
-    monkeypatch.setenv("CREWKIT_USER", "alice")
+    on_fakes(monkeypatch, fakes)
     code, out, err = run_cli(capsys, "run", "--inputs", json.dumps({"task": task}), "--json")
     assert code == 75, err
     line = json_line(out)
