@@ -36,6 +36,14 @@ def crew_fingerprint(settings: Settings, name: str) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def prepare_crew(settings: Settings, role_map: RoleMap, name: str) -> None:
+    """Checked before a crew runs or resumes: its YAML (unknown name, bad keys: one line, before
+    any model call), the folders it writes to, the models it runs on."""
+    assembly.load_spec(settings, name, role_map)
+    check_writable(settings)
+    role_map.require_ready()
+
+
 def run_crew(
     settings: Settings,
     role_map: RoleMap,
@@ -51,9 +59,7 @@ def run_crew(
     """
     from crewkit.governance.approvals import requester_of
 
-    assembly.load_spec(settings, name, role_map)  # unknown name or bad YAML: one line, before any model call
-    check_writable(settings)
-    role_map.require_ready()
+    prepare_crew(settings, role_map, name)
     store = StateStore.open(settings.home)
     run_id = new_run_id()
     requester = requester_of(inputs)

@@ -23,14 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from crewkit import assembly, yamlfile
+from crewkit import yamlfile
 from crewkit.assembly import wire
 from crewkit.errors import ApprovalRequired, UsageError
 from crewkit.models.registry import RoleMap
 from crewkit.runtime import rollback, segment
 from crewkit.runtime.checkpoints import CheckpointLog
 from crewkit.runtime.context import RunContext
-from crewkit.runtime.crew_run import CREW_PREFIX, crew_fingerprint, run_crew, run_crew_segment
+from crewkit.runtime.crew_run import CREW_PREFIX, crew_fingerprint, prepare_crew, run_crew, run_crew_segment
 from crewkit.runtime.preflight import (
     check_flow_name,
     check_writable,
@@ -144,9 +144,7 @@ def resume_run(
     inputs = dict(row.inputs)
     if row.flow.startswith(CREW_PREFIX):
         name = row.flow[len(CREW_PREFIX) :]
-        assembly.load_spec(settings, name, role_map)
-        check_writable(settings)
-        role_map.require_ready()
+        prepare_crew(settings, role_map, name)
         if crew_fingerprint(settings, name) != row.fingerprint:
             raise UsageError(
                 f"crew '{name}' changed since run {run_id} started, so its journal may not fit the code; "
