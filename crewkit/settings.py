@@ -16,9 +16,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -164,6 +164,108 @@ class GovernanceConfig(_Strict):
     output_guardrails: list[str] = Field(default_factory=lambda: list(DEFAULT_OUTPUT_GUARDRAILS))
     risk: RiskPolicy = RiskPolicy()
     approvals: ApprovalPolicy = ApprovalPolicy()
+    # role (a role-map role, or an agent's `role` text) -> the tools (names or globs) its agents
+    # may call; a role not listed may call any tool its agent has.
+    tool_allowlist: dict[str, list[str]] = Field(default_factory=dict)
+
+
+# --- deployment profiles (config/profiles.yaml) ---------------------------------------------
+Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+NationalId = Literal["us_ssn", "cn_resident_id", "uk_nino"]
+NATIONAL_IDS: tuple[str, ...] = ("us_ssn", "cn_resident_id", "uk_nino")
+
+
+class Slo(_Strict):
+    p99_ms: float = Field(gt=0)
+    availability: float = Field(gt=0, le=1)
+    error_rate: float = Field(ge=0, le=1)
+
+
+class AlertSinks(_Strict):
+    """Where budget alerts go besides the log and the audit log."""
+
+    file: str | None = None  # a JSONL file (relative to the project), one alert per line
+    webhook: str | None = None  # an http(s) URL that gets each alert as a JSON POST
+
+    @model_validator(mode="after")
+    def _webhook_is_http(self) -> AlertSinks:
+        if self.webhook is not None and not re.match(r"^https?://[^\s/]+", self.webhook):
+            raise ValueError(f"webhook '{self.webhook}' is not an http(s) URL")
+        return self
+
+
+class BudgetPolicy(_Strict):
+    """USD limits, checked before each model call. A limit left out is no limit."""
+
+    per_run: Usd | None = None
+    total: Usd | None = None  # all runs together, per period
+    per_tenant: Usd | None = None  # each tenant, per period (tenant: the run's inputs, else 'default')
+    tenants: dict[str, Usd] = Field(default_factory=dict)  # a tenant's own limit instead of per_tenant
+    per_role: dict[str, Usd] = Field(default_factory=dict)  # role -> limit per period
+    period: Literal["day", "month"] = "day"  # UTC
+    alerts: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    on_exceed: Literal["stop", "ask"] = "stop"  # ask: the run waits for a person to raise the limit
+    sinks: AlertSinks = AlertSinks()
+
+
+class AuditPolicy(_Strict):
+    retention_days: float = Field(90, gt=0)
+    text: Literal["hash", "redacted"] = "hash"  # prompts and responses in the audit log
+
+
+class PiiPolicy(_Strict):
+    redact_hosted: bool = False  # mask PII in what is sent to a hosted model
+    national_ids: list[NationalId] = Field(default_factory=lambda: list(NATIONAL_IDS))
+
+
+class Profile(_Strict):
+    """A deployment profile: targets, SLOs, budgets and the risk policy of one kind of deployment."""
+
+    description: str = ""
+    latency_ms: float = Field(gt=0)  # target per model call
+    price_ceiling_per_1k: Usd  # no role may use a model dearer than this (USD per 1k tokens)
+    slo: Slo
+    budgets: BudgetPolicy = BudgetPolicy()
+    audit: AuditPolicy = AuditPolicy()
+    pii: PiiPolicy = PiiPolicy()
+    risk: RiskPolicy | None = None  # replaces governance.yaml's `risk:` under this profile
+    approvals: ApprovalPolicy | None = None  # replaces governance.yaml's `approvals:`
+
+
+class ProfilesConfig(_Strict):
+    default: str = "startup"
+    profiles: dict[str, Profile]
+
+
+# The brief's figures; config/profiles.yaml ships the same (a unit test keeps them equal).
+BUILTIN_PROFILES: dict[str, Any] = {
+    "default": "startup",
+    "profiles": {
+        "startup": {
+            "description": "small team, fast and cheap",
+            "latency_ms": 200,
+            "price_ceiling_per_1k": 0.01,
+            "slo": {"p99_ms": 500, "availability": 0.99, "error_rate": 0.01},
+            "budgets": {"per_run": 0.5, "total": 20.0},
+        },
+        "mid-size": {
+            "description": "several teams, an availability target",
+            "latency_ms": 500,
+            "price_ceiling_per_1k": 0.05,
+            "slo": {"p99_ms": 1000, "availability": 0.999, "error_rate": 0.005},
+            "budgets": {"per_run": 2.0, "total": 200.0, "per_tenant": 50.0},
+            "pii": {"redact_hosted": True},
+        },
+        "enterprise": {
+            "description": "regulated, with an SLA",
+            "latency_ms": 1000,
+            "price_ceiling_per_1k": 0.10,
+            "slo": {"p99_ms": 2000, "availability": 0.9999, "error_rate": 0.001},
+            "budgets": {"per_run": 10.0, "total": 2000.0, "per_tenant": 500.0, "on_exceed": "ask"},
+            "pii": {"redact_hosted": True},
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -174,6 +276,33 @@ class Settings:
     governance: GovernanceConfig
     models_doc: yamlfile.YamlDoc
     governance_doc: yamlfile.YamlDoc | None = None
+    profiles: ProfilesConfig = ProfilesConfig.model_validate(BUILTIN_PROFILES)
+    profiles_doc: yamlfile.YamlDoc | None = None
+    profile_name: str = "startup"
+
+    @property
+    def profile(self) -> Profile:
+        return self.profiles.profiles[self.profile_name]
+
+    def with_profile(self, name: str | None) -> Settings:
+        """These settings under profile `name` (None: unchanged). Its `risk:` and `approvals:`,
+        when given, replace governance.yaml's. An unknown name is a ConfigError naming the choices."""
+        if name is None or name == self.profile_name:
+            return self
+        profile = _pick_profile(self.profiles, self.profiles_doc, name)
+        governance = self.base_governance.model_copy(
+            update={
+                k: v for k, v in (("risk", profile.risk), ("approvals", profile.approvals)) if v is not None
+            }
+        )
+        return replace(self, governance=governance, profile_name=name, _base=self.base_governance)
+
+    _base: GovernanceConfig | None = None
+
+    @property
+    def base_governance(self) -> GovernanceConfig:
+        """governance.yaml as written, before a profile replaced sections of it."""
+        return self._base or self.governance
 
     @property
     def output_dir(self) -> Path:
@@ -193,6 +322,16 @@ class Settings:
 
     def where(self, *loc: Any) -> str:
         return self.models_doc.where(loc)
+
+
+def _pick_profile(cfg: ProfilesConfig, doc: yamlfile.YamlDoc | None, name: str) -> Profile:
+    if name not in cfg.profiles:
+        where = doc.where(("profiles",)) if doc is not None else "config/profiles.yaml"
+        raise ConfigError(
+            f"{where}: unknown profile '{name}'{suggest(name, cfg.profiles)}; "
+            f"the profiles are {', '.join(cfg.profiles)}"
+        )
+    return cfg.profiles[name]
 
 
 def suggest(name: str, choices: Any) -> str:
@@ -309,7 +448,8 @@ def find_project_dir(start: Path | None = None) -> Path:
     return here
 
 
-def load_settings(project_dir: Path | None = None) -> Settings:
+def load_settings(project_dir: Path | None = None, profile: str | None = None) -> Settings:
+    """`profile`: the deployment profile (else CREWKIT_PROFILE, else profiles.yaml's `default`)."""
     project_dir = (project_dir or find_project_dir()).resolve()
     apply_environment(project_dir)
     config = project_dir / "config"
@@ -318,14 +458,30 @@ def load_settings(project_dir: Path | None = None) -> Settings:
     _check_models(models, models_doc)
     gov_doc = yamlfile.load(config / "governance.yaml", required=False)
     governance = _validate(GovernanceConfig, gov_doc)
-    return Settings(
+    profiles_doc = yamlfile.load(config / "profiles.yaml", required=False)
+    if not profiles_doc.path.exists():  # the built-in profiles (the brief's figures)
+        profiles, profiles_doc_kept = ProfilesConfig.model_validate(BUILTIN_PROFILES), None
+    else:
+        profiles, profiles_doc_kept = _validate(ProfilesConfig, profiles_doc), profiles_doc
+    default = profiles.default
+    if default not in profiles.profiles:
+        where = profiles_doc.where(("default",))
+        raise ConfigError(
+            f"{where}: default profile '{default}' is not defined{suggest(default, profiles.profiles)}; "
+            f"the profiles are {', '.join(profiles.profiles)}"
+        )
+    settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
         models=models,
         governance=governance,
         models_doc=models_doc,
         governance_doc=gov_doc,
+        profiles=profiles,
+        profiles_doc=profiles_doc_kept,
+        profile_name="",
     )
+    return settings.with_profile(profile or env("CREWKIT_PROFILE") or default)
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
@@ -333,4 +489,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return {
         "models.schema.json": ModelsConfig.model_json_schema(),
         "governance.schema.json": GovernanceConfig.model_json_schema(),
+        "profiles.schema.json": ProfilesConfig.model_json_schema(),
     }

@@ -119,6 +119,67 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX undo_by_run ON undo (run_id, checkpoint)",
     ),
+    (  # 2: deployment profiles, the audit log, budgets
+        "ALTER TABLE runs ADD COLUMN profile TEXT",
+        "ALTER TABLE runs ADD COLUMN tenant TEXT",
+        """CREATE TABLE audit (
+            seq       INTEGER PRIMARY KEY,
+            ts        REAL NOT NULL,
+            actor     TEXT NOT NULL,
+            action    TEXT NOT NULL,
+            subject   TEXT NOT NULL,
+            detail    TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash      TEXT NOT NULL,
+            run_id    TEXT
+        )""",
+        "CREATE INDEX audit_by_ts ON audit (ts)",
+        "CREATE INDEX audit_by_run ON audit (run_id, seq)",
+        """CREATE TABLE audit_anchor (
+            id        INTEGER PRIMARY KEY CHECK (id = 1),
+            seq       INTEGER NOT NULL,
+            hash      TEXT NOT NULL,
+            before_ts REAL NOT NULL,
+            created   REAL NOT NULL
+        )""",
+        """CREATE TABLE budget_totals (
+            scope   TEXT NOT NULL,
+            period  TEXT NOT NULL,
+            spent   REAL NOT NULL,
+            updated REAL NOT NULL,
+            PRIMARY KEY (scope, period)
+        )""",
+        """CREATE TABLE budget_holds (
+            reservation TEXT NOT NULL,
+            scope       TEXT NOT NULL,
+            period      TEXT NOT NULL,
+            amount      REAL NOT NULL,
+            run_id      TEXT,
+            pid         INTEGER NOT NULL,
+            pid_start   TEXT,
+            host        TEXT,
+            created     REAL NOT NULL,
+            PRIMARY KEY (reservation, scope)
+        )""",
+        "CREATE INDEX budget_holds_by_scope ON budget_holds (scope, period)",
+        """CREATE TABLE budget_alerts (
+            scope     TEXT NOT NULL,
+            period    TEXT NOT NULL,
+            threshold REAL NOT NULL,
+            fired     REAL NOT NULL,
+            PRIMARY KEY (scope, period, threshold)
+        )""",
+        """CREATE TABLE budget_grants (
+            id          INTEGER PRIMARY KEY,
+            scope       TEXT NOT NULL,
+            period      TEXT NOT NULL,
+            amount      REAL NOT NULL,
+            approval_id TEXT,
+            granted_by  TEXT,
+            created     REAL NOT NULL
+        )""",
+        "CREATE INDEX budget_grants_by_scope ON budget_grants (scope, period)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -391,6 +452,11 @@ class StateStore:
                 old.close()
         return conn
 
+    def write(self) -> Any:
+        """A write transaction (BEGIN IMMEDIATE) for the engine's other tables (budgets, audit):
+        `with store.write() as conn:`; committed at the end of the block, rolled back on error."""
+        return self._write()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction taken with BEGIN IMMEDIATE: the lock is held from the first read."""
@@ -437,6 +503,10 @@ class StateStore:
         else:
             hint = "check the disk and the folder's permissions, then try again"
         return self._fail(f"{text}; {hint}")
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on this thread's connection (errors as StateStoreError)."""
+        return self._read(sql, args)
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:

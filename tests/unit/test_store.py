@@ -75,14 +75,14 @@ def test_migrations_apply_in_order_and_keep_data(tmp_path: Path, monkeypatch: py
     s.close()
     v2 = (
         *store_mod.MIGRATIONS,
-        ("ALTER TABLE runs ADD COLUMN tenant TEXT", "CREATE INDEX runs_t ON runs (tenant)"),
+        ("ALTER TABLE runs ADD COLUMN shard TEXT", "CREATE INDEX runs_t ON runs (shard)"),
     )
     monkeypatch.setattr(store_mod, "MIGRATIONS", v2)
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(v2))
     s = StateStore.open(tmp_path)
     conn = sqlite3.connect(s.path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(v2)
-    assert "tenant" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    assert "shard" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
     conn.close()
     assert s.require_run("r1").flow == "default"
     s.close()
@@ -92,14 +92,14 @@ def test_a_failing_migration_leaves_the_file_at_the_old_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     StateStore.open(tmp_path).close()
-    bad = (*store_mod.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN tenant TEXT", "CREATE TABLE runs (x)"))
+    bad = (*store_mod.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN shard TEXT", "CREATE TABLE runs (x)"))
     monkeypatch.setattr(store_mod, "MIGRATIONS", bad)
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(bad))
-    with pytest.raises(StateStoreError, match=r"cannot migrate from schema 1 to 2"):
+    with pytest.raises(StateStoreError, match=r"cannot migrate from schema 2 to 3"):
         StateStore.open(tmp_path)
     conn = sqlite3.connect(tmp_path / "state.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
-    assert "tenant" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]  # rolled back whole
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "shard" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]  # rolled back whole
     conn.close()
 
 
