@@ -65,6 +65,37 @@ class GuardrailBlocked(CrewkitError):
     exit_code = 1
 
 
+class BudgetExceeded(CrewkitError):
+    """A model call would exceed a budget: it was not sent, and the run stops as `budget_exceeded`.
+
+    `scope` is the budget's human name ("per-run budget of run r-1"), `limit` (with grants) and
+    `spent` are USD; `held` is what calls in flight have reserved, `needed` the refused call's estimate.
+    """
+
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        scope: str = "",
+        limit: float = 0.0,
+        spent: float = 0.0,
+        *,
+        held: float = 0.0,
+        needed: float = 0.0,
+        scope_key: str = "",
+        period: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.scope = scope
+        self.limit = limit
+        self.spent = spent
+        self.held = held
+        self.needed = needed
+        self.scope_key = scope_key
+        self.period = period
+
+
 class RunFailed(CrewkitError):
     """A flow run ended in failure; the run record holds the details."""
 
