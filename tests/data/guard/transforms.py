@@ -63,7 +63,9 @@ def case(text: str) -> str:
 
 
 def fullwidth(text: str) -> str:
-    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ("\u3000" if ch == " " else ch) for ch in text)
+    return "".join(
+        chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ("\u3000" if ch == " " else ch) for ch in text
+    )
 
 
 def b64(text: str) -> str:
