@@ -196,6 +196,53 @@ class ApprovalGate:
             )
         return Decision("approved", approval, (record,))
 
+    # -- budgets ---------------------------------------------------------------------------------
+
+    def check_budget(
+        self,
+        scope: str,
+        period: str,
+        grants: int,
+        *,
+        budget: str,
+        limit: float,
+        spent: float,
+        needed: float,
+        raise_by: float,
+        reason: str,
+    ) -> Decision:
+        """A call that would exceed budget `scope` (on_exceed: ask): a person decides whether to
+        raise its limit by `raise_by` for `period`. One approval per key
+        `budget:<scope>:<period>:<grants so far>` (the same on resume). Pending: RunPaused;
+        approved or rejected: the Decision (the caller grants, or refuses the call)."""
+        key = f"budget:{scope}:{period}:{grants}"
+        record = {
+            "id": scope,
+            "tier": "sensitive",
+            "reasons": [reason],
+            "data_classes": [],
+            "human": True,
+            "why": "budget exceeded",
+            "draw": None,
+            "rate": None,
+        }
+        subject = {
+            "what": f"raise the {budget} by ${raise_by:.4f} (limit ${limit:.4f}, spent ${spent:.4f}, "
+            f"this call needs ~${needed:.4f})",
+            "kind": "budget",
+            "scope": scope,
+            "period": period,
+            "limit": limit,
+            "spent": spent,
+            "needed": needed,
+            "raise_by": raise_by,
+            **self._common("sensitive", [record]),
+        }
+        approval = self._request(key, f"budget {scope}", "sensitive", subject, reason)
+        if approval.status == "pending":
+            raise RunPaused(self._required(approval, f"raising the {budget}"))
+        return Decision(approval.status, approval, (record,))
+
     # -- flow steps ------------------------------------------------------------------------------
 
     def check_step(
