@@ -127,8 +127,8 @@ def _json(value: Any) -> str:
 def prompt_tokens(messages: Any, tools: Any = None) -> int:
     """An estimate of the prompt tokens of a call: its messages (text, images, tool calls) and tools."""
     n = 0
-    if isinstance(messages, str):
-        n = _text_tokens(messages)
+    if isinstance(messages, str):  # sent as one user message
+        n = MESSAGE_TOKENS + _text_tokens(messages)
     else:
         for msg in messages or ():
             n += MESSAGE_TOKENS
