@@ -152,6 +152,16 @@ _LEET = str.maketrans(
 )
 
 _LEET_ALL = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s"})
+_SLANG_WORDS = {
+    "ur": "your",
+    "u": "you",
+    "yr": "your",
+    "pls": "please",
+    "plz": "please",
+    "n": "and",
+    "r": "are",
+}
+_SLANG = re.compile(r"\b(?:ur|u|yr|pls|plz|n|r)\b")
 _CJK = r"\u3400-\u9fff\uf900-\ufaff"
 _SPACED_RUN = re.compile(r"(?<![^\W_])(?:[^\W_][ \t.\-_*·/\\|,]{1,3}){3,}[^\W_](?![^\W_])")
 _SPACED_SEP = re.compile(r"[ \t.\-_*·/\\|,]+")
@@ -229,12 +239,12 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 _EN_VERB_IGNORE = (
-    r"(?:ignore|ignoring|disregard|forget|overrid(?:e|ing)|bypass|skip|abandon|discard|drop|neglect|"
+    r"(?:ignore|ignoring|disregard|forget|pay~no~attention~to|take~no~notice~of|overrid(?:e|ing)|bypass|skip|abandon|discard|drop|neglect|"
     r"set~aside|throw~out|stop~following|do~not~(?:follow|obey)|don'?t~(?:follow|obey)|no~longer~follow)"
 )
 _EN_TARGET_NOUN = (
     r"(?:instructions?|prompts?|directions?|directives?|rules?|guidelines?|guidance|programming|constraints?|"
-    r"polic(?:y|ies)|restrictions?|commands?|orders|context|messages?|safeguards?|filters?|training|"
+    r"polic(?:y|ies)|restrictions?|commands?|orders|context|safeguards?|filters?|training|"
     r"system~(?:message|prompt)|settings|ethics|limitations?)"
 )
 _EN_TARGET_DET = (
@@ -247,27 +257,51 @@ _EN_TARGET_DET = (
 )
 _EN_OVERRIDE = _rx(
     rf"\b{_EN_VERB_IGNORE}~{_EN_TARGET_DET}(?:{_ANY}{{0,24}}?)?{_EN_TARGET_NOUN}\b"
-    r"|\bforget~everything~(?:you~(?:were~told|know|learned)|above|before)"
+    r"|\b(?:forget|ignore|disregard)~(?:about~)?(?:everything|anything|all)~(?:you~(?:were|have~been|'ve~been)~"
+    r"(?:told|given)|you~(?:know|learned)|(?:written~|said~|stated~)?(?:above|before|prior|earlier|so~far|until~now)"
+    r"|(?:that~)?(?:came~)?before~this)"
     r"|\b(?:the~)?(?:previous|prior|above|earlier|original|old)~(?:instructions|rules|prompts?|directives)~"
     r"(?:are|is|were|have~been)~(?:now~)?(?:void|cancel+ed|revoked|obsolete|outdated|invalid|null|superseded|"
-    r"no~longer~valid|overridden|lifted)"
+    r"no~longer~valid|overridden|lifted|(?:just~)?a~test|fake|not~real)"
+    rf"|\b{_EN_VERB_IGNORE}~the~{_EN_TARGET_NOUN}~(?:you~(?:were|have~been|'ve~been|got)~given|(?:written~)?above|"
+    r"before~this|so~far)"
+    rf"|\b{_EN_VERB_IGNORE}~(?:all~)?(?:of~)?(?:the~)?(?:above|foregoing)(?=~(?:[.,;:!]|and\b|then\b|$))"
+    rf"|\b{_EN_VERB_IGNORE}~(?:the~|your~)?system~(?:message|prompt|instructions?|rules)"
+    r"|\b(?:obey|follow|listen~to)~only~(?:me|my~(?:instructions|commands|orders))\b"
     r"|\bignore~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
     r"|\bdisregard~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
 )
 _EN_NEW_TASK = _rx(
-    r"\byour~(?:new|real|true|actual|only)~(?:task|goal|objective|purpose|instructions?|role|job|mission|directive)"
-    r"|\byour~(?:task|goal|instructions?|role)~(?:has|have)~(?:changed|been~updated)"
-    r"|\bnew~(?:instructions?|directives?|task|orders)~(?:for~(?:the~|any~|all~)?(?:ai|assistant|agent|model|"
+    r"\bnew~(?:instructions?|directives?|task|orders)~(?:for~(?:the~|any~|all~)?(?:ai|assistant|agent|model|"
     r"llm|bot|chatbot|you)|from~(?:the~)?(?:system|admin|developer)s?)"
     r"|\b(?:important|attention|urgent|notice|warning|alert)~(?:!~)?(?:new|updated|revised|additional)~"
     r"(?:instructions?|directives?|task|orders)"
     r"|\b(?:system|admin|administrator|developer|root)~(?:override|overwrite)"
+    r"|\bnew~system~(?:prompt|message|instructions?|rules)~[:\-]"
     r"|(?:^|\n|[.!:])~(?:new|updated)~instructions?~[:\-]"
     r"|\binstead~(?:,~)?(?:you~(?:must|should|will)|respond|reply|answer|say|output|tell|do~the~following)"
 )
+_EN_NEW_GOAL = _rx(
+    r"\byour~(?:new|real|true|actual|only)~(?:task|goal|objective|purpose|instructions?|role|job|mission|directive)"
+    r"|\byour~(?:task|goal|instructions?|role)~(?:has|have)~(?:changed|been~updated)"
+    r"|\bthe~(?:real|actual|true|new)~(?:instructions?|task|directive)~(?:is|are|:)"
+)
+_EN_CONTEXT_BREAK = _rx(
+    r"\bend~of~(?:the~)?(?:user~)?(?:input|document|context|prompt|message|data|text|conversation)\b"
+    r"|</(?:document|context|user_?input|data|input|text|untrusted)>"
+)
+_EN_PRIVILEGE = _rx(
+    r"\bthe~(?:current~)?user~(?:is|has~been)~(?:verified|an?~admin\w*|authori[sz]ed|trusted|a~developer|root)"
+    r"|\b(?:i~am|i'?m)~(?:your|the)~(?:developer|creator|administrator|admin|system~administrator|owner)\b"
+)
+_EN_CONCEAL = _rx(
+    r"\b(?:do~not|don'?t|never)~(?:mention|reveal|disclose|tell~(?:the~user|anyone)~about|acknowledge)~"
+    r"(?:this|these|that~you)~?(?:instructions?|message|note|text|comment|change)?"
+    r"|\bwithout~(?:telling|informing|alerting)~(?:the~)?user|\b(?:tell|inform)~nobody\b"
+)
 _EN_EXTRACT_VERB = (
     r"(?:reveal|show|print|output|display|repeat|recite|dump|leak|expose|disclose|share|echo|list|"
-    r"tell~me|give~me|send~me|read~(?:me|out)|reads~me|type~out|spell~out|copy|paste|write~(?:out|down)|"
+    r"tell~me|give~me|send~me|read~(?:me|out)|(?:respond|reply|answer)~(?:only~)?with|append|include|insert|reads~me|type~out|spell~out|copy|paste|write~(?:out|down)|"
     r"what~(?:is|are|was|were))"
 )
 _EN_SECRET = (
@@ -275,7 +309,7 @@ _EN_SECRET = (
     r"developer|pre-?)~?(?:prompt|instructions?|rules|message|configuration|directives)|instructions~you~were~given|"
     r"prompt~(?:above|before)|configuration|config|api~keys?|secret~keys?|private~keys?|passwords?|credentials|"
     r"access~tokens?|\.env~file|environment~variables|root~password|admin~password|activation~keys?|"
-    r"rules~you~(?:follow|were~given))"
+    r"rules~you~(?:follow|were~given)|instructions|prompt|directives|guidelines|system~rules)"
 )
 _EN_EXTRACT_YOUR = _rx(
     rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~|every~)?(?:of~)?(?:your|the~hidden|the~secret|the~initial|"
@@ -283,6 +317,9 @@ _EN_EXTRACT_YOUR = _rx(
     r"|\b(?:repeat|print|output|recite|show|copy|reproduce|return)~(?:me~)?(?:all~)?(?:of~)?(?:the~)?"
     r"(?:words|text|everything|content|lines?|instructions?|message)~(?:above|before~this|preceding|"
     r"prior~to~this|at~the~(?:start|beginning))"
+    rf"|\bwhat~(?:your|ur)~(?:\w+~){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
+    r"|\b(?:your|ur)~(?:hidden|secret|internal|confidential|initial|original)~(?:system~)?(?:prompt|instructions|rules|"
+    r"configuration)"
     r"|\b(?:beginning|starting)~with~(?:the~)?(?:words?|phrase)?~?['\"]?~?you~are"
     r"|\bword~for~word|\bverbatim"
 )
@@ -295,7 +332,7 @@ _EN_PERSONA = _rx(
 )
 _EN_NO_RULES = _rx(
     r"\b(?:no|without~(?:any~)?|free~(?:of|from)~(?:all~|any~)?|not~bound~by~(?:any~)?|unbound~by~|"
-    r"zero|never~(?:follow|obey)~(?:any~)?|ignores?~(?:all~)?|removes?~(?:all~)?|disable~(?:your~)?)"
+    r"zero|never~(?:follow|obey)~(?:any~)?|ignores?~(?:all~)?|removes?~(?:all~)?|disable~(?:your~)?)~"
     r"(?:ethical~|moral~|content~|safety~|openai~)?(?:rules|restrictions|limits|limitations|filters?|"
     r"guidelines|ethics|morals|morality|polic(?:y|ies)|censorship|safeguards|boundaries|constraints|"
     r"guardrails)\b"
@@ -318,15 +355,16 @@ _EN_ADDRESS = _rx(
     r"\b(?:ai|a\.i\.|llm|language~model|assistant|agent|chatbot|bot|gpt|chatgpt|claude|copilot|gemini|model)s?"
     r"~(?:that~is~|who~(?:is|are)~)?(?:reading|processing|summari[sz]ing|parsing|analy[sz]ing|viewing|browsing|"
     r"crawling|handling|scanning|reviewing|ingesting)~(?:this|these|the~following|my)\b"
-    r"|\b(?:note|message|instructions?|attention|reminder|memo)~(?:to|for)~(?:the~|any~|all~|every~)?"
+    r"|(?<!system )(?<!my )\b(?:note|message|instructions?|attention|reminder|memo)~(?:to|for)~(?:the~|any~|all~|every~)?"
     r"(?:ai|llm|language~model|assistant|agent|chatbot|bot|gpt|model|copilot)s?\b"
     r"|\bto~(?:the~|any~|all~|every~)(?:ai|llm|language~model|assistant|agent|chatbot|bot|model)s?~"
     r"(?:reading|processing|summari[sz]ing|parsing|that|who|:|,)"
     r"|\bif~you~are~(?:an?~)?(?:ai|llm|language~model|assistant|agent|chatbot|bot|large~language~model)\b"
     r"|\b(?:attention|hey|hi|dear|ok|okay|listen)~,?~(?:ai|llm|assistant|agent|chatbot|bot|gpt|chatgpt|claude|"
     r"copilot|model)\b"
-    r"|\b(?:assistant|ai|agent|copilot|chatbot|bot|model)~,~(?:when|before|after|please|now|first|ignore|run|send|"
-    r"forward|delete|reveal|stop|do|execute|include|render|call)\b"
+    r"|\b(?:assistant|ai|agent|copilot|chatbot|bot|model)~[,:]~(?:also~)?(?:when|before|after|please|now|first|ignore|run|send|"
+    r"forward|delete|reveal|stop|do|execute|include|render|call|tell|say|inform|reply|respond|answer|output|"
+    r"write|recommend|list|show|warn|append|add|insert|post|upload|e-?mail)\b"
     r"|\b(?:system|admin)~message~(?:to|for)~(?:the~)?(?:ai|assistant|agent|model)"
 )
 _EN_ROLE_TOKEN = _rx(
@@ -343,12 +381,17 @@ _EN_EXFIL_OBJ = (
     r"(?:conversation|chat~history|chat~log|chat|transcript|messages|inbox|emails|(?:api|secret|private|access|ssh)~"
     r"keys?|keys|secrets?|credentials?|passwords?|tokens?|system~prompt|environment~variables|env~vars|\.env|"
     r"cookies?|session|credit~card|card~numbers?|bank~account|personal~data|user~data|id_rsa|\.ssh|"
-    r"history|files|documents|contacts)"
+    r"history|files|documents|contacts|(?:user'?s?~)?(?:e-?mail(?:~address)?|phone(?:~number)?|home~address))"
 )
 _EN_EXFIL_STRONG_OBJ = re.compile(
     r"conversation|chat|transcript|key|secret|credential|password|token|system|environment|env|cookie|session|"
     r"card|bank|id_rsa|ssh|history"
 )
+_EN_EXFIL_CONVERSATION = re.compile(
+    r"conversation|chat|transcript|history|system\W{0,3}prompt|id_rsa|\.ssh|\.env|(?:api|secret|private|access|ssh)\W{0,3}keys?|"
+    r"passwords?|credentials?|secrets"
+)
+_EN_EXFIL_QUANTIFIED = re.compile(r"\b(?:all|every|any|user'?s?|your|stored|saved|these|those|environment)\b")
 _DEST = re.compile(r"https?://|\bwww\.|[\w.+-]+@[\w-]+\.[a-z]{2,}|\bpastebin\b|\bwebhook\b|\bftp://", re.S)
 _EN_EXFIL = _rx(rf"\b{_EN_EXFIL_VERB}\b~(?:\w+~){{0,5}}?{_EN_EXFIL_OBJ}\b")
 _MD_IMAGE_EXFIL = re.compile(r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{0,300}(?:\{|\$\{|%7b|<|\[)", re.S)
@@ -362,10 +405,15 @@ _DESTRUCTIVE = _rx(
     r"|\bcall~(?:the~)?\w+~(?:tool|function)\b|\bcall~the~\w+~tool"
 )
 _EN_DISCUSSION = re.compile(
-    r"\b(?:how~(?:do|does|can|to|should)|what~(?:is|are)|explain|defen[cs]e|defend|protect|detect|detection|"
+    r"\b(?:how~(?:do|does|can|to|should|would|could|is|are)|what~(?:is|are|does|do)|mean\w*|explain\w*|defen[cs]e|defend\w*|"
+    r"protect\w*|detect\w*|regex\w*|filter\w*|flag\w*|classif\w*|block\w*|"
     r"prevent|mitigat\w*|attacks?|attackers?|examples?|e\.g\.|such~as|research|papers?|article|guide|tutorial|"
     r"training|slides|tests?|scanner|owasp|threat|red-?team\w*|translate|known~as|called|jailbreaks~work|"
     r"summari[sz]e~(?:this|the)~article)\b".replace("~", W)
+)
+_HIDDEN = re.compile(
+    r"display\s*:\s*none|font-size\s*:\s*0|color\s*:\s*(?:white|#fff)|\[hidden|hidden\s+(?:text|instructions?)|"
+    r"invisible\s+text|以下内容仅供ai"
 )
 _URLISH = re.compile(r"\S+://\S+|\S+@\S+|\bwww\.\S+")
 _QUOTED = re.compile(
@@ -375,16 +423,20 @@ _QUOTED = re.compile(
 # Chinese (simplified; traditional folded in before matching)
 _ZH_VERB_IGNORE = r"(?:忽略|忽视|无视|忘记|忘掉|忘了|抛开|抛弃|放弃|跳过|绕过|覆盖|推翻|违反|不要理会|别理会|不用理会|不要管|不要遵守|不再遵守|不必遵守|不用遵守|不需要遵守|别遵守|停止遵守|不要遵循|不再遵循|不要听从|不再听从|取消)"
 _ZH_TARGET = r"(?:过滤|审查|安全|指令|指示|提示词|系统提示|提示|规则|设定|限制|要求|约束|命令|规定|准则|政策|策略|安全策略|原则|任务|问题|训练)"
-_ZH_DET = r"(?:之前|以前|先前|此前|上面|上述|以上|前面|原来|原有|原先|原始|所有|全部|一切|你的|系统|开发者|用户的|安全|任何|这些|那些|刚才)"
+_ZH_DET = r"(?:之前|以前|先前|此前|上面|上述|以上|前面|原来|原有|原先|原始|所有|全部|一切|你的|系统|开发者|用户的|使用者的|安全|任何|这些|那些|刚才)"
 _ZH_OVERRIDE = re.compile(
     rf"{_ZH_VERB_IGNORE}[^。！？\n]{{0,8}}?{_ZH_DET}[^。！？\n]{{0,8}}?{_ZH_TARGET}"
     rf"|(?:之前|以前|先前|上面|上述|原来)的?(?:所有)?(?:指令|指示|规则|设定)(?:已经?|都)?(?:作废|失效|无效|取消|过时|不再有效)"
 )
 _ZH_NEW_TASK = re.compile(
-    r"你的新(?:任务|目标|指令|角色|身份|使命)|新的?(?:指令|指示|任务)[:：—-]|重要[:：!！]?\s*(?:给[^。\n]{0,12})?(?:新的?|最新的?|更新的?)(?:指令|指示|任务)"
-    r"|(?:系统|管理员|开发者)(?:覆盖|覆写|指令|命令)[:：]|改为|转而"
+    r"新的?(?:指令|指示|任务)[:：—-]|重要[:：!！]?\s*(?:给[^。\n]{0,12})?(?:新的?|最新的?|更新的?)(?:指令|指示|任务)"
+    r"|(?:系统|管理员|开发者)(?:覆盖|覆写|指令|命令|通知)[:：]"
 )
-_ZH_EXTRACT_VERB = r"(?:告诉我|输出|显示|打印|泄露|泄漏|透露|重复|复述|给我看|展示|说出|念|读|列出|公开|背诵|发给我|分享|暴露)"
+_ZH_NEW_GOAL = re.compile(r"你的新(?:任务|目标|指令|角色|身份|使命)|真正的(?:指令|任务)是")
+_ZH_REDIRECT = re.compile(
+    r"不要(?:再)?(?:总结|翻译|回答|执行|理会|处理)[^。\n]{0,20}?(?:改为|而是|转而|直接)"
+)
+_ZH_EXTRACT_VERB = r"(?:写出|写下|打出|贴出|吐出|告诉我|输出|显示|打印|泄露|泄漏|透露|重复|复述|给我看|展示|说出|念|读|列出|公开|背诵|发给我|分享|暴露)"
 _ZH_SECRET = r"(?:系统提示词?|初始设定|初始指令|原始指令|隐藏指令|隐藏的指令|内部指令|提示词|设定|密码|密钥|api\s?key|配置|秘密|第一条指令|收到的指令|规则)"
 _ZH_EXTRACT = re.compile(
     rf"{_ZH_EXTRACT_VERB}(?:一下|出来?|给我)?[^。！？\n]{{0,10}}?(?:你的|你收到的|你被给予的|你的所有|所有的?)[^。！？\n]{{0,6}}?{_ZH_SECRET}"
@@ -399,7 +451,7 @@ _ZH_PERSONA = re.compile(
     r"你现在是|从现在(?:开始|起)[，,]?你|假装你是|假装成|扮演|角色扮演|我们来玩|玩一个游戏|模拟一个|你要成为|你不再是"
 )
 _ZH_NO_RULES = re.compile(
-    r"(?:没有|不受|无|不带|摆脱|解除|去掉|关闭|不再有)(?:任何)?(?:的)?(?:道德|伦理|安全)?(?:限制|规则|约束|底线|审查|过滤|束缚|政策|道德)"
+    r"(?:没有|不受|不再受|不受到|无|不带|摆脱|解除|去掉|关闭|不再有)(?:任何|所有|全部)?(?:的)?(?:道德|伦理|安全)?(?:限制|规则|约束|底线|审查|过滤|束缚|政策|道德)"
     r"|不(?:再|用|必|需要?)?遵守(?:任何)?(?:规则|限制|政策|安全政策|准则)|无限制|不受限|(?:越狱|dan)模式|可以做任何事"
 )
 _ZH_DEVMODE = re.compile(r"开发者模式|上帝模式|越狱模式")
@@ -413,7 +465,7 @@ _ZH_AI = (
 _ZH_ADDRESS = re.compile(
     rf"(?:致|给|对|告诉|提醒)(?:所有|任何)?(?:正在)?(?:阅读|读取|处理|总结|浏览|解析|分析|查看|看到)[^。！？\n]{{0,8}}?的{_ZH_AI}"
     rf"|(?:致|给)(?:所有|任何)?{_ZH_AI}[:：，,]|如果你是{_ZH_AI}|{_ZH_AI}(?:请注意|注意[:：]|，请)"
-    rf"|给{_ZH_AI}的(?:新)?(?:指令|指示|消息)"
+    rf"|给{_ZH_AI}的(?:新)?(?:指令|指示|消息)|(?:注意|提醒|听着|嘿)[,，:：]?{_ZH_AI}[:：，,]"
 )
 _ZH_EXFIL = re.compile(
     r"(?:发送|发到|发给|转发|上传|传送|传到|提交|泄露|贴到|回复|邮寄|同步到)[^。！？\n]{0,16}?"
@@ -470,7 +522,11 @@ def _signals(text: str) -> list[_Signal]:
     cjk = re.search(rf"[{_CJK}]", text) is not None
     if ascii_letters:
         add("instruction override", 0.85, _EN_OVERRIDE)
-        add("new instructions", 0.5, _EN_NEW_TASK)
+        add("new instructions", 0.4, _EN_NEW_TASK)
+        add("new goal", 0.55, _EN_NEW_GOAL)
+        add("context break or claimed privilege", 0.4, _EN_CONTEXT_BREAK)
+        add("concealment", 0.45, _EN_CONCEAL)
+        add("claimed privilege", 0.35, _EN_PRIVILEGE)
         add("system prompt extraction", 0.75, _EN_EXTRACT_YOUR)
         if not any(s.name == "system prompt extraction" for s in found):
             add("system prompt extraction", 0.4, _EN_EXTRACT_THE)
@@ -485,7 +541,7 @@ def _signals(text: str) -> list[_Signal]:
             )
             break
         add("jailbreak", 0.3, _EN_JAILBREAK)
-        add("addressed to the model", 0.5, _EN_ADDRESS)
+        add("addressed to the model", 0.4, _EN_ADDRESS)
         add("chat-role marker", 0.6, _EN_ROLE_TOKEN)
         add("chat-role header", 0.45, _EN_ROLE_HEADER)
         lines = list(_EN_ROLE_LINE.finditer(text))
@@ -496,11 +552,15 @@ def _signals(text: str) -> list[_Signal]:
             if _NEGATED.search(text[max(0, m.start() - 16) : m.start()]):
                 continue
             window = text[m.start() : m.end() + 160]
-            strong = _EN_EXFIL_STRONG_OBJ.search(m.group(0)) is not None
+            obj = m.group(0)
             if _DEST.search(window):
-                found.append(_Signal("exfiltration", 0.8 if strong else 0.45, m.start(), m.end()))
-            elif strong:
-                found.append(_Signal("sensitive data request", 0.2, m.start(), m.end()))
+                if _EN_EXFIL_CONVERSATION.search(obj) or (
+                    _EN_EXFIL_STRONG_OBJ.search(obj) and _EN_EXFIL_QUANTIFIED.search(obj)
+                ):
+                    weight = 0.8
+                else:
+                    weight = 0.35 if _EN_EXFIL_STRONG_OBJ.search(obj) else 0.3
+                found.append(_Signal("exfiltration", weight, m.start(), m.end()))
             break
         add("exfiltration via markdown image", 0.7, _MD_IMAGE_EXFIL)
         for m in _PIPE_SHELL.finditer(text):
@@ -510,7 +570,9 @@ def _signals(text: str) -> list[_Signal]:
         add("destructive action", 0.3, _DESTRUCTIVE)
     if cjk:
         add("instruction override", 0.85, _ZH_OVERRIDE)
-        add("new instructions", 0.5, _ZH_NEW_TASK)
+        add("new instructions", 0.4, _ZH_NEW_TASK)
+        add("new goal", 0.55, _ZH_NEW_GOAL)
+        add("task redirected", 0.3, _ZH_REDIRECT)
         if not add("system prompt extraction", 0.75, _ZH_EXTRACT):
             add("system prompt extraction", 0.45, _ZH_EXTRACT_WEAK)
         add("role-play framing", 0.25, _ZH_PERSONA)
@@ -526,7 +588,7 @@ def _signals(text: str) -> list[_Signal]:
             )
             break
         add("jailbreak", 0.3, _ZH_JAILBREAK)
-        add("addressed to the model", 0.5, _ZH_ADDRESS)
+        add("addressed to the model", 0.4, _ZH_ADDRESS)
         for m in _ZH_EXFIL.finditer(text):
             if _NEGATED.search(text[max(0, m.start() - 16) : m.start()]):
                 continue
@@ -593,11 +655,12 @@ def _scan(raw: str, depth: int) -> tuple[float, list[str]]:
     view = _normalise(raw)
     signals = _signals(view.text)
     leet_note = False
-    if _LEET_WORD.search(view.text):
+    if _LEET_WORD.search(view.text) or _SLANG.search(view.text):
         if len(_LEET_WORD.findall(view.text, 0, 4000)) >= 3:  # written in leetspeak: undo it everywhere
             leet_text = view.text.translate(_LEET_ALL)
         else:
             leet_text = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), view.text)
+        leet_text = _SLANG.sub(lambda m: _SLANG_WORDS[m.group(0)], leet_text)
         extra = [s for s in _signals(leet_text) if s.name not in {x.name for x in signals}]
         if extra:
             leet_note = True
@@ -621,9 +684,7 @@ def _scan(raw: str, depth: int) -> tuple[float, list[str]]:
                 reasons.extend(f"{r} (in base64)" for r in inner_reasons)
                 obfuscations.add("base64-encoded text")
     if score > 0 and signals:
-        hidden = "<!--" in view.text or re.search(
-            r"display\s*:\s*none|font-size\s*:\s*0|color\s*:\s*(?:white|#fff)", view.text
-        )
+        hidden = "<!--" in view.text or _HIDDEN.search(view.text)
         if hidden:
             obfuscations.add("hidden markup")
         if obfuscations and score >= 0.35 and max(s.weight for s in signals) >= 0.4:
