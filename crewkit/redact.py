@@ -8,7 +8,8 @@ Two sources of truth:
   a task or echoed in a provider's error text is caught even if it is not in the environment.
 
 `redact(text)` returns the text with each secret replaced by `[REDACTED]`; `redact_obj(value)`
-walks dicts, lists and tuples. `install_log_filter()` puts the same redaction on every log record.
+walks dicts, lists and tuples. `install_log_filter()` puts the same redaction, and the personal
+data masking of `crewkit.governance.pii`, on every log record.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 MARK = "[REDACTED]"
@@ -80,25 +82,50 @@ def redact_obj(value: Any, secrets: list[str] | None = None) -> Any:
 
 
 class RedactingFilter(logging.Filter):
+    """Secrets and personal data (`crewkit.governance.pii`) masked in a record's message and in
+    the text of its exception, before any handler formats it."""
+
+    def __init__(self, national_ids: Iterable[str] | None = None) -> None:
+        super().__init__()
+        self.national_ids: tuple[str, ...] | None = None if national_ids is None else tuple(national_ids)
+
+    def clean(self, text: str) -> str:
+        from crewkit.governance import pii  # pii imports this module's patterns
+
+        text = redact(text)
+        return pii.redact(text) if self.national_ids is None else pii.redact(text, self.national_ids)
+
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
             return True
-        cleaned = redact(message)
+        cleaned = self.clean(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:  # formatters reuse exc_text when it is set
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info)
         return True
 
 
-def install_log_filter() -> None:
+def install_log_filter(national_ids: Iterable[str] | None = None) -> None:
     """Redact every record that reaches the root logger's handlers (idempotent).
 
     Also Python's last-resort handler, which prints WARNING and above when no handler is set:
     a record of a named logger (CrewAI's) does not pass the root logger's own filters.
+    `national_ids`: the profile's `pii.national_ids` (default: all that crewkit knows); a
+    second call with other ids updates the installed filters.
     """
     root = logging.getLogger()
     for handler in [*root.handlers, logging.lastResort, None]:
         target: Any = handler or root
-        if not any(isinstance(f, RedactingFilter) for f in target.filters):
-            target.addFilter(RedactingFilter())
+        installed = [f for f in target.filters if isinstance(f, RedactingFilter)]
+        if not installed:
+            target.addFilter(RedactingFilter(national_ids))
+        elif national_ids is not None:
+            for f in installed:
+                f.national_ids = tuple(national_ids)
