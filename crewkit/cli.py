@@ -76,6 +76,29 @@ def approvals_app() -> None:
     """Decide what runs wait for: list, show, approve, reject."""
 
 
+@app.group("audit", context_settings=CONTEXT, no_args_is_help=True)
+def audit_app() -> None:
+    """The tamper-evident audit log: verify it, export it, purge old records."""
+
+
+@app.group("budgets", context_settings=CONTEXT, no_args_is_help=True)
+def budgets_app() -> None:
+    """Cost budgets per run, per period, per tenant and per role."""
+
+
+@app.group("guard", context_settings=CONTEXT, no_args_is_help=True)
+def guard_app() -> None:
+    """The prompt-injection scanner."""
+
+
+def _profile_option(fn: Any) -> Any:
+    return click.option(
+        "--profile",
+        default=None,
+        help="Deployment profile from config/profiles.yaml (default: CREWKIT_PROFILE, else its `default:`).",
+    )(fn)
+
+
 def _inputs_options(fn: Any) -> Any:
     fn = click.option(
         "--inputs-file",
@@ -133,6 +156,13 @@ def _engine() -> tuple[Any, Any]:
     return start()
 
 
+def _engine_under(profile: str | None) -> tuple[Any, Any]:
+    """The engine under deployment profile `profile` (None: the default); the role map does not
+    depend on the profile."""
+    settings, role_map = _engine()
+    return settings.with_profile(profile), role_map
+
+
 def _settings() -> Any:
     """Settings alone (commands that read state.db build no role map)."""
     from crewkit.runtime.startup import load_checked
@@ -153,6 +183,7 @@ def _json_line(outcome: Any) -> None:
 @click.argument("flow", default="default")
 @_inputs_options
 @_run_options
+@_profile_option
 @click.option(
     "--trigger-payload",
     default=None,
@@ -165,6 +196,7 @@ def run(
     inputs_file: Path | None,
     as_json: bool,
     verbose: bool,
+    profile: str | None,
     trigger_payload: str | None,
 ) -> int:
     """Run FLOW (a module in flows/, default: default) and write output/<run_id>.json."""
@@ -172,7 +204,7 @@ def run(
 
     parsed = _parse_inputs(inputs, inputs_file)
     trigger = _parse_object(trigger_payload, "trigger payload") if trigger_payload is not None else None
-    settings, role_map = _engine()
+    settings, role_map = _engine_under(profile)
     runner.check_flow_name(settings, flow)  # a typo is reported before CrewAI is imported
     runner.check_writable(settings)
     from crewkit import console
@@ -261,12 +293,15 @@ def plot(flow: str) -> int:
 @click.argument("name")
 @_inputs_options
 @_run_options
-def crew(name: str, inputs: str | None, inputs_file: Path | None, as_json: bool, verbose: bool) -> int:
+@_profile_option
+def crew(
+    name: str, inputs: str | None, inputs_file: Path | None, as_json: bool, verbose: bool, profile: str | None
+) -> int:
     """Run one crew from crews/NAME on the role map and write output/<run_id>.json."""
     from crewkit import assembly
 
     parsed = _parse_inputs(inputs, inputs_file) or {}
-    settings, role_map = _engine()
+    settings, role_map = _engine_under(profile)
     assembly.load_spec(settings, name, role_map)  # a typo is reported before CrewAI is imported
     from crewkit import console
     from crewkit.runtime import runner
@@ -296,6 +331,15 @@ def config_check() -> None:
         f"{governance}, {len(report.crews)} crew(s): {', '.join(report.crews)}, "
         f"{len(report.flows)} flow(s): {', '.join(report.flows)}"
     )
+    profiles = "config/profiles.yaml" if settings.profiles_doc is not None else "built-in profiles"
+    click.echo(
+        f"profiles ({profiles}): {', '.join(settings.profiles.profiles)}; default {settings.profile_name}"
+    )
+    from crewkit.settings import price_warnings
+
+    for name in settings.profiles.profiles:
+        for warning in price_warnings(settings.with_profile(name)):
+            sys.stderr.write(f"warning: {warning}\n")
 
 
 @config_app.command("schema", context_settings=CONTEXT)
@@ -383,6 +427,7 @@ def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
 
     settings, role_map = _engine()
     row = StateStore.open(settings.home).require_run(run_id)
+    settings = settings.with_profile(row.profile)  # under the profile the run had
     inputs = dict(row.inputs)
     trigger = inputs.pop(runner.TRIGGER_KEY, None)
     console.note(f"rerunning {row.flow} with the inputs of run {run_id}")
@@ -459,6 +504,85 @@ def approvals_approve(approval_id: str, note: str | None, by: str | None) -> Non
 def approvals_reject(approval_id: str, reason: str, by: str | None) -> None:
     """Reject APPROVAL_ID; the run ends as rejected (or goes back for rework) when resumed."""
     _decide(approval_id, "rejected", by, reason)
+
+
+@guard_app.command("scan", context_settings=CONTEXT)
+@click.argument("source", default="-")
+def guard_scan(source: str) -> None:
+    """Scan JSONL {"id", "text"} from SOURCE (a file, or - for stdin) for prompt injection.
+
+    Writes one line per item: {"id", "verdict": "allow"|"review"|"block", "score", "reasons"}.
+    A malformed line is reported with its line number and nothing is written.
+    """
+    from crewkit.governance import guard_scan as scanner
+
+    if source == "-":
+        items = scanner.read_items(sys.stdin, "<stdin>")
+    else:
+        try:
+            with open(source, encoding="utf-8") as fh:
+                items = scanner.read_items(fh, source)
+        except OSError as exc:
+            raise UsageError(
+                f"{source}: cannot read: {exc.strerror}; give a JSONL file or - for stdin"
+            ) from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{source}: not UTF-8 text; give a JSONL file of UTF-8 text") from None
+    out = sys.stdout
+    for line in scanner.scan_items(items):
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def _store() -> Any:
+    from crewkit.runtime.store import StateStore
+
+    return StateStore.open(_settings().home)
+
+
+@audit_app.command("verify", context_settings=CONTEXT)
+def audit_verify() -> int:
+    """Check the hash chain; names the first record that was edited, removed or reordered (exit 1)."""
+    from crewkit.governance import audit
+
+    result = audit.verify(_store())
+    if result.ok:
+        click.echo(
+            f"ok: {result.checked} record(s) verified; head: seq {result.head_seq} hash {result.head_hash} "
+            "(keep this line elsewhere to detect removal of the newest records)"
+        )
+        return 0
+    _err(f"audit log broken at record {result.first_bad}: {result.problem}")
+    return 1
+
+
+@audit_app.command("export", context_settings=CONTEXT)
+@click.option("--since", default=None, help="Only records at or after: an ISO date/time (UTC) or 7d, 12h.")
+@click.option("--run", "run_id", default=None, help="Only this run's records.")
+def audit_export(since: str | None, run_id: str | None) -> None:
+    """Write audit records to stdout as JSONL {seq, ts, actor, action, subject, detail, prev_hash, hash}."""
+    from crewkit.governance import audit
+
+    after = audit.parse_since(since) if since else None
+    audit.export(_store(), sys.stdout, since=after, run_id=run_id)
+    sys.stdout.flush()
+
+
+@audit_app.command("purge", context_settings=CONTEXT)
+@click.option("--older-than", "days", type=float, default=None,
+              help="Remove records older than DAYS (default: the profile's audit.retention_days).")  # fmt: skip
+@_profile_option
+def audit_purge(days: float | None, profile: str | None) -> None:
+    """Remove old records from the start of the chain; the rest still verifies (anchored)."""
+    from crewkit.governance import audit
+    from crewkit.runtime.startup import load_checked
+    from crewkit.runtime.store import StateStore
+
+    settings = load_checked(profile=profile)
+    if days is None:
+        days = settings.profile.audit.retention_days
+    purged = audit.purge(StateStore.open(settings.home), days)
+    click.echo(f"removed {purged.removed} record(s) older than {days:g} day(s)")
 
 
 def _usage_error(exc: click.ClickException) -> int:

@@ -334,6 +334,31 @@ def _pick_profile(cfg: ProfilesConfig, doc: yamlfile.YamlDoc | None, name: str) 
     return cfg.profiles[name]
 
 
+def price_per_1k(entry: ModelEntry) -> float:
+    """A model's price per 1k tokens as a profile's ceiling reads it: the dearer of input and output."""
+    return max(entry.price.input_per_mtok, entry.price.output_per_mtok) / 1000
+
+
+def price_warnings(settings: Settings) -> list[str]:
+    """Roles (and fallbacks) mapped to a model dearer than the profile's price ceiling: reported by
+    `crewkit config check` and logged at start-up, not refused (a hosted model's missing key is
+    the error a user must see first; the ceiling is a target of the deployment)."""
+    profile, name = settings.profile, settings.profile_name
+    where = settings.profiles_doc.where(("profiles", name)) if settings.profiles_doc else "built-in profiles"
+    out = []
+    for role, entry in settings.models.roles.items():
+        for i, model in enumerate([entry.model, *entry.fallbacks]):
+            price = price_per_1k(settings.models.models[model])
+            if price > profile.price_ceiling_per_1k + 1e-12:
+                loc = ("roles", role, "model") if i == 0 else ("roles", role, "fallbacks", i - 1)
+                out.append(
+                    f"{settings.models_doc.where(loc)}: role '{role}' uses model '{model}' at ${price:g} per 1k "
+                    f"tokens, above profile '{name}''s price ceiling of ${profile.price_ceiling_per_1k:g} "
+                    f"({where}); map the role to a cheaper model or pick another profile (--profile)"
+                )
+    return out
+
+
 def suggest(name: str, choices: Any) -> str:
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

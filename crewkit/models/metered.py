@@ -184,7 +184,7 @@ class RoleLLM(BaseLLM):
                     fatal.provider_logs_quiet(),
                 ):
                     result = llm.call(
-                        messages,
+                        hook_call.messages,  # a before hook may have masked or withheld parts
                         tools=tools,
                         callbacks=callbacks,
                         available_functions=available_functions,

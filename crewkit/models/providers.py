@@ -237,6 +237,22 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0")
+
+
+def hosted(entry: ModelEntry) -> bool:
+    """Whether calls to this model leave the machine (a hosted provider, or a remote base_url)."""
+    from urllib.parse import urlsplit
+
+    provider = PROVIDERS.get(entry.provider)
+    if provider is not None and provider.local and not entry.base_url:
+        return False
+    if entry.base_url:
+        host = (urlsplit(entry.base_url).hostname or "").lower()
+        return host not in _LOCAL_HOSTS and not host.endswith(".localhost")
+    return True
+
+
 def check_settings(settings: Any) -> None:
     """Every model entry names a registered provider and passes its provider's own checks."""
     from crewkit.errors import ConfigError

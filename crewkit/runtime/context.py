@@ -26,3 +26,12 @@ class RunContext:
     gate: Any = None  # crewkit.governance.approvals.ApprovalGate for a persisted run
     requester: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_TENANT = "default"
+
+
+def tenant_of(inputs: dict[str, Any]) -> str:
+    """Whose budget a run spends: the inputs' `tenant`, else 'default'."""
+    tenant = inputs.get("tenant")
+    return str(tenant).strip() if isinstance(tenant, str | int) and str(tenant).strip() else DEFAULT_TENANT

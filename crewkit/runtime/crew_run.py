@@ -17,6 +17,8 @@ from crewkit import assembly
 from crewkit.errors import CrewkitError, RunPaused
 from crewkit.models.registry import RoleMap
 from crewkit.runtime import segment
+from crewkit.runtime.context import tenant_of
+from crewkit.runtime.injection_shield import screen_inputs
 from crewkit.runtime.preflight import check_writable
 from crewkit.runtime.record import RunOutcome, as_text, finish, new_run_id, status_of
 from crewkit.runtime.store import StateStore
@@ -63,8 +65,12 @@ def run_crew(
     store = StateStore.open(settings.home)
     run_id = new_run_id()
     requester = requester_of(inputs)
-    store.create_run(run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester)
-    return run_crew_segment(settings, role_map, store, run_id, name, inputs, requester, progress)
+    store.create_run(
+        run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester,
+        profile=settings.profile_name, tenant=tenant_of(inputs),
+    )  # fmt: skip
+    flagged = screen_inputs(store, run_id, inputs)  # a blocked input: nothing runs
+    return run_crew_segment(settings, role_map, store, run_id, name, inputs, requester, progress, flagged)
 
 
 def run_crew_segment(
@@ -76,7 +82,9 @@ def run_crew_segment(
     inputs: dict[str, Any],
     requester: str | None,
     progress: Callable[[str], None] | None,
+    flagged: list[dict[str, Any]] | None = None,
 ) -> RunOutcome:
+    """One segment of a crew run; `flagged`: inputs the injection screen sent for review."""
     from crewkit.governance.approvals import ApprovalGate
 
     gate = ApprovalGate(store, settings, run_id, requester, checkpoints=lambda: 0)
@@ -87,13 +95,15 @@ def run_crew_segment(
         raise
     (progress or (lambda message: None))(f"crew {name}: running")
     ended, run_ledger = segment.kickoff(
-        store, run_id, gate, lambda: 0, lambda: assembly.kickoff(crew, inputs, role_map)
-    )
+        settings, store, run_id, gate, lambda: 0, lambda: assembly.kickoff(crew, inputs, role_map),
+        tenant=tenant_of(inputs),
+    )  # fmt: skip
     status, error = status_of(None, ended)
     record: dict[str, Any] = {
         "run_id": run_id,
         "flow": None,
         "crew": name,
+        "profile": settings.profile_name,
         "status": status,
         "inputs": inputs,
         "plan": [],
@@ -101,6 +111,8 @@ def run_crew_segment(
     }
     if error:
         record["error"] = error
+    if flagged:
+        record["guard"] = {"inputs": flagged}
     if status == "done":  # the crew's result is released by its tasks' risk tiers
         try:
             decision = _release_crew(settings, gate, name, inputs, record["result"] or "")

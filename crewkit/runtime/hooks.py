@@ -5,6 +5,8 @@ attempt: the primary and each fallback) and every tool call (CrewAI's own PRE/PO
 interception points, registered for the scope only) goes through the scope's subscribers:
 
 - `before_model(call)` / `before_tool(call)` run in the order the subscribers were added. A
+  subscriber may replace `call.messages` with a new list (never edit the one CrewAI passed): the
+  model is sent what the last one left (PII masked for a hosted model, injected text withheld). A
   subscriber may answer with a `Replay` (no model call is made / the tool is not executed, the
   replayed value is returned as if it had answered; later `before_*` hooks are skipped), raise
   a `CrewkitError` to refuse the call (a model refusal propagates out of `RoleLLM.call`; a tool
@@ -72,6 +74,7 @@ class ToolCall:
     agent: str
     stage: str
     tool: Any = None  # the BaseTool (CrewAI's original tool object) or None
+    role: str | None = None  # the role-map role of the agent's model, when it runs on one
 
 
 @dataclass(slots=True)
@@ -83,6 +86,7 @@ class ToolResult:
     seconds: float
     error: str | None = None
     replayed: bool = False
+    refused: bool = False  # a before hook refused it: the tool did not run
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +281,15 @@ def _pre_tool(ctx: Any) -> None:
 
     raw = ctx.tool_input  # the object CrewAI hands the after hook too: the pending call's key
     args = raw if isinstance(raw, dict) else {}
-    call = ToolCall(ctx.tool_name, args, _agent_name(ctx.agent), ledger.current_stage(), _base_tool(ctx.tool))
+    role = getattr(getattr(ctx.agent, "llm", None), "role", None)
+    call = ToolCall(
+        ctx.tool_name,
+        args,
+        _agent_name(ctx.agent),
+        ledger.current_stage(),
+        _base_tool(ctx.tool),
+        role if isinstance(role, str) else None,
+    )
     pending = _Pending(call, raw, time.perf_counter())
     try:
         pending.replay = hooks.before_tool(call)  # RunPaused passes through CrewAI (BaseException)
@@ -304,7 +316,7 @@ def _post_tool(ctx: Any) -> str | None:
     name = pending.call.tool_name
     if pending.refused is not None:
         text = refusal_text(name, pending.refused)
-        hooks.after_tool(ToolResult(pending.call, text, seconds, error=pending.refused))
+        hooks.after_tool(ToolResult(pending.call, text, seconds, error=pending.refused, refused=True))
         return text
     if pending.replay is not None:
         value = pending.replay.value

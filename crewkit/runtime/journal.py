@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from crewkit.governance import audit
+from crewkit.runtime import call_audit
 from crewkit.runtime.hooks import ModelCall, ModelResult, Replay, Subscriber, ToolCall, ToolResult
 from crewkit.runtime.store import StateStore
 
@@ -118,10 +120,13 @@ def decode(stored: Any, response_model: Any = None) -> Any:
 class CallJournal(Subscriber):
     """Replays journalled answers on resume; journals new answers and every model usage row."""
 
-    def __init__(self, store: StateStore, run_id: str, checkpoint_count: Callable[[], int]) -> None:
+    def __init__(
+        self, store: StateStore, run_id: str, checkpoint_count: Callable[[], int], audit_text: str = "hash"
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.count = checkpoint_count
+        self.audit_text = audit_text  # "hash" | "redacted": prompts and answers in the audit log
         self._seen: dict[str, int] = {}  # occurrences of each (kind, checkpoint count, hash) so far
         self._open: dict[int, tuple[Any, str, int]] = {}  # id(call) -> (call, key, checkpoint count)
         self._lock = threading.Lock()
@@ -159,10 +164,11 @@ class CallJournal(Subscriber):
     def after_model(self, result: ModelResult) -> None:
         call = result.call
         opened = self._take(call)
+        journal = None
         if opened is not None and result.error is None and not result.replayed:
             stored = encode(result.value)
             if stored is not None:
-                self.store.journal_put(self.run_id, opened[0], "model", opened[1], stored)
+                journal = (opened[0], "model", opened[1], stored)
         replayed = result.replayed
         self.store.add_call(
             self.run_id,
@@ -181,6 +187,8 @@ class CallJournal(Subscriber):
                 "not_run": result.not_run,
                 "replayed": replayed,
             },
+            audit_entry=call_audit.model_call(self.run_id, result, self.audit_text),
+            journal=journal,
         )
 
     # -- tool calls ------------------------------------------------------------------------------
@@ -197,8 +205,11 @@ class CallJournal(Subscriber):
 
     def after_tool(self, result: ToolResult) -> None:
         opened = self._take(result.call)
-        if opened is None or result.error is not None or result.replayed or result.value is None:
-            return
-        stored = encode(result.value)
-        if stored is not None:
-            self.store.journal_put(self.run_id, opened[0], "tool", opened[1], stored)
+        entry = call_audit.tool_call(self.run_id, result, self.audit_text)
+        stored = None
+        if opened is not None and result.error is None and not result.replayed and result.value is not None:
+            stored = encode(result.value)
+        if opened is not None and stored is not None:
+            self.store.journal_put(self.run_id, opened[0], "tool", opened[1], stored, audit_entry=entry)
+        else:
+            audit.record(self.store, entry)

@@ -29,8 +29,9 @@ from crewkit.errors import ApprovalRequired, UsageError
 from crewkit.models.registry import RoleMap
 from crewkit.runtime import rollback, segment
 from crewkit.runtime.checkpoints import CheckpointLog
-from crewkit.runtime.context import RunContext
+from crewkit.runtime.context import RunContext, tenant_of
 from crewkit.runtime.crew_run import CREW_PREFIX, crew_fingerprint, prepare_crew, run_crew, run_crew_segment
+from crewkit.runtime.injection_shield import screen_inputs
 from crewkit.runtime.preflight import (
     check_flow_name,
     check_writable,
@@ -92,7 +93,10 @@ def run_flow(
     run_id = new_run_id()
     stored = {**inputs, TRIGGER_KEY: trigger_payload} if trigger_payload is not None else dict(inputs)
     requester = requester_of(inputs)
-    store.create_run(run_id, name, stored, fingerprint(settings, name), requester)
+    store.create_run(
+        run_id, name, stored, fingerprint(settings, name), requester,
+        profile=settings.profile_name, tenant=tenant_of(inputs),
+    )  # fmt: skip
     return _run(
         settings,
         role_map,
@@ -126,6 +130,7 @@ def resume_run(
     """
     store = StateStore.open(settings.home)
     row = store.require_run(run_id)
+    settings = settings.with_profile(row.profile)  # the profile the run started under
     if row.status == rollback.ROLLING_BACK:
         raise UsageError(f"run {run_id} is half rolled back: {row.error}")
     if row.status in ("done", "rejected"):
@@ -196,20 +201,28 @@ def _run(
         settings, role_map, run_id, progress or (lambda message: None),
         store=store, checkpoints=log, gate=gate, requester=requester,
     )  # fmt: skip
+    flagged = [] if previous else screen_inputs(store, run_id, inputs)  # a blocked input: nothing runs
     kickoff_inputs = dict(inputs)
     if trigger_payload is not None:
         kickoff_inputs[TRIGGER_KEY] = trigger_payload
     ended, run_ledger = segment.kickoff(
-        store, run_id, gate, count, lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs)
-    )
+        settings, store, run_id, gate, count,
+        lambda: wire.call(role_map, flow.kickoff, inputs=kickoff_inputs),
+        tenant=tenant_of(inputs),
+    )  # fmt: skip
     if log is not None and ended.error is None and not ended.interrupted:
         state = log.take_restore(final=True)  # every step had finished before: the last state
         if state is not None:
             flow.restore(state)
     fields = flow_record(flow, tuple(getattr(flow_cls, "RECORD_FIELDS", ()) or ()), ended)
-    record = {"run_id": run_id, "flow": name, "status": fields.pop("status"), "inputs": inputs, **fields}
+    record = {
+        "run_id": run_id, "flow": name, "profile": settings.profile_name, "status": fields.pop("status"),
+        "inputs": inputs, **fields,
+    }  # fmt: skip
     if trigger_payload is not None:
         record["trigger_payload"] = trigger_payload
+    if flagged:
+        record["guard"] = {"inputs": flagged}
     if log is not None and isinstance(ended.error, getattr(flow_cls, "ROLLBACK_ON", ())):
         record["rollback"] = rollback.to_stable(store, run_id)
     if log is not None and log.replayed:

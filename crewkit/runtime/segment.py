@@ -37,14 +37,42 @@ def _feedback_on_approvals() -> Iterator[None]:
         flow_config.hitl_provider = previous
 
 
-def kickoff(
-    store: StateStore, run_id: str, gate: Any, count: Callable[[], int], call: Callable[[], Any]
-) -> tuple[Ended, ledger.Ledger]:
-    """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
+def subscribers(settings: Any, store: StateStore, run_id: str, gate: Any, count: Callable[[], int], tenant: str | None) -> list[Any]:
+    """The run's hook-path subscribers, in order (before hooks run in this order, the first
+    Replay wins): tool gating and allowlists first, then the journal (a replayed call is neither
+    paid nor budgeted again), then budgets, then what rewrites the messages sent."""
+    from crewkit.runtime import injection_shield, pii_shield, tool_allowlist
     from crewkit.runtime.journal import CallJournal
     from crewkit.runtime.tool_gate import ToolGate
 
-    run_hooks = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, count)])
+    chain: list[Any] = [ToolGate(gate), tool_allowlist.from_settings(settings)]
+    chain.append(CallJournal(store, run_id, count, audit_text=settings.profile.audit.text))
+    chain.append(_budget_guard(settings, store, run_id, gate, tenant))
+    chain.append(injection_shield.InjectionShield(store, run_id))
+    chain.append(pii_shield.from_settings(settings))
+    return [s for s in chain if s is not None]
+
+
+def _budget_guard(settings: Any, store: StateStore, run_id: str, gate: Any, tenant: str | None) -> Any:
+    try:
+        from crewkit.runtime.budget_guard import from_settings
+    except ImportError:  # pragma: no cover - lands with the same change
+        return None
+    return from_settings(settings, store, run_id, tenant, gate)
+
+
+def kickoff(
+    settings: Any,
+    store: StateStore,
+    run_id: str,
+    gate: Any,
+    count: Callable[[], int],
+    call: Callable[[], Any],
+    *,
+    tenant: str | None = None,
+) -> tuple[Ended, ledger.Ledger]:
+    """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
+    run_hooks = hooks.RunHooks(subscribers(settings, store, run_id, gate, count, tenant))
     try:
         with (
             ledger.open_ledger() as run_ledger,

@@ -24,12 +24,12 @@ def check(settings: Settings) -> Settings:
     return settings
 
 
-def load_checked(project_dir: Path | None = None) -> Settings:
-    """`load_settings` followed by every registry-dependent check."""
-    return check(load_settings(project_dir))
+def load_checked(project_dir: Path | None = None, profile: str | None = None) -> Settings:
+    """`load_settings` (under deployment profile `profile`, else the default) and every check."""
+    return check(load_settings(project_dir, profile))
 
 
-def start(project_dir: Path | None = None) -> tuple[Settings, RoleMap]:
+def start(project_dir: Path | None = None, profile: str | None = None) -> tuple[Settings, RoleMap]:
     """Settings loaded and checked, and the role map built on them (models load on first use)."""
-    settings = load_checked(project_dir)
+    settings = load_checked(project_dir, profile)
     return settings, RoleMap(settings)

@@ -236,6 +236,8 @@ class RunRow:
     error: str | None
     record_path: str | None
     approval_id: str | None
+    profile: str | None = None
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -580,7 +582,7 @@ class StateStore:
 
     _RUN_COLS = (
         "run_id, flow, status, inputs, fingerprint, requester, pid, host, created, updated, "
-        "error, record_path, approval_id"
+        "error, record_path, approval_id, profile, tenant"
     )
 
     @staticmethod
@@ -590,16 +592,27 @@ class StateStore:
         return RunRow(*r)
 
     def create_run(
-        self, run_id: str, flow: str, inputs: dict[str, Any], fingerprint: str, requester: str | None
+        self,
+        run_id: str,
+        flow: str,
+        inputs: dict[str, Any],
+        fingerprint: str,
+        requester: str | None,
+        *,
+        profile: str | None = None,
+        tenant: str | None = None,
     ) -> RunRow:
-        """A new run, status "running", owned by this process."""
+        """A new run, status "running", owned by this process (audited as `run.started`)."""
+        from crewkit.governance import audit
+
         now = time.time()
         pid = os.getpid()
         with self._write() as conn:
             try:
                 conn.execute(
                     "INSERT INTO runs (run_id, flow, status, inputs, fingerprint, requester, pid, "
-                    "pid_start, host, created, updated) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "pid_start, host, created, updated, profile, tenant) "
+                    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         flow,
@@ -611,13 +624,26 @@ class StateStore:
                         _HOST,
                         now,
                         now,
+                        profile,
+                        tenant,
                     ),
                 )
             except sqlite3.IntegrityError:
                 raise UsageError(f"run '{run_id}' already exists; pick another run id") from None
+            audit.append(
+                conn,
+                audit.Entry(
+                    "run.started",
+                    f"run {run_id}",
+                    {"flow": flow, "profile": profile, "tenant": tenant, "inputs": audit.digest(inputs)},
+                    actor=requester or "crewkit",
+                    run_id=run_id,
+                ),
+            )
         return RunRow(
-            run_id, flow, "running", inputs, fingerprint, requester, pid, _HOST, now, now, None, None, None
-        )
+            run_id, flow, "running", inputs, fingerprint, requester, pid, _HOST, now, now, None, None, None,
+            profile, tenant,
+        )  # fmt: skip
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self._read(f"SELECT {self._RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
@@ -667,10 +693,19 @@ class StateStore:
             if value is not None:
                 sets.append(f"{col} = ?")
                 args.append(value or None)
+        from crewkit.governance import audit
+
         with self._write() as conn:
             cur = conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*args, run_id))
             if cur.rowcount == 0:
                 raise self._unknown_run(run_id)
+            detail = {"status": status, "error": error or None, "approval_id": approval_id or None}
+            audit.append(
+                conn,
+                audit.Entry(
+                    "run.status", f"run {run_id}", {k: v for k, v in detail.items() if v}, run_id=run_id
+                ),
+            )
 
     def process_gone(self, run: RunRow) -> bool:
         """A run a process holds (running, rolling back) whose process died on this host."""
@@ -749,25 +784,49 @@ class StateStore:
         kind, checkpoint, value, created = rows[0]
         return JournalEntry(run_id, key, kind, checkpoint, _loads(value), created)
 
-    def journal_put(self, run_id: str, key: str, kind: str, checkpoint: int, value: Any) -> None:
-        """Store a call's answer under `key` (replacing one already there)."""
-        text = _dumps(value)
+    def journal_put(
+        self, run_id: str, key: str, kind: str, checkpoint: int, value: Any, audit_entry: Any = None
+    ) -> None:
+        """Store a call's answer under `key` (replacing one already there), with its audit record."""
         with self._write() as conn:
-            try:
-                conn.execute(
-                    "INSERT OR REPLACE INTO journal (run_id, key, kind, checkpoint, value, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, key, kind, int(checkpoint), text, time.time()),
-                )
-            except sqlite3.IntegrityError:
-                raise self._unknown_run(run_id) from None
+            self._journal_put(conn, run_id, key, kind, checkpoint, value)
+            if audit_entry is not None:
+                from crewkit.governance import audit
+
+                audit.append(conn, audit_entry)
+
+    def _journal_put(
+        self, conn: sqlite3.Connection, run_id: str, key: str, kind: str, checkpoint: int, value: Any
+    ) -> None:
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO journal (run_id, key, kind, checkpoint, value, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, key, kind, int(checkpoint), _dumps(value), time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise self._unknown_run(run_id) from None
 
     # -- calls (the persisted ledger) ------------------------------------------------------------
 
-    def add_call(self, run_id: str, row: dict[str, Any]) -> None:
-        """One model call's usage row (ledger.CallRecord fields as a dict)."""
+    def add_call(
+        self,
+        run_id: str,
+        row: dict[str, Any],
+        audit_entry: Any = None,
+        journal: tuple[str, str, int, Any] | None = None,
+    ) -> None:
+        """One model call's usage row (ledger.CallRecord fields as a dict), in one transaction with
+        its audit record (`crewkit.governance.audit.Entry`) and its journalled answer
+        (`journal`: key, kind, checkpoint count, value) when given."""
+        from crewkit.governance import audit
+
         text = _dumps(row)
         with self._write() as conn:
+            if journal is not None:
+                self._journal_put(conn, run_id, *journal)
+            if audit_entry is not None:
+                audit.append(conn, audit_entry)
             try:
                 conn.execute(
                     "INSERT INTO calls (run_id, role, model, input_tokens, output_tokens, cost_usd, started, row) "
@@ -819,6 +878,8 @@ class StateStore:
         on_expiry: str,
     ) -> Approval:
         """A pending approval for (run_id, key); the existing one (any status) when there is one."""
+        from crewkit.governance import audit
+
         expiry = _EXPIRY_ALIASES.get(on_expiry)
         if expiry is None:
             raise ValueError(f"on_expiry must be one of {sorted(_EXPIRY_ALIASES)}, got {on_expiry!r}")
@@ -854,6 +915,15 @@ class StateStore:
                 )
             except sqlite3.IntegrityError:
                 raise self._unknown_run(run_id) from None
+            audit.append(
+                conn,
+                audit.Entry(
+                    "approval.requested",
+                    f"approval {approval_id}",
+                    {"step": step, "tier": tier, "reason": reason, "approvers": list(approvers), "key": key},
+                    run_id=run_id,
+                ),
+            )
         return Approval(
             approval_id, run_id, key, step, tier, _loads(subject_text), reason, list(approvers),
             "pending", None, None, now, None, expires_at, expiry,
@@ -906,6 +976,8 @@ class StateStore:
         """
         if decision not in DECISIONS:
             raise UsageError(f"decision must be 'approved' or 'rejected', not '{decision}'")
+        from crewkit.governance import audit
+
         now = time.time()
         with self._write() as conn:
             cur = conn.execute(
@@ -914,6 +986,18 @@ class StateStore:
                 (decision, by, note, now, approval_id, now),
             )
             won = cur.rowcount == 1
+            if won:
+                run = conn.execute("SELECT run_id FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+                audit.append(
+                    conn,
+                    audit.Entry(
+                        f"approval.{decision}",
+                        f"approval {approval_id}",
+                        {"note": note} if note else {},
+                        actor=by,
+                        run_id=run[0] if run else None,
+                    ),
+                )
         current = self.get_approval(approval_id)
         if current is None:
             raise self._unknown_approval(approval_id)
@@ -938,6 +1022,8 @@ class StateStore:
         )
         if not self._read(due + " LIMIT 1", (now,)):
             return []  # the common case, without taking the write lock
+        from crewkit.governance import audit
+
         with self._write() as conn:
             rows = conn.execute(
                 f"SELECT {self._AP_COLS} FROM approvals WHERE status = 'pending' "
@@ -948,6 +1034,17 @@ class StateStore:
                 conn.execute(
                     "UPDATE approvals SET status = on_expiry, decided_by = ?, decided = ? WHERE id = ?",
                     (EXPIRED_BY, now, row[0]),
+                )
+                expired = self._approval(row)
+                audit.append(
+                    conn,
+                    audit.Entry(
+                        f"approval.{expired.on_expiry}",
+                        f"approval {expired.id}",
+                        {"expired": True, "expires_at": expired.expires_at},
+                        actor=EXPIRED_BY,
+                        run_id=expired.run_id,
+                    ),
                 )
         out = []
         for row in rows:
@@ -997,6 +1094,8 @@ class StateStore:
         >= seq), in one transaction, so the steps after it run again and pay again on resume.
         Usage rows (money spent) and the undo log (history) stay.
         """
+        from crewkit.governance import audit
+
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise self._unknown_run(run_id)
@@ -1008,3 +1107,9 @@ class StateStore:
             conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND seq > ?", (run_id, seq))
             conn.execute("DELETE FROM journal WHERE run_id = ? AND checkpoint >= ?", (run_id, seq))
             conn.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
+            audit.append(
+                conn,
+                audit.Entry(
+                    "run.rolled_back", f"run {run_id}", {"to_checkpoint": seq, "from": last}, run_id=run_id
+                ),
+            )
