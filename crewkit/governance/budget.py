@@ -164,6 +164,13 @@ def max_output_tokens(params: dict[str, Any], context: int) -> int:
     return min(DEFAULT_MAX_OUTPUT, context)
 
 
+def _matching(scopes: Sequence[Scope]) -> tuple[str, tuple[str, ...]]:
+    """`(scope = ? AND period = ?) OR ...` for these scopes: each an index search (a row-value
+    `IN (VALUES ...)` would scan the table, which grows by a row per run)."""
+    where = " OR ".join("(scope = ? AND period = ?)" for _ in scopes)
+    return f"({where})", tuple(x for s in scopes for x in (s.key, s.period))
+
+
 # -- the budgets ---------------------------------------------------------------------------------
 
 
@@ -190,6 +197,7 @@ class Budgets:
             for name, m in settings.models.models.items()
         }
         self._thresholds = sorted(set(self.policy.alerts))
+        self._period: tuple[float, float, str] = (0.0, 0.0, "")  # [from, until) -> the period
         self._fired: set[tuple[str, str, float]] = set()  # alerts known to be fired: no insert tried
         self._scopes: dict[tuple[Any, ...], tuple[Scope, ...]] = {}
         self._lock = threading.Lock()
@@ -206,7 +214,14 @@ class Budgets:
         return self._clock()
 
     def period(self, now: float | None = None) -> str:
-        return period_of(self.policy, self.now() if now is None else now)
+        now = self.now() if now is None else now
+        start, until, period = self._period
+        if start <= now < until:
+            return period
+        start = now - now % 86400  # the UTC day (POSIX days are 86400 s): a month's too
+        period = period_of(self.policy, now)
+        self._period = (start, start + 86400, period)
+        return period
 
     def is_free(self, model: str) -> bool:
         price = self._prices.get(model)
@@ -278,18 +293,38 @@ class Budgets:
     # -- reserve, settle, release ----------------------------------------------------------------
 
     def _purge_stale(self, conn: Any, now: float) -> None:
-        """Drop holds of dead processes on this host, and holds older than the TTL."""
-        rows = conn.execute(
-            "SELECT DISTINCT pid, pid_start FROM budget_holds WHERE host = ? AND NOT (pid = ? AND pid_start IS ?)",
-            (_HOST, self._pid, self._pid_start),
-        ).fetchall()
-        for pid, start in rows:
-            if not pid_alive(int(pid), start):
+        """Drop holds of dead processes on this host, and holds older than the TTL.
+
+        One query in the common case (nothing stale)."""
+        cutoff = now - self.hold_ttl
+        old = False
+        for pid, start, host, oldest in conn.execute(
+            "SELECT pid, pid_start, host, MIN(created) FROM budget_holds GROUP BY pid, pid_start, host"
+        ).fetchall():
+            old = old or oldest < cutoff
+            if host != _HOST or (pid == self._pid and start == self._pid_start):
+                continue
+            if not self._alive(int(pid), start):
                 conn.execute(
                     "DELETE FROM budget_holds WHERE host = ? AND pid = ? AND pid_start IS ?",
                     (_HOST, pid, start),
                 )
-        conn.execute("DELETE FROM budget_holds WHERE created < ?", (now - self.hold_ttl,))
+        if old:
+            conn.execute("DELETE FROM budget_holds WHERE created < ?", (cutoff,))
+
+    @staticmethod
+    def _alive(pid: int, start: str | None) -> bool:
+        """`pid_alive`, with one read of /proc/PID/stat where there is one (state and start time)."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return not Path("/proc/self/stat").exists() and pid_alive(pid, start)
+        except OSError:
+            return pid_alive(pid, start)
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if not fields or fields[0] in ("Z", "X"):
+            return False
+        return start is None or len(fields) <= 19 or fields[19] == start
 
     @staticmethod
     def _state(conn: Any, scopes: Sequence[Scope]) -> dict[str, list[float]]:
@@ -297,14 +332,11 @@ class Budgets:
         state = {s.key: [0.0, 0.0, 0.0, 0.0] for s in scopes}
         if not scopes:
             return state
-        values = ",".join("(?,?)" for _ in scopes)
-        args = tuple(x for s in scopes for x in (s.key, s.period))
+        where, args = _matching(scopes)
         rows = conn.execute(
-            f"SELECT 0, scope, spent, 0 FROM budget_totals WHERE (scope, period) IN (VALUES {values}) "
-            f"UNION ALL SELECT 1, scope, SUM(amount), 0 FROM budget_holds WHERE (scope, period) IN (VALUES {values}) "
-            "GROUP BY scope "
-            f"UNION ALL SELECT 2, scope, SUM(amount), COUNT(*) FROM budget_grants WHERE (scope, period) IN (VALUES {values}) "
-            "GROUP BY scope",
+            f"SELECT 0, scope, spent, 0 FROM budget_totals WHERE {where} "
+            f"UNION ALL SELECT 1, scope, SUM(amount), 0 FROM budget_holds WHERE {where} GROUP BY scope "
+            f"UNION ALL SELECT 2, scope, SUM(amount), COUNT(*) FROM budget_grants WHERE {where} GROUP BY scope",
             args * 3,
         ).fetchall()
         for kind, key, amount, count in rows:
@@ -344,12 +376,10 @@ class Budgets:
         limited = [s for s in scopes if s.limit is not None]
         if not limited:
             return False
-        values = ",".join("(?,?)" for _ in limited)
-        args = tuple(x for s in limited for x in (s.key, s.period))
+        where, args = _matching(limited)
         rows = self.store.read(
-            f"SELECT 0, scope, spent FROM budget_totals WHERE (scope, period) IN (VALUES {values}) "
-            f"UNION ALL SELECT 2, scope, SUM(amount) FROM budget_grants WHERE (scope, period) IN (VALUES {values}) "
-            "GROUP BY scope",
+            f"SELECT 0, scope, spent FROM budget_totals WHERE {where} "
+            f"UNION ALL SELECT 2, scope, SUM(amount) FROM budget_grants WHERE {where} GROUP BY scope",
             args * 2,
         )
         spent: dict[str, float] = {}

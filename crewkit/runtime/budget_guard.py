@@ -19,12 +19,14 @@ Subscribe it after the call journal, so a replayed call is neither reserved nor 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from crewkit.errors import BudgetExceeded
 from crewkit.governance.budget import Budgets, Reservation, Scope
 from crewkit.runtime.hooks import ModelCall, ModelResult, Subscriber
 
+FREE_CHECK_S = 1.0  # a free call re-reads whether a budget is over at most this often (per role)
 _MAX_GRANT_ROUNDS = 8  # grants in a row for one call before it is refused anyway (cannot loop for ever)
 
 
@@ -47,13 +49,14 @@ class BudgetGuard(Subscriber):
         self.gate = gate
         self.ask = budgets.policy.on_exceed == "ask" and gate is not None
         self._open: dict[int, tuple[ModelCall, Reservation]] = {}  # id(call) -> its reservation
+        self._over: dict[tuple[Scope, ...], tuple[float, bool]] = {}  # scopes -> (checked at, over)
         self._lock = threading.Lock()
 
     def before_model(self, call: ModelCall) -> None:
         budgets = self.budgets
         scopes = budgets.scopes(self.run_id, self.tenant, call.role)
         amount = budgets.estimate(call.model, call.messages, call.tools)
-        if amount <= 0 and not (budgets.limited and budgets.over(scopes)):
+        if amount <= 0 and not self._already_over(scopes):
             return None  # a free model, every budget within its limit: nothing to hold
         detail = {"role": call.role, "model": call.model, "agent": call.agent}
         for _ in range(_MAX_GRANT_ROUNDS):
@@ -70,6 +73,19 @@ class BudgetGuard(Subscriber):
             return None
         raise BudgetExceeded(f"budget exceeded: {_MAX_GRANT_ROUNDS} grants in a row did not cover this call")
 
+    def _already_over(self, scopes: tuple[Scope, ...]) -> bool:
+        """Whether a budget is over its limit already (read at most every FREE_CHECK_S, and after
+        this guard spent): a free call costs nothing, so a second-old answer is good enough."""
+        if not self.budgets.limited:
+            return False
+        now = time.monotonic()
+        checked = self._over.get(scopes)
+        if checked is not None and now - checked[0] < FREE_CHECK_S:
+            return checked[1]
+        over = self.budgets.over(scopes)
+        self._over[scopes] = (now, over)
+        return over
+
     def after_model(self, result: ModelResult) -> None:
         with self._lock:
             entry = self._open.pop(id(result.call), None)
@@ -83,6 +99,8 @@ class BudgetGuard(Subscriber):
             else self.budgets.scopes(self.run_id, self.tenant, result.call.role)
         )
         self.budgets.settle(reservation, cost, self.run_id, scopes)
+        if self._over:
+            self._over.clear()  # what this guard spent may have put a budget over
 
     def close(self) -> None:
         """Release the holds of calls that never finished (a pause or an interrupt raised by a later
