@@ -9,18 +9,38 @@ BEGIN IMMEDIATE serialises writers across processes, so the chain stays linear.
 
 Details are scrubbed before they are hashed: secrets (`crewkit.redact`) and personal data
 (`crewkit.governance.pii`) never reach the log.
+
+`verify(store)` walks the chain and names the first record that was edited (its hash does not
+match its content), removed (a gap in seq, or a prev_hash that names another record) or
+reordered. `purge(store, days)` removes the oldest records from the start of the chain only,
+keeps the last removed record's (seq, hash) as the anchor the rest chains from, and logs
+itself as an `audit.purged` record, all in one transaction. `export` writes JSONL.
+
+What a hash chain cannot show by itself: removal of the newest records (the tail) leaves a
+shorter chain that is still valid, and whoever can write the file can rewrite and re-hash the
+whole chain. `verify` returns the head (seq, hash): an operator who keeps it elsewhere (a
+ticket, a log shipper, a WORM bucket) detects both by comparing it with a later verify.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from crewkit.errors import StateStoreError, UsageError
 
 GENESIS = "0" * 64
+PURGED = "audit.purged"
+_COLUMNS = "seq, ts, actor, action, subject, detail, prev_hash, hash, run_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,25 +119,366 @@ def head(conn: sqlite3.Connection) -> tuple[int, str]:
 
 
 def append(conn: sqlite3.Connection, entry: Entry, ts: float | None = None) -> Record:
-    """Append `entry` inside the caller's open write transaction (BEGIN IMMEDIATE)."""
+    """Append `entry` inside the caller's open write transaction (BEGIN IMMEDIATE).
+
+    The run id is both a column (for `export --run`) and `detail["run_id"]` (so it is hashed);
+    `entry.run_id` wins over a `run_id` in the detail, and a detail's own `run_id` fills the
+    column when the entry names none."""
     seq, prev = head(conn)
     seq += 1
     ts = time.time() if ts is None else ts
     actor = str(scrub(entry.actor))
     subject = str(scrub(entry.subject))
     detail = scrub(entry.detail)
-    if entry.run_id is not None:
-        detail.setdefault("run_id", entry.run_id)
+    run_id = entry.run_id
+    if run_id is not None:
+        detail["run_id"] = run_id
+    elif isinstance(detail.get("run_id"), str):
+        run_id = detail["run_id"]
     digest_ = record_hash(prev, seq, ts, actor, entry.action, subject, detail)
     conn.execute(
-        "INSERT INTO audit (seq, ts, actor, action, subject, detail, prev_hash, hash, run_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, ts, actor, entry.action, subject, canonical(detail), prev, digest_, entry.run_id),
+        f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, ts, actor, entry.action, subject, canonical(detail), prev, digest_, run_id),
     )
-    return Record(seq, ts, actor, entry.action, subject, detail, prev, digest_, entry.run_id)
+    return Record(seq, ts, actor, entry.action, subject, detail, prev, digest_, run_id)
 
 
 def record(store: Any, entry: Entry) -> Record:
     """Append `entry` in a transaction of its own (an event with no other state change)."""
     with store.write() as conn:
         return append(conn, entry)
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verification:
+    """`ok`, or the first bad record (`first_bad`, a seq) and a one-line `problem`. `head_seq`
+    and `head_hash` are the newest record's: keep them elsewhere to detect tail removal."""
+
+    ok: bool
+    checked: int
+    first_bad: int | None
+    problem: str | None
+    head_seq: int
+    head_hash: str
+
+
+@dataclass(frozen=True)
+class Purged:
+    removed: int
+    first_seq: int | None  # the first and last record removed (None when none was)
+    last_seq: int | None
+    anchor_seq: int | None  # the anchor the remaining chain starts from (None: the genesis)
+    anchor_hash: str | None
+    cutoff: float  # records older than this (epoch seconds) were due
+    record: Record  # the `audit.purged` record that logs this purge
+
+
+@contextmanager
+def _snapshot(store: Any) -> Iterator[sqlite3.Connection]:
+    """A read transaction on a connection of its own: one consistent view of the chain and its
+    anchor while other processes keep appending (WAL), and no write lock held meanwhile."""
+    from crewkit.runtime.store import BUSY_TIMEOUT_S
+
+    conn: sqlite3.Connection | None = None
+    try:
+        conn = sqlite3.connect(store.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        conn.execute("BEGIN")
+        conn.execute("SELECT COUNT(*) FROM audit_anchor").fetchone()  # the snapshot starts here
+        yield conn
+    except sqlite3.DatabaseError as exc:
+        raise StateStoreError(
+            f"{store.path}: cannot read the audit log ({exc}); check the file and its folder, "
+            "or move a damaged file aside (crewkit starts a new one)"
+        ) from None
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _span(first: int, last: int) -> str:
+    return f"record {first} is" if first == last else f"records {first}-{last} are"
+
+
+class _Chain:
+    """Walks records in seq order from a start (the anchor, else the genesis) and says what is
+    wrong with the first one that does not belong."""
+
+    def __init__(self, conn: sqlite3.Connection, anchor: tuple[int, str] | None) -> None:
+        self.conn = conn
+        self.anchor = anchor
+        self.seq, self.hash = anchor if anchor else (0, GENESIS)
+        self.checked = 0
+        self.last_purge: tuple[int, dict[str, Any]] | None = None
+
+    def check(self, row: tuple[Any, ...]) -> tuple[int, str] | None:
+        seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run_id = row
+        expected = self.seq + 1
+        if seq != expected:
+            return self._gap(seq, expected)
+        try:
+            detail = json.loads(detail_text)
+        except ValueError:
+            return seq, f"record {seq} was edited (its detail is not valid JSON)"
+        content_ok = record_hash(prev_hash, seq, ts, actor, action, subject, detail) == digest_
+        if not content_ok:
+            moved = self._written_as(prev_hash, ts, actor, action, subject, detail, digest_)
+            if moved is not None and moved != seq:
+                return (
+                    seq,
+                    f"record {seq} is out of order (it was written as record {moved}): records reordered",
+                )
+            return seq, f"record {seq} was edited (its hash does not match its content)"
+        if prev_hash != self.hash:
+            return seq, self._unlinked(seq)
+        detail_run = detail.get("run_id") if isinstance(detail, dict) else None
+        if detail_run != run_id:
+            return seq, (
+                f"record {seq} was edited (its run_id column {run_id!r} differs from the run_id "
+                f"in its detail {detail_run!r})"
+            )
+        if action == PURGED and isinstance(detail, dict):
+            self.last_purge = (seq, detail)
+        self.seq, self.hash = seq, digest_
+        self.checked += 1
+        return None
+
+    def _gap(self, seq: int, expected: int) -> tuple[int, str]:
+        if self.checked:
+            return expected, f"{_span(expected, seq - 1)} missing (seq {expected - 1} is followed by {seq})"
+        if self.anchor is None:
+            return 1, (
+                f"{_span(1, seq - 1)} missing (the log starts at record {seq} and no purge anchor "
+                "explains it): records removed from the start without a purge"
+            )
+        if seq < expected:
+            return (
+                seq,
+                f"record {seq} is older than the purge anchor (seq {self.anchor[0]}): the anchor was altered",
+            )
+        return expected, (
+            f"{_span(expected, seq - 1)} missing (the purge anchor is seq {expected - 1}, "
+            f"the log resumes at {seq})"
+        )
+
+    def _unlinked(self, seq: int) -> str:
+        if self.checked:
+            return (
+                f"record {seq} does not follow record {seq - 1} (prev_hash differs): record {seq - 1} "
+                "was rewritten, or records removed or reordered"
+            )
+        if self.anchor is None:
+            return f"record {seq} does not start the log (its prev_hash is not the genesis hash)"
+        return (
+            f"record {seq} does not follow the purge anchor (its prev_hash is not the anchor's hash): "
+            "the anchor or the records after it were altered"
+        )
+
+    def _written_as(self, prev_hash: str, *content: Any) -> int | None:
+        """The seq this record's content and hash were written under, if it verifies under one:
+        the record after the one whose hash its prev_hash names (a moved record)."""
+        ts, actor, action, subject, detail, digest_ = content
+        row = self.conn.execute("SELECT seq FROM audit WHERE hash = ?", (prev_hash,)).fetchone()
+        candidates = [int(row[0]) + 1] if row is not None else []
+        if prev_hash == (self.anchor[1] if self.anchor else GENESIS):
+            candidates.append((self.anchor[0] if self.anchor else 0) + 1)
+        candidates += range(max(1, self.seq - 8), self.seq + 10)  # rows swapped with their hashes
+        for seq in candidates:
+            if record_hash(prev_hash, seq, ts, actor, action, subject, detail) == digest_:
+                return seq
+        return None
+
+    def anchor_problem(self) -> tuple[int, str] | None:
+        """The anchor must be the one the newest `audit.purged` record made."""
+        made = self.last_purge
+        if self.anchor is None:
+            if made and made[1].get("anchor_hash"):
+                return made[0], f"the purge anchor made by record {made[0]} is missing: it was removed"
+            return None
+        seq, digest_ = self.anchor
+        if made is None:
+            return seq + 1, (
+                f"the purge anchor (seq {seq}) was made by no audit.purged record in the log: "
+                "the anchor was forged or its purge record removed"
+            )
+        if (made[1].get("anchor_seq"), made[1].get("anchor_hash")) != (seq, digest_):
+            return made[0], (
+                f"the purge anchor (seq {seq}, hash {digest_[:12]}…) does not match the one purge record "
+                f"{made[0]} made (seq {made[1].get('anchor_seq')}, hash "
+                f"{str(made[1].get('anchor_hash'))[:12]}…): the anchor was altered"
+            )
+        return None
+
+
+def _rows(conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()) -> Iterable[tuple[Any, ...]]:
+    return conn.execute(f"SELECT {_COLUMNS} FROM audit {where} ORDER BY seq", args)
+
+
+def _anchor(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    row = conn.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def verify(store: Any) -> Verification:
+    """Check every record's hash and link, from the purge anchor (or the genesis) to the head."""
+    with _snapshot(store) as conn:
+        chain = _Chain(conn, _anchor(conn))
+        problem = None
+        for row in _rows(conn):
+            problem = chain.check(row)
+            if problem:
+                break
+        else:
+            if chain.checked == 0 and chain.anchor is not None:
+                problem = (
+                    chain.anchor[0] + 1,
+                    f"the log is empty after its purge anchor (seq {chain.anchor[0]}): records removed",
+                )
+            else:
+                problem = chain.anchor_problem()
+        head_seq, head_hash = head(conn)
+    if problem is None:
+        return Verification(True, chain.checked, None, None, head_seq, head_hash)
+    return Verification(False, chain.checked, problem[0], problem[1], head_seq, head_hash)
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def export(store: Any, out: TextIO, since: float | None = None, run_id: str | None = None) -> int:
+    """Write records (those at or after `since`, of run `run_id`) to `out` as JSONL in seq
+    order, one `{seq, ts, actor, action, subject, detail, prev_hash, hash}` a line; the count."""
+    where, args = [], []
+    if since is not None:
+        where.append("ts >= ?")
+        args.append(since)
+    if run_id is not None:
+        where.append("run_id = ?")
+        args.append(run_id)
+    clause = "WHERE " + " AND ".join(where) if where else ""
+    count = 0
+    with _snapshot(store) as conn:
+        for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, _ in _rows(
+            conn, clause, tuple(args)
+        ):
+            try:
+                detail = json.loads(detail_text)
+            except ValueError:  # a tampered record: exported as it is, `verify` names it
+                detail = detail_text
+            line = {
+                "seq": seq,
+                "ts": ts,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "detail": detail,
+                "prev_hash": prev_hash,
+                "hash": digest_,
+            }
+            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+            count += 1
+    return count
+
+
+# --- purge ------------------------------------------------------------------------------------
+
+DAY = 86400.0
+
+
+def _days(value: Any) -> float:
+    try:
+        days = float(value)
+    except (TypeError, ValueError):
+        days = math.nan
+    if isinstance(value, bool) or not math.isfinite(days) or days <= 0:
+        raise UsageError(
+            f"--older-than must be a positive number of days, not {value!r}; for example "
+            "--older-than 90 (the profile's audit.retention_days is the default)"
+        )
+    return days
+
+
+def purge(store: Any, older_than_days: float, now: float | None = None, actor: str = "crewkit") -> Purged:
+    """Remove the records older than `older_than_days` from the start of the chain (up to the
+    first record that is not that old: never a hole in the middle), anchor the rest at the
+    last removed record and log the purge, in one transaction. A chain that does not verify
+    over the records to remove is left alone (StateStoreError): a purge must not erase the
+    evidence of tampering."""
+    days = _days(older_than_days)
+    cutoff = (time.time() if now is None else now) - days * DAY
+    with store.write() as conn:
+        anchor = _anchor(conn)
+        keep = conn.execute("SELECT MIN(seq) FROM audit WHERE ts >= ?", (cutoff,)).fetchone()[0]
+        if keep is None:
+            keep = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM audit").fetchone()[0]
+        first = conn.execute("SELECT MIN(seq) FROM audit WHERE seq < ?", (keep,)).fetchone()[0]
+        removed, last = 0, None
+        if first is not None:
+            last, last_hash = _check_before_purge(store, conn, anchor, keep)
+            removed = conn.execute("DELETE FROM audit WHERE seq < ?", (keep,)).rowcount
+            conn.execute(
+                "INSERT OR REPLACE INTO audit_anchor (id, seq, hash, before_ts, created) VALUES (1, ?, ?, ?, ?)",
+                (last, last_hash, cutoff, time.time()),
+            )
+            anchor = (last, last_hash)
+        detail = {
+            "removed": removed,
+            "first_seq": first,
+            "last_seq": last,
+            "anchor_seq": anchor[0] if anchor else None,
+            "anchor_hash": anchor[1] if anchor else None,
+            "older_than_days": days,
+            "cutoff": cutoff,
+        }
+        made = append(conn, Entry(PURGED, "audit", detail, actor=actor))
+    return Purged(
+        removed, first, last, anchor[0] if anchor else None, anchor[1] if anchor else None, cutoff, made
+    )
+
+
+def _check_before_purge(
+    store: Any, conn: sqlite3.Connection, anchor: tuple[int, str] | None, keep: int
+) -> tuple[int, str]:
+    """Verify the records a purge removes and the link to the first one it keeps; the last
+    removed record's (seq, hash), the new anchor."""
+    chain = _Chain(conn, anchor)
+    for row in _rows(conn, "WHERE seq <= ?", (keep,)):
+        problem = chain.check(row)
+        if problem is not None:
+            raise StateStoreError(
+                f"{store.path}: the audit log does not verify ({problem[1]}); nothing was purged, so "
+                "the evidence stays: run `crewkit audit verify` and keep an export (`crewkit audit export`)"
+            )
+    if chain.seq < keep - 1:  # cannot happen after a clean walk; a guard, not a branch to test
+        raise StateStoreError(
+            f"{store.path}: the audit log ends before record {keep - 1}; nothing was purged"
+        )
+    if chain.seq == keep - 1:
+        return chain.seq, chain.hash
+    row = conn.execute("SELECT seq, hash FROM audit WHERE seq = ?", (keep - 1,)).fetchone()
+    return int(row[0]), str(row[1])
+
+
+# --- --since ----------------------------------------------------------------------------------
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
+_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`--since`: an ISO date or date and time (UTC unless it names an offset), or an age
+    (`7d`, `12h`, `30m`, `2w`) before now; epoch seconds."""
+    value = str(text).strip()
+    age = _AGE.fullmatch(value.lower())
+    if age:
+        return (time.time() if now is None else now) - float(age[1]) * _UNIT[age[2]]
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is not a date or an age; use an ISO date (2026-11-01), a date and time "
+            "(2026-11-01T09:30, UTC unless it names an offset) or an age (7d, 12h, 30m)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
