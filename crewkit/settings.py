@@ -483,6 +483,13 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
     _check_models(models, models_doc)
     gov_doc = yamlfile.load(config / "governance.yaml", required=False)
     governance = _validate(GovernanceConfig, gov_doc)
+    for key in governance.tool_allowlist:
+        if not key.startswith("agent:") and key not in models.roles:
+            raise ConfigError(
+                f"{gov_doc.where(('tool_allowlist', key))}: tool_allowlist names role '{key}', which is not a "
+                f"role{suggest(key, models.roles)}; use a role from config/models.yaml "
+                f"({', '.join(models.roles)}) or 'agent:<the agent's role text>'"
+            )
     profiles_doc = yamlfile.load(config / "profiles.yaml", required=False)
     if not profiles_doc.path.exists():  # the built-in profiles (the brief's figures)
         profiles, profiles_doc_kept = ProfilesConfig.model_validate(BUILTIN_PROFILES), None

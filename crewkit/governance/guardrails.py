@@ -120,7 +120,15 @@ REGISTRY: dict[str, Guardrail] = {
 
 
 def run(name: str, text: str) -> Verdict:
+    """Run guardrail `name`; its verdict is audited when a run is recording (`runtime.trail`)."""
+    from crewkit.runtime import trail
+
     verdict = REGISTRY[name](text)
+    trail.note(
+        "guardrail.verdict",
+        f"guardrail {name}",
+        {"allowed": verdict.allowed, "reason": verdict.reason, "score": verdict.score},
+    )
     return Verdict(verdict.allowed, verdict.reason, verdict.score, name)
 
 

@@ -267,7 +267,27 @@ def draw(run_id: str, step: str) -> float:
 
 
 def human_check(policy: Policy, assessment: Assessment, run_id: str, step: str) -> HumanCheck:
-    """Whether a person decides: sensitive always, medium when the seeded draw < sample_rate."""
+    """Whether a person decides: sensitive always, medium when the seeded draw < sample_rate.
+    The decision and its draw are audited when a run is recording (`runtime.trail`)."""
+    from crewkit.runtime import trail
+
+    check = _human_check(policy, assessment, run_id, step)
+    trail.note(
+        "risk.decision",
+        step,
+        {
+            "tier": assessment.tier,
+            "reasons": list(assessment.reasons),
+            "human": check.required,
+            "why": check.why,
+            "draw": check.draw,
+            "rate": check.rate,
+        },
+    )
+    return check
+
+
+def _human_check(policy: Policy, assessment: Assessment, run_id: str, step: str) -> HumanCheck:
     gov = _governance(policy)
     if assessment.tier == "sensitive":
         return HumanCheck(True, "sensitive: a person approves every one", None, 1.0)

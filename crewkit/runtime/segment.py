@@ -17,7 +17,7 @@ from typing import Any
 
 from crewkit.errors import CrewkitError
 from crewkit.observability import ledger
-from crewkit.runtime import hooks, pins, undo
+from crewkit.runtime import hooks, pins, trail, undo
 from crewkit.runtime.store import StateStore
 from crewkit.runtime.worker import Ended, kickoff_in_worker
 
@@ -37,7 +37,9 @@ def _feedback_on_approvals() -> Iterator[None]:
         flow_config.hitl_provider = previous
 
 
-def subscribers(settings: Any, store: StateStore, run_id: str, gate: Any, count: Callable[[], int], tenant: str | None) -> list[Any]:
+def subscribers(
+    settings: Any, store: StateStore, run_id: str, gate: Any, count: Callable[[], int], tenant: str | None
+) -> list[Any]:
     """The run's hook-path subscribers, in order (before hooks run in this order, the first
     Replay wins): tool gating and allowlists first, then the journal (a replayed call is neither
     paid nor budgeted again), then budgets, then what rewrites the messages sent."""
@@ -77,6 +79,7 @@ def kickoff(
         with (
             ledger.open_ledger() as run_ledger,
             hooks.scope(run_hooks),
+            trail.recording(store, run_id),
             undo.recording(store, run_id, count),
             pins.run_table(),
             _feedback_on_approvals(),
