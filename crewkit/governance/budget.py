@@ -397,9 +397,12 @@ class Budgets:
         detail: dict[str, Any] | None = None,
     ) -> Reservation | None:
         """Hold `amount` on every scope, or raise `BudgetExceeded` (nothing held; audited and sent
-        to the sinks). One transaction. Returns None when there is nothing to hold (amount 0)."""
+        to the sinks). One transaction. Returns None when there is nothing to hold (amount 0, or
+        none of the scopes has a limit: then nothing is written)."""
         now = self.now()
         limited = [s for s in scopes if s.limit is not None]
+        if not limited:
+            return None  # no limit to keep: the spending is recorded when the call settles
         refusal = None
         with self.store.write() as conn:
             self._purge_stale(conn, now)
@@ -449,24 +452,23 @@ class Budgets:
         with self.store.write() as conn:
             if reservation is not None:
                 conn.execute("DELETE FROM budget_holds WHERE reservation = ?", (reservation.id,))
-            if cost > 0:
+            if cost > 0 and scopes:
+                rows = conn.execute(
+                    "INSERT INTO budget_totals (scope, period, spent, updated) VALUES "
+                    + ",".join("(?, ?, ?, ?)" for _ in scopes)
+                    + " ON CONFLICT (scope, period) DO UPDATE SET spent = spent + excluded.spent, "
+                    "updated = excluded.updated RETURNING scope, spent",
+                    tuple(x for sc in scopes for x in (sc.key, sc.period, cost, now)),
+                ).fetchall()
+                spent_now = dict(rows)
+                watched = [sc for sc in scopes if sc.limit is not None] if self._thresholds else []
                 granted = reservation.granted if reservation is not None else None
-                for s in scopes:
-                    spent = conn.execute(
-                        "INSERT INTO budget_totals (scope, period, spent, updated) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (scope, period) DO UPDATE SET spent = spent + excluded.spent, "
-                        "updated = excluded.updated RETURNING spent",
-                        (s.key, s.period, cost, now),
-                    ).fetchone()[0]
-                    if s.limit is not None and self._thresholds:
-                        if granted is None:
-                            granted = {
-                                k: v[2]
-                                for k, v in self._state(
-                                    conn, [x for x in scopes if x.limit is not None]
-                                ).items()
-                            }
-                        alerts += self._alerts(conn, s, float(spent), granted.get(s.key, 0.0), now, run_id)
+                if watched and granted is None:
+                    granted = {k: v[2] for k, v in self._state(conn, watched).items()}
+                for sc in watched:
+                    alerts += self._alerts(
+                        conn, sc, float(spent_now[sc.key]), granted.get(sc.key, 0.0), now, run_id
+                    )  # type: ignore[union-attr]
         for event in alerts:
             self._notify(event, self._alert_line(event))
         return alerts

@@ -269,3 +269,17 @@ def test_show_counts_no_hold_of_a_dead_process(project, store):
     with store.write() as conn:
         conn.execute("UPDATE budget_holds SET period = ?", (b.period(),))
     assert b.show()[0]["reserved"] == 0.0
+
+
+def test_with_no_limit_nothing_is_held_and_the_spending_is_still_recorded(project, store):
+    b = _budgets(project, store, {})
+    scopes = b.scopes("r1", "acme", "reasoning")
+    assert b.reserve(scopes, 5.0, "r1") is None
+    assert store.read("SELECT COUNT(*) FROM budget_holds") == [(0,)]
+    b.settle(None, 0.5, "r1", scopes)
+    assert {r["scope"]: r["spent"] for r in b.show()} == {
+        "total": 0.5,
+        "tenant:acme": 0.5,
+        "role:reasoning": 0.5,
+        "run:r1": 0.5,
+    }
