@@ -34,9 +34,9 @@ _PATTERNS = [
     ),
     re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._\-]{16,}"),
 ]
-# `api_key=...`, `password: ...`: keep the name, hide the value.
+# `api_key=...`, `password: ...`, `DB_PASSWORD=...`: keep the name, hide the value.
 _ASSIGNMENT = re.compile(
-    r"(?i)\b((?:api[_-]?key|x-api-key|password|passwd|secret|token|access[_-]?key)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{8,})"
+    r"(?i)(?<![a-z0-9])((?:api[_-]?key|x-api-key|password|passwd|secret|token|access[_-]?key)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{8,})"
 )
 _SECRET_ENV = re.compile(r"(?i)(_API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD|_PASS)$")
 _extra_env: set[str] = set()

@@ -234,3 +234,23 @@ def test_redaction_is_fast_and_linear():
     large = _best(pii.redact, text * 100, 1)
     assert small < 0.002, f"{small * 1e3:.3f} ms for 2 KB"
     assert large < small * 100 * 3, f"{large * 1e3:.1f} ms for 200 KB vs {small * 1e3:.3f} ms for 2 KB"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "DB_PASSWORD=supersecret1",
+        "export GITLAB_TOKEN: glpat-abcdefgh12345",
+    ],
+)
+def test_a_credential_assigned_to_a_prefixed_name_is_masked_in_logs_and_records(line):
+    """`DB_PASSWORD=...`: the keyword follows an underscore, not a word boundary."""
+    value = line.split("=")[-1].split(": ")[-1]
+    assert value not in secrets.redact(line)
+    assert value not in pii.redact(line)
+
+
+def test_a_word_that_merely_contains_a_keyword_is_not_an_assignment():
+    text = "max_tokens=1024000 and bypassword=abcdefgh12"
+    assert secrets.redact(text) == text and pii.redact(text) == text
