@@ -415,3 +415,34 @@ def test_ask_without_a_gate_stops_like_stop(project, store):
         pytest.raises(BudgetExceeded),
     ):
         role_llm(settings, ScriptedLLM([], allow_unused=True)).call("hi")
+
+
+# -- through a CrewAI crew ----------------------------------------------------------------------
+
+
+def _crew(llm: Any) -> Any:
+    from crewai import Agent, Crew, Task
+
+    agent = Agent(role="Analyst", goal="Answer.", backstory="Answers.", llm=llm, max_iter=2)
+    return Crew(agents=[agent], tasks=[Task(description="Say hi.", expected_output="hi", agent=agent)])
+
+
+def test_a_crew_whose_budget_is_exhausted_stops_at_once_without_calling_the_model(project, store):
+    settings = budget_settings(project, {"per_run": 0.1})
+    fake = ScriptedLLM(["Final Answer: hi"], allow_unused=True)
+    with hooks.scope(hooks.RunHooks([_guard(store, settings)])), pytest.raises(BudgetExceeded):
+        _crew(role_llm(settings, fake)).kickoff()
+    assert fake.calls == []
+    assert store.read("SELECT COUNT(*) FROM audit WHERE action = 'budget.exceeded'") == [(1,)]  # not retried
+
+
+def test_a_crew_under_ask_pauses_out_of_kickoff(project, store):
+    settings = budget_settings(project, {"per_run": 0.1, "on_exceed": "ask"})
+    fake = ScriptedLLM([], allow_unused=True)
+    gate = ApprovalGate(store, settings, "r1", "alice", checkpoints=lambda: 0)
+    with (
+        hooks.scope(hooks.RunHooks([from_settings(settings, store, "r1", None, gate)])),
+        pytest.raises(RunPaused),
+    ):
+        _crew(role_llm(settings, fake)).kickoff()
+    assert fake.calls == [] and len(store.list_approvals("pending")) == 1
