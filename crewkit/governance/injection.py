@@ -167,7 +167,7 @@ _SPACED_RUN = re.compile(r"(?<![^\W_])(?:[^\W_][ \t.\-_*·/\\|,]{1,3}){3,}[^\W_]
 _SPACED_SEP = re.compile(r"[ \t.\-_*·/\\|,]+")
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}])[ \t\u3000]+(?=[{_CJK}])")
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
-_LEET_WORD = re.compile(r"(?=[\w$@!|]*[a-z])(?=[\w$@!|]*[0-9$@!|])[\w$@!|]{3,}")
+_LEET_WORD = re.compile(r"(?<![\w$@!|])(?=[\w$@!|]*[a-z])(?=[\w$@!|]*[0-9$@!|])[\w$@!|]{3,}")
 _HTML_ESCAPE = re.compile(r"&#?\w{1,8};")
 _PCT_ESCAPE = re.compile(r"(?:%[0-9a-fA-F]{2}){2,}")
 _B64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
@@ -313,17 +313,19 @@ _EN_SECRET = (
 )
 _EN_EXTRACT_YOUR = _rx(
     rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~|every~)?(?:of~)?(?:your|the~hidden|the~secret|the~initial|"
-    rf"the~original|the~first)~(?:\w+~){{0,2}}?{_EN_SECRET}"
+    rf"the~original|the~first)~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}"
     r"|\b(?:repeat|print|output|recite|show|copy|reproduce|return)~(?:me~)?(?:all~)?(?:of~)?(?:the~)?"
     r"(?:words|text|everything|content|lines?|instructions?|message)~(?:above|before~this|preceding|"
     r"prior~to~this|at~the~(?:start|beginning))"
-    rf"|\bwhat~(?:your|ur)~(?:\w+~){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
+    rf"|\bwhat~(?:your|ur)~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
     r"|\b(?:your|ur)~(?:hidden|secret|internal|confidential|initial|original)~(?:system~)?(?:prompt|instructions|rules|"
     r"configuration)"
     r"|\b(?:beginning|starting)~with~(?:the~)?(?:words?|phrase)?~?['\"]?~?you~are"
     r"|\bword~for~word|\bverbatim"
 )
-_EN_EXTRACT_THE = _rx(rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~)?(?:of~)?the~(?:\w+~){{0,2}}?{_EN_SECRET}")
+_EN_EXTRACT_THE = _rx(
+    rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~)?(?:of~)?the~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}"
+)
 _EN_PERSONA = _rx(
     r"\b(?:you~are~(?:now~)?|act~as~|acting~as~|pretend~(?:to~be~|you~are~|you'?re~)|imagine~you~are~|"
     r"role-?~?play~(?:as~)?|play~the~role~of~|let'?s~play~a~game|simulate~|from~now~on~,?~you|"
@@ -392,8 +394,10 @@ _EN_EXFIL_CONVERSATION = re.compile(
     r"passwords?|credentials?|secrets"
 )
 _EN_EXFIL_QUANTIFIED = re.compile(r"\b(?:all|every|any|user'?s?|your|stored|saved|these|those|environment)\b")
-_DEST = re.compile(r"https?://|\bwww\.|[\w.+-]+@[\w-]+\.[a-z]{2,}|\bpastebin\b|\bwebhook\b|\bftp://", re.S)
-_EN_EXFIL = _rx(rf"\b{_EN_EXFIL_VERB}\b~(?:\w+~){{0,5}}?{_EN_EXFIL_OBJ}\b")
+_DEST = re.compile(
+    r"https?://|\bwww\.|(?<![\w.+-])[\w.+-]+@[\w-]+\.[a-z]{2,}|\bpastebin\b|\bwebhook\b|\bftp://", re.S
+)
+_EN_EXFIL = _rx(rf"\b{_EN_EXFIL_VERB}\b~(?:\w+[\s\W_]{1, 3}){{0,5}}?{_EN_EXFIL_OBJ}\b")
 _MD_IMAGE_EXFIL = re.compile(r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{0,300}(?:\{|\$\{|%7b|<|\[)", re.S)
 _PIPE_SHELL = re.compile(
     r"\b(?:curl|wget|iwr|invoke-webrequest)\b[^|\n]{0,200}\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da)?sh\b|\biex\b~?\(",
@@ -415,7 +419,7 @@ _HIDDEN = re.compile(
     r"display\s*:\s*none|font-size\s*:\s*0|color\s*:\s*(?:white|#fff)|\[hidden|hidden\s+(?:text|instructions?)|"
     r"invisible\s+text|以下内容仅供ai"
 )
-_URLISH = re.compile(r"\S+://\S+|\S+@\S+|\bwww\.\S+")
+_URLISH = re.compile(r"(?<!\S)\S+://\S+|(?<!\S)\S+@\S+|\bwww\.\S+")
 _QUOTED = re.compile(
     r"'[^'\n]{3,160}'|\"[^\"\n]{3,160}\"|“[^”\n]{3,160}”|‘[^’\n]{3,160}’|「[^」\n]{1,80}」|『[^』\n]{1,80}』|`[^`\n]{3,160}`|《[^》\n]{1,80}》"
 )
@@ -483,7 +487,7 @@ _ZH_DISCUSSION = re.compile(
 
 # advice to people ("never share your password", 请勿透露密码) is not a request to the model
 _NEGATED = re.compile(
-    r"(?:\b(?:never|not|no~one|nobody)|n't)~(?:\w+~)?$|(?:不要|请勿|切勿|不得|禁止|绝不|千万别)$".replace(
+    r"(?:\b(?:never|not|no~one|nobody)|n't)~(?:\w+[\s\W_]{1,3})?$|(?:不要|请勿|切勿|不得|禁止|绝不|千万别)$".replace(
         "~", r"[\s\W]{1,3}"
     )
 )
