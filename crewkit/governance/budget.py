@@ -223,10 +223,6 @@ class Budgets:
         self._period = (start, start + 86400, period)
         return period
 
-    def is_free(self, model: str) -> bool:
-        price = self._prices.get(model)
-        return price is None or (price[0] == 0 and price[1] == 0)
-
     def estimate(self, model: str, messages: Any, tools: Any = None) -> float:
         """USD a call may cost at most: estimated prompt tokens x input price + max output x output price.
 
