@@ -313,18 +313,18 @@ _EN_SECRET = (
 )
 _EN_EXTRACT_YOUR = _rx(
     rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~|every~)?(?:of~)?(?:your|the~hidden|the~secret|the~initial|"
-    rf"the~original|the~first)~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}"
+    rf"the~original|the~first)~(?:\w+[\s\W_]{{1,3}}){{0,2}}?{_EN_SECRET}"
     r"|\b(?:repeat|print|output|recite|show|copy|reproduce|return)~(?:me~)?(?:all~)?(?:of~)?(?:the~)?"
     r"(?:words|text|everything|content|lines?|instructions?|message)~(?:above|before~this|preceding|"
     r"prior~to~this|at~the~(?:start|beginning))"
-    rf"|\bwhat~(?:your|ur)~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
+    rf"|\bwhat~(?:your|ur)~(?:\w+[\s\W_]{{1,3}}){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
     r"|\b(?:your|ur)~(?:hidden|secret|internal|confidential|initial|original)~(?:system~)?(?:prompt|instructions|rules|"
     r"configuration)"
     r"|\b(?:beginning|starting)~with~(?:the~)?(?:words?|phrase)?~?['\"]?~?you~are"
     r"|\bword~for~word|\bverbatim"
 )
 _EN_EXTRACT_THE = _rx(
-    rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~)?(?:of~)?the~(?:\w+[\s\W_]{1, 3}){{0,2}}?{_EN_SECRET}"
+    rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~)?(?:of~)?the~(?:\w+[\s\W_]{{1,3}}){{0,2}}?{_EN_SECRET}"
 )
 _EN_PERSONA = _rx(
     r"\b(?:you~are~(?:now~)?|act~as~|acting~as~|pretend~(?:to~be~|you~are~|you'?re~)|imagine~you~are~|"
@@ -397,7 +397,7 @@ _EN_EXFIL_QUANTIFIED = re.compile(r"\b(?:all|every|any|user'?s?|your|stored|save
 _DEST = re.compile(
     r"https?://|\bwww\.|(?<![\w.+-])[\w.+-]+@[\w-]+\.[a-z]{2,}|\bpastebin\b|\bwebhook\b|\bftp://", re.S
 )
-_EN_EXFIL = _rx(rf"\b{_EN_EXFIL_VERB}\b~(?:\w+[\s\W_]{1, 3}){{0,5}}?{_EN_EXFIL_OBJ}\b")
+_EN_EXFIL = _rx(rf"\b{_EN_EXFIL_VERB}\b~(?:\w+[\s\W_]{{1,3}}){{0,5}}?{_EN_EXFIL_OBJ}\b")
 _MD_IMAGE_EXFIL = re.compile(r"!\[[^\]\n]{0,100}\]\(https?://[^)\s]{0,300}(?:\{|\$\{|%7b|<|\[)", re.S)
 _PIPE_SHELL = re.compile(
     r"\b(?:curl|wget|iwr|invoke-webrequest)\b[^|\n]{0,200}\|[ \t]*(?:sudo[ \t]+)?(?:ba|z|da)?sh\b|\biex\b~?\(",
