@@ -98,16 +98,30 @@ def digest(text: Any) -> str:
     return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-def scrub(value: Any) -> Any:
-    """A detail as it may be stored: secrets and personal data masked, JSON-safe."""
-    from crewkit.redact import redact_obj
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
-    cleaned = redact_obj(json.loads(canonical(value)))
-    try:
-        from crewkit.governance import pii
-    except ImportError:  # pragma: no cover - pii lands with the same issue
-        return cleaned
-    return pii.redact_obj(cleaned)
+
+def scrub(value: Any) -> Any:
+    """A detail as it may be stored: secrets and personal data masked, JSON-safe.
+
+    On the hook path, so it skips what cannot hold either: short strings and `digest()`s."""
+    from crewkit.governance import pii
+    from crewkit.redact import redact
+
+    secrets = pii.environment_secrets()
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            if len(item) < pii.SHORTEST or _DIGEST.fullmatch(item):
+                return item
+            return pii.redact(redact(item, secrets))
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, list):
+            return [clean(v) for v in item]
+        return item
+
+    return clean(json.loads(canonical(value)))
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:

@@ -62,6 +62,8 @@ LABELS: dict[str, str] = {
 # Where two findings overlap, the earlier kind in LABELS wins (an e-mail holding digits stays
 # an e-mail, a resident id that happens to pass Luhn is not a card).
 _RANK = {kind: i for i, kind in enumerate(LABELS)}
+SHORTEST = 6  # no finding is shorter ("a@b.co"); shorter strings are passed through at once
+_OPAQUE = re.compile(r"(?:sha\d+:)?(?=[0-9a-f-]*[a-f])[0-9a-f-]{16,}")  # a digest or a uuid alone
 
 # IBAN length per country (ISO 13616 registry): mod 97 alone lets 1 in 97 random codes through.
 _IBAN_TABLE = (
@@ -279,7 +281,9 @@ def _anchored(
 _ENV: list[Any] = [None, []]  # (fingerprint, values): the environment's secrets, read once per change
 
 
-def _env_values() -> list[str]:
+def environment_secrets() -> list[str]:
+    """`crewkit.redact`'s secret environment values, read again only when the environment
+    changed (reading them costs more than redacting a short text)."""
     data = getattr(os.environ, "_data", None)
     key = (tuple(data.items()) if isinstance(data, dict) else None, frozenset(_secrets._extra_env))
     if key[0] is None or key != _ENV[0]:
@@ -288,6 +292,8 @@ def _env_values() -> list[str]:
 
 
 def _find(text: str, national_ids: Iterable[str], env_values: list[str]) -> list[Finding]:
+    if len(text) < SHORTEST or _OPAQUE.fullmatch(text):
+        return []
     candidates = [*_credentials(text, env_values), *_emails(text), *_numbers(text, set(national_ids))]
     if not candidates:
         return []
@@ -313,7 +319,7 @@ def find(text: str, national_ids: Iterable[str] = NATIONAL_IDS) -> list[Finding]
     """The personal data and credentials in `text`: non-overlapping, in order of position."""
     if not text or not isinstance(text, str):
         return []
-    return _find(text, national_ids, _env_values())
+    return _find(text, national_ids, environment_secrets())
 
 
 def _apply(text: str, findings: list[Finding]) -> str:
@@ -330,7 +336,7 @@ def redact(text: str, national_ids: Iterable[str] = NATIONAL_IDS) -> str:
     """`text` with each finding replaced by its label (`[EMAIL]`, `[CARD]`, ...)."""
     if not text or not isinstance(text, str):
         return text
-    return _apply(text, _find(text, national_ids, _env_values()))
+    return _apply(text, _find(text, national_ids, environment_secrets()))
 
 
 def _walk(value: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
@@ -345,7 +351,7 @@ def _walk(value: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
 
 def redact_obj(value: Any, national_ids: Iterable[str] = NATIONAL_IDS) -> Any:
     """`redact` on every string inside dicts, lists and tuples (keys are kept as they are)."""
-    return _walk(value, tuple(national_ids), _env_values())
+    return _walk(value, tuple(national_ids), environment_secrets())
 
 
 def _message(message: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
@@ -391,7 +397,7 @@ def redact_messages(
     """A redacted copy of a prompt (the input is never changed): message contents (strings, or
     OpenAI content parts with `text`) and tool-call arguments redacted; roles, names, tool call
     ids and the messages' structure kept."""
-    ids, env_values = tuple(national_ids), _env_values()
+    ids, env_values = tuple(national_ids), environment_secrets()
     if isinstance(messages, str):
         return _walk(messages, ids, env_values)
     return [_message(m, ids, env_values) for m in messages]

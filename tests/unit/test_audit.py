@@ -407,3 +407,9 @@ def test_a_bad_since_names_the_value_and_the_accepted_forms(text):
         audit.parse_since(text)
     message = str(caught.value)
     assert f"--since {text!r}" in message and "2026-11-01" in message and "7d" in message
+
+
+def test_scrub_keeps_digests_numbers_and_short_words_as_they_are():
+    detail = {"prompt": audit.digest("ann@corp.io"), "tokens": 812, "cost": 0.25, "role": "code", "ok": True}
+    assert audit.scrub(detail) == detail
+    assert audit.scrub({"t": ("call +1 415 555 2671",)}) == {"t": ["call [PHONE]"]}

@@ -254,3 +254,12 @@ def test_a_credential_assigned_to_a_prefixed_name_is_masked_in_logs_and_records(
 def test_a_word_that_merely_contains_a_keyword_is_not_an_assignment():
     text = "max_tokens=1024000 and bypassword=abcdefgh12"
     assert secrets.redact(text) == text and pii.redact(text) == text
+
+
+def test_a_lone_digest_or_uuid_passes_untouched_and_a_lone_value_does_not():
+    digest = "sha256:" + "4111111111111111" + "ab" * 24
+    assert pii.redact(digest) == digest
+    assert pii.redact("550e8400-e29b-41d4-a716-446655440000") == "550e8400-e29b-41d4-a716-446655440000"
+    assert pii.redact("4111111111111111") == "[CARD]"
+    assert pii.redact("DE89370400440532013000") == "[IBAN]"
+    assert pii.redact("a@b.co") == "[EMAIL]"
