@@ -267,6 +267,8 @@ _EN_OVERRIDE = _rx(
     r"before~this|so~far)"
     rf"|\b{_EN_VERB_IGNORE}~(?:all~)?(?:of~)?(?:the~)?(?:above|foregoing)(?=~(?:[.,;:!]|and\b|then\b|$))"
     rf"|\b{_EN_VERB_IGNORE}~(?:the~|your~)?system~(?:message|prompt|instructions?|rules)"
+    r"|\b(?:whatever|everything|anything)~you~(?:were|have~been|'ve~been)~told~(?:before~|earlier~|previously~)?"
+    r"(?:doesn'?t|does~not|no~longer|don'?t|do~not)~(?:matter|apply|count)"
     r"|\b(?:obey|follow|listen~to)~only~(?:me|my~(?:instructions|commands|orders))\b"
     r"|\bignore~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
     r"|\bdisregard~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
@@ -277,6 +279,7 @@ _EN_NEW_TASK = _rx(
     r"|\b(?:important|attention|urgent|notice|warning|alert)~(?:!~)?(?:new|updated|revised|additional)~"
     r"(?:instructions?|directives?|task|orders)"
     r"|\b(?:system|admin|administrator|developer|root)~(?:override|overwrite)"
+    r"|-{2,}~(?:system|admin)~(?:notice|message|override|alert)"
     r"|\bnew~system~(?:prompt|message|instructions?|rules)~[:\-]"
     r"|(?:^|\n|[.!:])~(?:new|updated)~instructions?~[:\-]"
     r"|\binstead~(?:,~)?(?:you~(?:must|should|will)|respond|reply|answer|say|output|tell|do~the~following)"
@@ -312,7 +315,7 @@ _EN_SECRET = (
     r"rules~you~(?:follow|were~given)|instructions|prompt|directives|guidelines|system~rules)"
 )
 _EN_EXTRACT_YOUR = _rx(
-    rf"\b{_EN_EXTRACT_VERB}~(?:me~)?(?:all~|every~)?(?:of~)?(?:your|the~hidden|the~secret|the~initial|"
+    rf"\b{_EN_EXTRACT_VERB}~(?:out~|back~)?(?:me~)?(?:all~|every~)?(?:of~)?(?:your|the~hidden|the~secret|the~initial|"
     rf"the~original|the~first)~(?:\w+[\s\W_]{{1,3}}){{0,2}}?{_EN_SECRET}"
     r"|\b(?:repeat|print|output|recite|show|copy|reproduce|return)~(?:me~)?(?:all~)?(?:of~)?(?:the~)?"
     r"(?:words|text|everything|content|lines?|instructions?|message)~(?:above|before~this|preceding|"
@@ -339,6 +342,8 @@ _EN_NO_RULES = _rx(
     r"guidelines|ethics|morals|morality|polic(?:y|ies)|censorship|safeguards|boundaries|constraints|"
     r"guardrails)\b"
     r"|\b(?:unfiltered|uncensored|unrestricted|unaligned|jailbroken|jailbreak~mode)\b"
+    r"|\b(?:safety|content|security|usage)~(?:policies|polic(?:y|ies)|filters?|guidelines|restrictions|rules|guardrails)~"
+    r"(?:have~been|has~been|are|is|were)~(?:now~)?(?:disabled|removed|lifted|turned~off|suspended|deactivated|off)"
     r"|\bnever~refuses?\b|\bcomply~with~every~request|\bcan~do~anything~now\b|\bdo~anything~now\b"
     r"|\bno~(?:content~)?polic(?:y|ies)\b|\bbypass~(?:your~)?(?:content~|safety~)?filters?"
 )
@@ -347,6 +352,9 @@ _EN_DAN = _rx(
 )
 _EN_DEVMODE = _rx(
     r"\bdeveloper~mode\b|\bgod~mode\b|\bsudo~mode\b|\bjailbreak~mode\b|\bdebug~mode~(?:enabled|on)\b"
+)
+_ENTER_MODE = re.compile(
+    r"(?:enter|enable|activate|switch\W{1,3}(?:in)?to|you\W{1,3}are\W{1,3}(?:now\W{1,3})?in|turn\W{1,3}on)\W{1,3}(?:the\W{1,3})?$"
 )
 _EN_JAILBREAK = _rx(r"\bjailbr(?:eak|oken)\w*")
 _DEVICE = _rx(
@@ -361,7 +369,8 @@ _EN_ADDRESS = _rx(
     r"(?:ai|llm|language~model|assistant|agent|chatbot|bot|gpt|model|copilot)s?\b"
     r"|\bto~(?:the~|any~|all~|every~)(?:ai|llm|language~model|assistant|agent|chatbot|bot|model)s?~"
     r"(?:reading|processing|summari[sz]ing|parsing|that|who|:|,)"
-    r"|\bif~you~are~(?:an?~)?(?:ai|llm|language~model|assistant|agent|chatbot|bot|large~language~model)\b"
+    r"|\bif~you~are~(?:an?~)?(?:ai|llm|language~model|assistant|agent|chatbot|bot|large~language~model)"
+    r"(?:~(?:model|assistant|agent|system|language~model))?(?=~(?:[,.:;]|reading|processing|summari|and\b|then\b|you\b))"
     r"|\b(?:attention|hey|hi|dear|ok|okay|listen)~,?~(?:ai|llm|assistant|agent|chatbot|bot|gpt|chatgpt|claude|"
     r"copilot|model)\b"
     r"|\b(?:assistant|ai|agent|copilot|chatbot|bot|model)~[,:]~(?:also~)?(?:when|before|after|please|now|first|ignore|run|send|"
@@ -406,6 +415,7 @@ _PIPE_SHELL = re.compile(
 _DESTRUCTIVE = _rx(
     r"\brm~-rf~/|\bdelete~(?:all|every)~(?:the~)?(?:files|emails|messages|data|records|repos?|repositor(?:y|ies))"
     r"|\bdelete_all\w*|\btransfer_funds\b|\bwire~(?:the~)?(?:money|funds)"
+    r"|\b(?:wire|transfer|send|pay)~(?:\$|usd|eur|€|£)?~?\d[\d,.]*~(?:\$|usd|dollars|euros?)?~?to~(?:the~)?(?:account|iban|wallet)"
     r"|\bcall~(?:the~)?\w+~(?:tool|function)\b|\bcall~the~\w+~tool"
 )
 _EN_DISCUSSION = re.compile(
@@ -430,6 +440,7 @@ _ZH_TARGET = r"(?:过滤|审查|安全|指令|指示|提示词|系统提示|提�
 _ZH_DET = r"(?:之前|以前|先前|此前|上面|上述|以上|前面|原来|原有|原先|原始|所有|全部|一切|你的|系统|开发者|用户的|使用者的|安全|任何|这些|那些|刚才)"
 _ZH_OVERRIDE = re.compile(
     rf"{_ZH_VERB_IGNORE}[^。！？\n]{{0,8}}?{_ZH_DET}[^。！？\n]{{0,8}}?{_ZH_TARGET}"
+    rf"|忘(?:记|掉)(?:你是|自己是)|只(?:听|服从|遵守)我的(?:命令|指令|话|指示)"
     rf"|(?:之前|以前|先前|上面|上述|原来)的?(?:所有)?(?:指令|指示|规则|设定)(?:已经?|都)?(?:作废|失效|无效|取消|过时|不再有效)"
 )
 _ZH_NEW_TASK = re.compile(
@@ -538,11 +549,9 @@ def _signals(text: str) -> list[_Signal]:
         add("rules removed", 0.5, _EN_NO_RULES)
         add("jailbreak persona", 0.8, _EN_DAN)
         for m in _EN_DEVMODE.finditer(text):
-            found.append(
-                _Signal(
-                    "developer mode / jailbreak", 0.15 if _DEVICE.search(text) else 0.5, m.start(), m.end()
-                )
-            )
+            entered = _ENTER_MODE.search(text[max(0, m.start() - 24) : m.start()])
+            weight = 0.15 if _DEVICE.search(text) else 0.5 if entered else 0.4
+            found.append(_Signal("developer mode / jailbreak", weight, m.start(), m.end()))
             break
         add("jailbreak", 0.3, _EN_JAILBREAK)
         add("addressed to the model", 0.4, _EN_ADDRESS)
@@ -552,7 +561,8 @@ def _signals(text: str) -> list[_Signal]:
         if lines:
             m = lines[0]
             found.append(_Signal("chat-role line", 0.15 if len(lines) == 1 else 0.25, m.start(), m.end()))
-        for m in _EN_EXFIL.finditer(text):
+        masked = _URLISH.sub(lambda u: " " * len(u.group(0)), text) if "://" in text or "@" in text else text
+        for m in _EN_EXFIL.finditer(masked):
             if _NEGATED.search(text[max(0, m.start() - 16) : m.start()]):
                 continue
             window = text[m.start() : m.end() + 160]
