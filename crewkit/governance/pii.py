@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from bisect import bisect_left
+import sys
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -188,20 +189,33 @@ _NUMBERS: tuple[tuple[str, int, int, int, Any], ...] = (
 _GAPS = frozenset(n[2] for n in _NUMBERS)
 
 
-def _numbers(text: str, wanted: set[str]) -> Iterator[tuple[str, int, int]]:
+def _numbers(text: str, wanted: set[str], taken: list[tuple[int, int]]) -> Iterator[tuple[str, int, int]]:
+    """Numeric findings, kinds in order of precedence; a cluster of digits inside a span found
+    before (an e-mail, a secret, an IBAN) is not searched again for a weaker kind."""
     shape = text.translate(_TO_ZERO)
     if "00" not in shape:
         return
     size, clusters = len(text), {gap: _clusters(shape, gap) for gap in _GAPS}
     most = {gap: max(c[2] for c in found) for gap, found in clusters.items()}
+    taken = sorted(taken)
     for kind, fewest, gap, left, spans in _NUMBERS:
         if most[gap] < fewest or (kind in NATIONAL_IDS and kind not in wanted):
             continue
         windows = _merge(
-            (max(0, s - left), min(size, e + _RIGHT)) for s, e, digits in clusters[gap] if digits >= fewest
+            (max(0, s - left), min(size, e + _RIGHT))
+            for s, e, digits in clusters[gap]
+            if digits >= fewest and not _inside(taken, s, e)
         )
-        for start, end in spans(text, windows) if windows else ():
+        found = list(spans(text, windows)) if windows else []
+        for start, end in found:
             yield kind, start, end
+        if found:
+            taken = sorted(taken + found)
+
+
+def _inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    i = bisect_right(spans, (start, sys.maxsize)) - 1
+    return i >= 0 and spans[i][0] <= start and end <= spans[i][1]
 
 
 def _emails(text: str) -> Iterator[tuple[str, int, int]]:
@@ -294,7 +308,8 @@ def environment_secrets() -> list[str]:
 def _find(text: str, national_ids: Iterable[str], env_values: list[str]) -> list[Finding]:
     if len(text) < SHORTEST or _OPAQUE.fullmatch(text):
         return []
-    candidates = [*_credentials(text, env_values), *_emails(text), *_numbers(text, set(national_ids))]
+    candidates = [*_credentials(text, env_values), *_emails(text)]
+    candidates += _numbers(text, set(national_ids), [(s, e) for _, s, e in candidates])
     if not candidates:
         return []
     # precedence, then the earlier and longer span; keep each that overlaps none kept so far
