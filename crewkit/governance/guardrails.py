@@ -44,12 +44,6 @@ _PII_PATTERNS = {
 }
 _CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 
-_INJECTION = re.compile(
-    r"(?i)(ignore (?:all |any )?(?:the )?(?:previous|prior|above) (?:instructions|prompts?)|"
-    r"disregard (?:the |your )?(?:system|previous) (?:prompt|instructions)|"
-    r"you are now (?:in )?(?:developer|dan) mode|reveal (?:your|the) system prompt)"
-)
-
 
 def not_empty(text: str) -> Verdict:
     if text and text.strip():
@@ -77,10 +71,16 @@ def no_pii(text: str) -> Verdict:
 
 
 def no_prompt_injection(text: str) -> Verdict:
-    match = _INJECTION.search(text or "")
-    if match:
+    """crewkit.governance.injection's scanner: any verdict but allow fails the guardrail."""
+    from crewkit.governance.injection import scan
+
+    result = scan(text or "")
+    if result.verdict != "allow":
+        found = "; ".join(result.reasons) or "injection signals"
         return Verdict(
-            False, f"the output carries an injected instruction ('{match.group(0)}'); drop it", 0.95
+            False,
+            f"the output carries an injected instruction ({result.verdict}: {found}); drop it",
+            result.score,
         )
     return Verdict(True)
 
