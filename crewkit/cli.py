@@ -540,6 +540,21 @@ def _store() -> Any:
     return StateStore.open(_settings().home)
 
 
+@budgets_app.command("show", context_settings=CONTEXT)
+@FORMAT
+@_profile_option
+def budgets_show(fmt: str, profile: str | None) -> None:
+    """Each budget of the current period: limit, granted, spent, reserved, remaining, share used."""
+    from crewkit import console
+    from crewkit.governance.budget import Budgets
+    from crewkit.runtime.startup import load_checked
+    from crewkit.runtime.store import StateStore
+
+    settings = load_checked(profile=profile)
+    rows = Budgets(StateStore.open(settings.home), settings).show()
+    console.budgets_table(rows, fmt, settings.profile_name)
+
+
 @audit_app.command("verify", context_settings=CONTEXT)
 def audit_verify() -> int:
     """Check the hash chain; names the first record that was edited, removed or reordered (exit 1)."""

@@ -490,3 +490,33 @@ def rolled_back(run_id: str, done: dict[str, Any]) -> None:
     for line in done.get("undone") or []:
         err.print(_text(f"  {line}"))
     err.print(_text(f"continue from there with: crewkit resume {run_id}", "dim"))
+
+
+def _money(value: Any) -> str:
+    return "no limit" if value is None else f"${value:,.4f}"
+
+
+def budgets_table(rows: list[dict[str, Any]], fmt: str, profile: str) -> None:
+    if fmt == "json":
+        _json_out(rows)
+        return
+    if not rows:
+        err.print(_text(f"no budgets in profile '{profile}' and nothing spent this period", "dim"))
+        return
+    _listing(
+        ("budget", "period", "limit", "granted", "spent", "reserved", "remaining", "used"),
+        [
+            (
+                str(r["name"]),
+                str(r["period"]),
+                _money(r["limit"]),
+                _money(r["granted"]) if r.get("granted") else "",
+                _money(r["spent"]),
+                _money(r["reserved"]) if r.get("reserved") else "",
+                _money(r["remaining"]),
+                "" if r.get("used") is None else f"{r['used']:.0%}",
+            )
+            for r in rows
+        ],
+        free="budget",
+    )

@@ -24,17 +24,11 @@ from typing import Any
 
 from crewkit.errors import BudgetExceeded
 from crewkit.governance.budget import Budgets, Reservation, Scope
+from crewkit.runtime.context import tenant_of  # noqa: F401 - re-exported for callers
 from crewkit.runtime.hooks import ModelCall, ModelResult, Subscriber
 
 FREE_CHECK_S = 1.0  # a free call re-reads whether a budget is over at most this often (per role)
 _MAX_GRANT_ROUNDS = 8  # grants in a row for one call before it is refused anyway (cannot loop for ever)
-
-
-def tenant_of(inputs: dict[str, Any] | None) -> str:
-    """The run's tenant: its `tenant` input, else "default"."""
-    value = (inputs or {}).get("tenant")
-    text = str(value).strip() if value is not None else ""
-    return text or "default"
 
 
 class BudgetGuard(Subscriber):

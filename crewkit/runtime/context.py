@@ -31,7 +31,8 @@ class RunContext:
 DEFAULT_TENANT = "default"
 
 
-def tenant_of(inputs: dict[str, Any]) -> str:
+def tenant_of(inputs: dict[str, Any] | None) -> str:
     """Whose budget a run spends: the inputs' `tenant`, else 'default'."""
-    tenant = inputs.get("tenant")
-    return str(tenant).strip() if isinstance(tenant, str | int) and str(tenant).strip() else DEFAULT_TENANT
+    value = (inputs or {}).get("tenant")
+    text = str(value).strip() if value is not None else ""
+    return text or DEFAULT_TENANT

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from crewkit.errors import CrewkitError, RunPaused
+from crewkit.errors import BudgetExceeded, CrewkitError, RunPaused
 from crewkit.observability import ledger
 from crewkit.redact import redact, redact_obj
 from crewkit.runtime.store import StateStore
@@ -33,7 +33,8 @@ INTERRUPTED = "interrupted"
 PAUSED = "paused"
 # what `crewkit resume` continues: a pause, a failure (from its last checkpoint), an interrupted or
 # rolled-back run, and a "running" run whose process died (the store's claim checks the pid)
-RESUMABLE = frozenset({PAUSED, "failed", INTERRUPTED, "rolled_back"})
+BUDGET_EXCEEDED = "budget_exceeded"  # a call would have exceeded a budget: raise it, then resume
+RESUMABLE = frozenset({PAUSED, "failed", INTERRUPTED, "rolled_back", BUDGET_EXCEEDED})
 INTERRUPTED_ERROR = "interrupted by the user (Ctrl-C)"
 
 
@@ -89,6 +90,8 @@ def status_of(state: Any, ended: Ended) -> tuple[str, str | None]:
     state_error = _state_get(state, "error") if state is not None else None
     if ended.interrupted:
         return INTERRUPTED, INTERRUPTED_ERROR
+    if isinstance(ended.error, BudgetExceeded):
+        return BUDGET_EXCEEDED, str(ended.error)
     if ended.error is not None:
         status = state_status if state_status not in ("", "running", "done") else "failed"
         return status, str(state_error or error_text(ended.error))

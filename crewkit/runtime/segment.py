@@ -56,10 +56,8 @@ def subscribers(
 
 
 def _budget_guard(settings: Any, store: StateStore, run_id: str, gate: Any, tenant: str | None) -> Any:
-    try:
-        from crewkit.runtime.budget_guard import from_settings
-    except ImportError:  # pragma: no cover - lands with the same change
-        return None
+    from crewkit.runtime.budget_guard import from_settings
+
     return from_settings(settings, store, run_id, tenant, gate)
 
 
@@ -74,6 +72,8 @@ def kickoff(
     tenant: str | None = None,
 ) -> tuple[Ended, ledger.Ledger]:
     """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
+    from crewkit.runtime.budget_guard import BudgetGuard
+
     run_hooks = hooks.RunHooks(subscribers(settings, store, run_id, gate, count, tenant))
     try:
         with (
@@ -88,3 +88,7 @@ def kickoff(
     except CrewkitError as exc:  # a user error before anything was paid for: no record
         store.set_status(run_id, "failed", error=str(exc))
         raise
+    finally:  # a pause or an interrupt after a reservation: its hold is released now
+        guard = run_hooks.find(BudgetGuard)
+        if guard is not None:
+            guard.close()

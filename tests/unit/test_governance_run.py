@@ -221,3 +221,60 @@ def test_a_benign_task_about_prompt_injection_runs(project, steps, capsys, tmp_p
         capsys, "Write a short guide on defending an LLM app against prompt injection", tmp_path / "f.txt"
     )
     assert code == 0, err
+
+
+# --- budgets through a run ------------------------------------------------------------------------
+
+
+def _priced(project: Path, budgets: str) -> None:
+    """local-small costs $1000 per million output tokens (256 max: ~$0.26 a call); the default
+    profile gets these budgets."""
+    models = project / "config" / "models.yaml"
+    models.write_text(
+        models.read_text().replace(
+            "price: {input_per_mtok: 0.0, output_per_mtok: 0.0}",
+            "price: {input_per_mtok: 1.0, output_per_mtok: 1000.0}",
+            1,
+        )
+    )
+    profiles = project / "config" / "profiles.yaml"
+    text = profiles.read_text()
+    text = text.replace("price_ceiling_per_1k: 0.01 ", "price_ceiling_per_1k: 5.0 ")
+    text = text.replace("      per_run: 0.5\n      total: 20.0 ", f"      {budgets}\n      total: 20.0 ")
+    profiles.write_text(text)
+
+
+def test_a_call_over_the_run_budget_is_not_sent_and_the_run_resumes_after_a_raise(
+    project, steps, capsys, tmp_path
+):  # noqa: F811
+    _priced(project, "per_run: 0.1")
+    code, line, err = start(capsys, "Explain recursion", tmp_path / "f.txt")
+    assert code == 1 and line["status"] == "budget_exceeded"
+    assert steps.calls == []  # refused before it was sent
+    assert "per-run budget" in err and "$0.10" in err
+    record = json.loads(Path(line["output_file"]).read_text())
+    assert record["status"] == "budget_exceeded" and "per-run budget" in record["error"]
+    actions = [r["action"] for r in _export(capsys, "--run", line["run_id"])]
+    assert "budget.exceeded" in actions
+    profiles = project / "config" / "profiles.yaml"
+    profiles.write_text(profiles.read_text().replace("per_run: 0.1", "per_run: 5.0"))
+    steps.add("one", "two")
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    assert json_line(out)["status"] == "done" and len(steps.calls) == 2
+
+
+def test_on_exceed_ask_pauses_for_a_person_and_an_approval_raises_the_limit(project, steps, capsys, tmp_path):  # noqa: F811
+    _priced(project, "per_run: 0.2\n      on_exceed: ask")
+    steps.add("one", "two")
+    code, line, err = start(capsys, "Explain recursion", tmp_path / "f.txt")
+    assert code == 75, err
+    approval = _store(project).get_approval(line["approval_id"])
+    assert approval.tier == "sensitive" and "per-run budget" in json.dumps(approval.subject)
+    run_cli(capsys, "approvals", "approve", line["approval_id"], "--by", "bob")
+    code, out, err = run_cli(capsys, "resume", line["run_id"], "--json")
+    assert code == 0, err
+    assert "budget.granted" in [r["action"] for r in _export(capsys, "--run", line["run_id"])]
+    code, out, _ = run_cli(capsys, "budgets", "show", "--format", "json")
+    rows = {r["scope"]: r for r in json.loads(out)}
+    assert rows[f"run:{line['run_id']}"]["granted"] > 0
