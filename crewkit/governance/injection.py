@@ -165,6 +165,7 @@ _SLANG = re.compile(r"\b(?:ur|u|yr|pls|plz|n|r)\b")
 _CJK = r"\u3400-\u9fff\uf900-\ufaff"
 _SPACED_RUN = re.compile(r"(?<![^\W_])(?:[^\W_][ \t.\-_*·/\\|,]{1,3}){3,}[^\W_](?![^\W_])")
 _SPACED_SEP = re.compile(r"[ \t.\-_*·/\\|,]+")
+_WIDE_GAP = re.compile(r"[ \t]{2,}")
 _CJK_SPACE = re.compile(rf"(?<=[{_CJK}])[ \t\u3000]+(?=[{_CJK}])")
 _COMBINING = re.compile(r"[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _LEET_WORD = re.compile(r"(?<![\w$@!|])(?=[\w$@!|]*[a-z])(?=[\w$@!|]*[0-9$@!|])[\w$@!|]{3,}")
@@ -212,6 +213,8 @@ def _normalise(raw: str) -> _View:
     if joined != text:
         found.add("spaced-out letters")
         text = joined
+    if "  " in text or "\t" in text:
+        text = _WIDE_GAP.sub(" ", text)
     return _View(text, found)
 
 
@@ -269,6 +272,9 @@ _EN_OVERRIDE = _rx(
     rf"|\b{_EN_VERB_IGNORE}~(?:the~|your~)?system~(?:message|prompt|instructions?|rules)"
     r"|\b(?:whatever|everything|anything)~you~(?:were|have~been|'ve~been)~told~(?:before~|earlier~|previously~)?"
     r"(?:doesn'?t|does~not|no~longer|don'?t|do~not)~(?:matter|apply|count)"
+    rf"|\b{_EN_VERB_IGNORE}~(?:all~|any~)?(?:the~)?{_EN_TARGET_NOUN}~(?:set|given|defined|written|provided|imposed|"
+    r"configured|put~in~place)~(?:up~)?by~(?:your|the)~(?:developers?|creators?|system|admins?|administrators?|operators?|"
+    r"owners?|openai|anthropic|company)"
     r"|\b(?:obey|follow|listen~to)~only~(?:me|my~(?:instructions|commands|orders))\b"
     r"|\bignore~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
     r"|\bdisregard~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
