@@ -510,12 +510,29 @@ _NEGATED = re.compile(
 )
 
 
+_ADDRESSABLE = {"instruction override"}
+# kinds that a text about attacks names without using them (weak forms only: weight < 0.6)
+_MENTIONS = {
+    "jailbreak",
+    "developer mode / jailbreak",
+    "exfiltration",
+    "system prompt extraction",
+    "sensitive data request",
+}
+_THIRD_PERSON = re.compile(
+    r"\b(?:would|will|could|might|may|did|does|they|he|she|it|we|regulators?|company|firm|government|court|"
+    r"users?|people|attackers?|someone|employees?|staff)\W{1,3}(?:\w+\W{1,3})?$"
+)
+_MODEL_SUBJECT = re.compile(r"\b(?:you|assistant|ai|model|agent|bot|chatbot|llm|gpt)\b")
+
+
 @dataclass(frozen=True, slots=True)
 class _Signal:
     name: str
     weight: float
     start: int
     end: int
+    damped: bool = False
 
 
 def _quote(text: str, start: int, end: int) -> str:
@@ -620,31 +637,53 @@ def _signals(text: str) -> list[_Signal]:
 
 
 def _damped(text: str, signals: list[_Signal]) -> list[_Signal]:
-    """Signals quoted inside a text that discusses attacks weigh a quarter."""
-    prose = _URLISH.sub(" ", text)
-    if not signals or not (_EN_DISCUSSION.search(prose) or _ZH_DISCUSSION.search(prose)):
-        return signals
-    spans = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
+    """Lower the weight of signals that are talked about rather than addressed to the model.
+
+    - An override or extraction with a third-person subject or a modal before it ("the firm
+      would ignore the previous guidance") weighs 0.4 of itself, unless the subject is the model.
+    - In a text that discusses attacks (how to, defend, detect, example, 防御, 攻击, ...): a
+      short quotation of the attack, or one reported ("tells the model to ignore ...") weighs a
+      quarter; a weak mention ("jailbreak", "developer mode", leaking "the system prompt" with no
+      destination) weighs half.
+    Damped signals are marked so that `_combine` counts only the strongest of them.
+    """
     out = []
     for s in signals:
+        before = text[max(0, s.start - 24) : s.start]
+        if s.name in _ADDRESSABLE and _THIRD_PERSON.search(before) and not _MODEL_SUBJECT.search(before):
+            s = _Signal(s.name, s.weight * 0.4, s.start, s.end, damped=True)
+        out.append(s)
+    prose = _URLISH.sub(" ", text)
+    if not out or not (_EN_DISCUSSION.search(prose) or _ZH_DISCUSSION.search(prose)):
+        return out
+    spans = [(m.start(), m.end()) for m in _QUOTED.finditer(text)]
+    talked = []
+    for s in out:
         # a short quotation of the attack itself, not a long quoted field that carries one
         inside = any(a <= s.start and s.end <= b and (b - a) <= (s.end - s.start) + 40 for a, b in spans)
         reported = re.search(
-            r"\b(?:to|tells?|telling|told|asks?|asking|tricks?|into|like|as)\W{1,3}$",
+            r"\b(?:to|tells?|telling|told|asks?|asking|tricks?|into|like|as)\W{1,3}$|(?:诱导|让|使|要求|欺骗)(?:模型|ai|助手)?$",
             text[max(0, s.start - 12) : s.start],
         )
         if inside or (reported and "you to" not in text[max(0, s.start - 8) : s.start]):
-            out.append(_Signal(s.name, s.weight * 0.25, s.start, s.end))
+            talked.append(_Signal(s.name, s.weight * 0.25, s.start, s.end, damped=True))
+        elif s.name in _MENTIONS and s.weight < 0.6 and not s.damped:
+            talked.append(_Signal(s.name, s.weight * 0.5, s.start, s.end, damped=True))
         else:
-            out.append(s)
-    return out
+            talked.append(s)
+    return talked
 
 
 def _combine(signals: list[_Signal]) -> float:
+    """Noisy-OR over the strongest signal of each kind; damped signals count as one (their max)."""
     best: dict[str, float] = {}
+    damped = 0.0
     for s in signals:
-        best[s.name] = max(best.get(s.name, 0.0), s.weight)
-    keep = 1.0
+        if s.damped:
+            damped = max(damped, s.weight)
+        else:
+            best[s.name] = max(best.get(s.name, 0.0), s.weight)
+    keep = 1.0 - damped
     for weight in best.values():
         keep *= 1.0 - weight
     return 1.0 - keep
@@ -692,7 +731,7 @@ def _scan(raw: str, depth: int) -> tuple[float, list[str]]:
         texts = {}
     signals = _damped(view.text, signals)
     score = _combine(signals)
-    reasons = [f"{s.name}: '{_quote(texts.get(id(s), view.text), s.start, s.end)}'" for s in _dedupe(signals)]
+    reasons = [_reason(s, texts.get(id(s), view.text)) for s in _dedupe(signals)]
     obfuscations = set(view.obfuscations)
     if leet_note:
         obfuscations.add("leetspeak")
@@ -711,6 +750,11 @@ def _scan(raw: str, depth: int) -> tuple[float, list[str]]:
             score = 1.0 - (1.0 - score) * 0.75
             reasons.append("obfuscation: " + ", ".join(sorted(obfuscations)))
     return min(1.0, max(0.0, score)), reasons
+
+
+def _reason(signal: _Signal, text: str) -> str:
+    quoted = f"{signal.name}: '{_quote(text, signal.start, signal.end)}'"
+    return f"{quoted} (talked about, weighs less)" if signal.damped else quoted
 
 
 def _dedupe(signals: list[_Signal]) -> list[_Signal]:
