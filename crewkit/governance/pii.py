@@ -42,7 +42,6 @@ from crewkit.governance.data_classes import (
     _SECRET_WORD,
     _SSN,
     _UK_NI,
-    CARD_CANDIDATE,
     _looks_secret,
     is_card_number,
     is_cn_resident_id,
@@ -78,6 +77,7 @@ _IBAN_LENGTHS = {entry[:2]: int(entry[2:]) for entry in _IBAN_TABLE.split()}
 
 _NON_DIGIT = re.compile(r"\D")
 _DIGIT_RUN = re.compile(r"\d+")
+_GROUPS = re.compile(r"\d+(?:[ -]\d+)*")  # digit groups joined by single spaces or hyphens
 _GLUE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 # Speed: a regex pass over a text costs ~30 ns a character here, a literal search ~1 ns. So the
@@ -137,18 +137,57 @@ def _matches(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]
 
 
 def _cards(text: str, windows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """The card in a run of digit groups: the whole run, else its longest valid leading groups
-    (`4111 1111 1111 1111 123` is a card and its security code)."""
-    for m in _matches(CARD_CANDIDATE, text, windows):
-        ends = [g.end() for g in _DIGIT_RUN.finditer(m.group())]
-        for end in reversed(ends):
-            digits = _NON_DIGIT.sub("", m.group()[:end])
-            if len(digits) < 13:
-                break
-            if is_card_number(digits) and not is_cn_resident_id(digits):
-                if _free(text, m.start(), m.start() + end):
-                    yield m.start(), m.start() + end
-                break
+    """Cards among runs of digit groups (`4111 1111 1111 1111`, `3782 822463 10005`, one group
+    of 13-19): each stretch of groups shaped like a card is checked, left to right, so a card
+    next to other numbers (an IBAN, a phone, its own security code) is still found. None starts
+    inside an IBAN-shaped code (`DE89 3704 …` that failed its check) or in the middle of a
+    uniform run of 4-digit groups (a table of numbers). `CARD_CANDIDATE` is not used here: it
+    takes up to 19 digits greedily across such neighbours and then misses the card."""
+    for m in _matches(_GROUPS, text, windows):
+        groups = [g.span() for g in _DIGIT_RUN.finditer(text, m.start(), m.end())]
+        code_end = _code_end(text, m.start())
+        i = first = next((k for k, g in enumerate(groups) if g[0] >= code_end), len(groups))
+        while i < len(groups):
+            for j in range(min(len(groups), i + 5), i, -1) if _may_start(text, groups, first, i) else ():
+                if _is_card(text, groups[i:j]):
+                    yield groups[i][0], groups[j - 1][1]
+                    i = first = j
+                    break
+            else:
+                i += 1
+
+
+def _code_end(text: str, start: int) -> int:
+    """Where the code that digits at `start` belong to ends, when they are glued to letters:
+    an IBAN-shaped one (valid or not) or the digits' own group; else `start`."""
+    if start == 0 or not text[start - 1].isalpha():
+        return start
+    head = start - 2 if start >= 2 and text[start - 2 : start].isupper() else start
+    code = _IBAN.match(text, head)
+    return code.end() if code else _DIGIT_RUN.match(text, start).end()
+
+
+def _may_start(text: str, groups: list[tuple[int, int]], first: int, i: int) -> bool:
+    """Not the middle of a table: 4-digit groups all alike from `first` (the start, or the end
+    of the last card) through `i`."""
+    if i == first:
+        return True
+    run = groups[first : i + 1]
+    seps = {text[a[1] : b[0]] for a, b in zip(run, run[1:], strict=False)}
+    return not (len(seps) == 1 and all(end - start == 4 for start, end in run))
+
+
+def _is_card(text: str, groups: list[tuple[int, int]]) -> bool:
+    """13-19 digits printed as a card is: one group, or 4 digits then groups of 4 or 6."""
+    sizes = [end - start for start, end in groups]
+    if not 13 <= sum(sizes) <= 19:
+        return False
+    if len(sizes) > 1 and (sizes[0] != 4 or any(n not in (4, 6) for n in sizes[1:-1]) or sizes[-1] > 6):
+        return False
+    digits = "".join(text[start:end] for start, end in groups)
+    return (
+        is_card_number(digits) and not is_cn_resident_id(digits) and _free(text, groups[0][0], groups[-1][1])
+    )
 
 
 def _ibans(text: str, windows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -166,6 +205,11 @@ def _ibans(text: str, windows: list[tuple[int, int]]) -> Iterator[tuple[int, int
 def _plain(pattern: re.Pattern[str], check: Any = None, group: int = 0) -> Any:
     def spans(text: str, windows: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
         for m in _matches(pattern, text, windows):
+            if "\n" in m.group():  # a value ends at a line break (a phone's `\s` crosses it)
+                line = pattern.match(text, m.start(), m.start() + m.group().index("\n"))
+                if line is None:
+                    continue
+                m = line  # noqa: PLW2901 - the same match, cut at the line break
             if (check is None or check(m.group(group))) and _free(text, *m.span(group)):
                 yield m.span(group)
 
@@ -177,14 +221,14 @@ def _plain(pattern: re.Pattern[str], check: Any = None, group: int = 0) -> Any:
 # (a '+', a country code, a keyword such as "phone number is"), its spans
 _NUMBERS: tuple[tuple[str, int, int, int, Any], ...] = (
     ("iban", 6, 12, 4, _ibans),
-    ("card", 12, 3, 2, _cards),
-    ("cn_resident_id", 17, 3, 2, _plain(_CN_ID, is_cn_resident_id)),
-    ("us_ssn", 9, 3, 2, _plain(_SSN)),
-    ("uk_nino", 6, 3, 4, _plain(_UK_NI)),
-    ("phone", 10, 3, 6, _plain(_PHONE_CN)),
-    ("phone", 5, 3, 6, _plain(_PHONE_INTL)),
-    ("phone", 10, 3, 2, _plain(_PHONE_US)),
-    ("phone", 6, 3, 40, _plain(_PHONE_WORD, group=1)),  # "phone: 0612345678", "电话 02012345678"
+    ("card", 12, 4, 2, _cards),
+    ("cn_resident_id", 17, 4, 2, _plain(_CN_ID, is_cn_resident_id)),
+    ("us_ssn", 9, 4, 2, _plain(_SSN)),
+    ("uk_nino", 6, 4, 4, _plain(_UK_NI)),
+    ("phone", 10, 4, 6, _plain(_PHONE_CN)),
+    ("phone", 5, 4, 6, _plain(_PHONE_INTL)),
+    ("phone", 10, 4, 2, _plain(_PHONE_US)),
+    ("phone", 6, 4, 40, _plain(_PHONE_WORD, group=1)),  # "phone: 0612345678", "电话 02012345678"
 )
 _GAPS = frozenset(n[2] for n in _NUMBERS)
 

@@ -28,6 +28,8 @@ CN_ID = "11010519491231002X"
         ("call +44 20 7946 0958 now", "[PHONE]"),
         ("call (415) 555-2671 now", "[PHONE]"),
         ("call 415.555.2671 now", "[PHONE]"),
+        ("Tel. +49 (0)30 1234567", "[PHONE]"),
+        ("call +852 2345 6789", "[PHONE]"),
         ("手机13812345678，谢谢", "[PHONE]"),
         ("电话 +86 138-1234-5678", "[PHONE]"),
         ("phone number: 0612345678", "[PHONE]"),
@@ -35,10 +37,14 @@ CN_ID = "11010519491231002X"
         ("card 4111-1111-1111-1111.", "[CARD]"),
         ("card 5500005555555559", "[CARD]"),
         ("amex 3782 822463 10005", "[CARD]"),
+        ("diners 3056 9309 0259 04", "[CARD]"),
+        ("mastercard 2221 0000 0000 0009", "[CARD]"),
         (f"pay to {IBAN_DE} please", "[IBAN]"),
         ("pay to DE89370400440532013000 please", "[IBAN]"),
         ("IBAN GB82 WEST 1234 5698 7654 32", "[IBAN]"),
         ("NL91ABNA0417164300", "[IBAN]"),
+        ("FR14 2004 1010 0505 0001 3M02 606", "[IBAN]"),
+        ("NO93 8601 1117 947", "[IBAN]"),
         ("ssn 078-05-1120", "[US_SSN]"),
         (f"身份证号{CN_ID}。", "[CN_ID]"),
         (f"id {CN_ID.lower()}", "[CN_ID]"),
@@ -93,6 +99,26 @@ def test_ordinary_numbers_and_words_are_not_redacted(text):
 
 def test_a_card_followed_by_its_security_code_is_still_a_card():
     assert pii.redact(f"card {CARD} 123 thanks") == "card [CARD] 123 thanks"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{IBAN_DE} {CARD}", "[IBAN] [CARD]"),
+        (f"13812345678 7 {CARD}", "[PHONE] 7 [CARD]"),
+        (f"{CARD} {CARD}", "[CARD] [CARD]"),
+        (f"078-05-1120 {CARD}", "[US_SSN] [CARD]"),
+        (f"sk-proj-abcdefghijklmnopqrstuvwx1234 {CARD}", "[SECRET] [CARD]"),
+        ("+1 (415) 555-2671\n12:30:45", "[PHONE]\n12:30:45"),
+    ],
+)
+def test_values_next_to_other_numbers_keep_their_own_bounds(text, expected):
+    assert pii.redact(text) == expected
+
+
+def test_a_table_of_four_digit_numbers_is_not_read_as_cards():
+    table = "1000 4111 1111 1111 1111 2000"  # a Luhn-valid stretch in the middle of a uniform run
+    assert pii.redact(table) == table
 
 
 def test_an_iban_followed_by_more_digit_groups_is_still_an_iban():
@@ -263,3 +289,54 @@ def test_a_lone_digest_or_uuid_passes_untouched_and_a_lone_value_does_not():
     assert pii.redact("4111111111111111") == "[CARD]"
     assert pii.redact("DE89370400440532013000") == "[IBAN]"
     assert pii.redact("a@b.co") == "[EMAIL]"
+
+
+POSITIVE = [
+    "ann@corp.io",
+    "+1 (415) 555-2671",
+    "13812345678",
+    CARD,
+    "5500-0055-5555-5559",
+    IBAN_DE,
+    "GB82WEST12345698765432",
+    "078-05-1120",
+    CN_ID,
+    "AB 12 34 56 C",
+    "sk-proj-abcdefghijklmnopqrstuvwx1234",
+]
+NEGATIVE = [
+    "2024-01-15",
+    "v3.11.4",
+    "INV-2024-000123",
+    "1234567812345678",
+    "e3b0c44298fc1c149afbf4c8",
+    "12:30:45",
+]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_values_mixed_with_ordinary_numbers_are_all_found_wherever_they_fall(seed):
+    """Windows around digits, '@' and keywords must never cut a value or drop one."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = [rng.choice(POSITIVE + NEGATIVE) for _ in range(40)]
+    fillers = [
+        " ",
+        ", ",
+        " and ",
+        ". ",
+        "; ",
+        "\n",
+        " (x) ",
+        " 7 ",
+        " 42 ",
+        "：",
+        " word " * rng.randint(1, 20),
+    ]
+    text = "".join(piece + rng.choice(fillers) for piece in pieces)
+    redacted = pii.redact(text)
+    for value in set(pieces) & set(POSITIVE):
+        assert value not in redacted, (value, redacted)
+    for value in set(pieces) & set(NEGATIVE):
+        assert value in redacted, (value, redacted)
