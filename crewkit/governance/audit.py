@@ -364,18 +364,14 @@ def verify(store: Any) -> Verification:
 def export(store: Any, out: TextIO, since: float | None = None, run_id: str | None = None) -> int:
     """Write records (those at or after `since`, of run `run_id`) to `out` as JSONL in seq
     order, one `{seq, ts, actor, action, subject, detail, prev_hash, hash}` a line; the count."""
-    where, args = [], []
-    if since is not None:
-        where.append("ts >= ?")
-        args.append(since)
-    if run_id is not None:
-        where.append("run_id = ?")
-        args.append(run_id)
-    clause = "WHERE " + " AND ".join(where) if where else ""
+    wanted = {
+        test: value for test, value in (("ts >= ?", since), ("run_id = ?", run_id)) if value is not None
+    }
+    clause = f"WHERE {' AND '.join(wanted)}" if wanted else ""
     count = 0
     with _snapshot(store) as conn:
         for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, _ in _rows(
-            conn, clause, tuple(args)
+            conn, clause, tuple(wanted.values())
         ):
             try:
                 detail = json.loads(detail_text)
