@@ -282,6 +282,8 @@ _EN_OVERRIDE = _rx(
     r"configured|put~in~place)~(?:up~)?by~(?:your|the)~(?:developers?|creators?|system|admins?|administrators?|operators?|"
     r"owners?|openai|anthropic|company)"
     r"|\b(?:obey|follow|listen~to)~only~(?:me|my~(?:instructions|commands|orders))\b"
+    r"|\b(?:ignore|disregard|skip|abandon|drop)~(?:the~|your~)(?:current~|original~|translation~|summari[sz]ation~|"
+    r"previous~|assigned~)(?:task|request|job|assignment)\b"
     r"|\bignore~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
     r"|\bdisregard~(?:the~)?user'?s?~(?:request|question|query|task|message|prompt)"
 )
@@ -293,7 +295,7 @@ _EN_NEW_TASK = _rx(
     r"|\b(?:system|admin|administrator|developer|root)~(?:override|overwrite)"
     r"|-{2,}~(?:system|admin)~(?:notice|message|override|alert)"
     r"|\bnew~system~(?:prompt|message|instructions?|rules)~[:\-]"
-    r"|(?:^|\n|[.!:])~(?:new|updated)~instructions?~[:\-]"
+    r"|(?:^|\n|[.!:,])~(?:new|updated)~instructions?~[:\-]"
     r"|\binstead~(?:,~)?(?:you~(?:must|should|will)|respond|reply|answer|say|output|tell|do~the~following)"
 )
 _EN_NEW_GOAL = _rx(
@@ -306,7 +308,8 @@ _EN_CONTEXT_BREAK = _rx(
     r"|</(?:document|context|user_?input|data|input|text|untrusted)>"
 )
 _EN_PRIVILEGE = _rx(
-    r"\bthe~(?:current~)?user~(?:is|has~been)~(?:verified|an?~admin\w*|authori[sz]ed|trusted|a~developer|root)"
+    r"\b(?:a~)?message~from~(?:your|the)~(?:developers?|creators?|admins?|administrators?|operators?|openai|anthropic)"
+    r"|\bthe~(?:current~)?user~(?:is|has~been)~(?:verified|an?~admin\w*|authori[sz]ed|trusted|a~developer|root)"
     r"|\b(?:i~am|i'?m)~(?:your|the)~(?:developer|creator|administrator|admin|system~administrator|owner)\b"
 )
 _EN_CONCEAL = _rx(
@@ -335,6 +338,8 @@ _EN_EXTRACT_YOUR = _rx(
     rf"|\bwhat~(?:your|ur)~(?:\w+[\s\W_]{{1,3}}){{0,2}}?{_EN_SECRET}~(?:is|are|was|were|say|said)\b"
     r"|\b(?:your|ur)~(?:hidden|secret|internal|confidential|initial|original)~(?:system~)?(?:prompt|instructions|rules|"
     r"configuration)"
+    rf"|\b{_EN_EXTRACT_VERB}~(?:out~)?(?:me~)?(?:all~)?(?:of~)?the~(?:\w+[\s\W_]{{1,3}}){{0,2}}?(?:instructions|rules|prompt|"
+    r"guidelines)~(?:that~)?you~(?:were|have~been|'ve~been|got|received|are~following|follow)"
     r"|\b(?:beginning|starting)~with~(?:the~)?(?:words?|phrase)?~?['\"]?~?you~are"
     r"|\bword~for~word|\bverbatim"
 )
@@ -354,8 +359,10 @@ _EN_NO_RULES = _rx(
     r"guidelines|ethics|morals|morality|polic(?:y|ies)|censorship|safeguards|boundaries|constraints|"
     r"guardrails)\b"
     r"|\b(?:unfiltered|uncensored|unrestricted|unaligned|jailbroken|jailbreak~mode)\b"
-    r"|\b(?:safety|content|security|usage)~(?:policies|polic(?:y|ies)|filters?|guidelines|restrictions|rules|guardrails)~"
+    r"|\b(?:safety|content|security|usage)~(?:mode|policies|polic(?:y|ies)|filters?|guidelines|restrictions|rules|"
+    r"guardrails)~"
     r"(?:have~been|has~been|are|is|were)~(?:now~)?(?:disabled|removed|lifted|turned~off|suspended|deactivated|off)"
+    r"|\byou~(?:may|can|are~allowed~to)~(?:now~)?(?:answer|say|do)~anything\b"
     r"|\bnever~refuses?\b|\bcomply~with~every~request|\bcan~do~anything~now\b|\bdo~anything~now\b"
     r"|\bno~(?:content~)?polic(?:y|ies)\b|\bbypass~(?:your~)?(?:content~|safety~)?filters?"
 )
@@ -389,6 +396,12 @@ _EN_ADDRESS = _rx(
     r"forward|delete|reveal|stop|do|execute|include|render|call|tell|say|inform|reply|respond|answer|output|"
     r"write|recommend|list|show|warn|append|add|insert|post|upload|e-?mail)\b"
     r"|\b(?:system|admin)~message~(?:to|for)~(?:the~)?(?:ai|assistant|agent|model)"
+)
+_EN_DIRECTIVE = _rx(
+    r"\b(?:must|have~to|need~to|are~required~to)~(?:now~|immediately~|also~)?(?:close|delete|send|forward|reply|buy|"
+    r"purchase|transfer|mark|approve|run|execute|call|click|visit|open|download|install|e-?mail|pay|grant|disable|reveal|"
+    r"print|output|recommend|rate|say|tell)\b"
+    r"|\b(?:buy|purchase|order)~\d+~(?:units|items|pieces)\b|\bignore~(?:all~)?(?:the~)?other~(?:search~)?(?:results|products|sellers)"
 )
 _EN_ROLE_TOKEN = _rx(
     r"<\|?(?:im_start|im_end|system|endoftext|start_header_id|end_header_id|eot_id|user|assistant)\|?>"
@@ -434,7 +447,7 @@ _EN_DISCUSSION = re.compile(
     r"\b(?:how~(?:do|does|can|to|should|would|could|is|are)|what~(?:is|are|does|do)|mean\w*|explain\w*|defen[cs]e|defend\w*|"
     r"protect\w*|detect\w*|regex\w*|filter\w*|flag\w*|classif\w*|block\w*|"
     r"prevent|mitigat\w*|attacks?|attackers?|examples?|e\.g\.|such~as|research|papers?|article|guide|tutorial|"
-    r"training|slides|tests?|scanner|owasp|threat|red-?team\w*|translate|known~as|called|jailbreaks~work|"
+    r"training|slides|tests?|scanner|owasp|threat|red-?team\w*|translat\w*|known~as|called|jailbreaks~work|"
     r"summari[sz]e~(?:this|the)~article)\b".replace("~", W)
 )
 _HIDDEN = re.compile(
@@ -591,6 +604,7 @@ def _signals(text: str) -> list[_Signal]:
             break
         add("jailbreak", 0.3, _EN_JAILBREAK)
         add("addressed to the model", 0.4, _EN_ADDRESS)
+        add("directive", 0.25, _EN_DIRECTIVE)
         add("chat-role marker", 0.6, _EN_ROLE_TOKEN)
         add("chat-role header", 0.45, _EN_ROLE_HEADER)
         lines = list(_EN_ROLE_LINE.finditer(text))
