@@ -158,6 +158,49 @@ _LEET = str.maketrans(
 )
 
 _LEET_ALL = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s"})
+_TRIGGERS = (
+    "ignor",
+    "disregard",
+    "forget",
+    "overrid",
+    "bypass",
+    "instruct",
+    "prompt",
+    "system",
+    "rule",
+    "guideline",
+    "restrict",
+    "polic",
+    "filter",
+    "reveal",
+    "repeat",
+    "print",
+    "secret",
+    "password",
+    "key",
+    "credential",
+    "token",
+    "jailbr",
+    "dan",
+    "developer",
+    "mode",
+    "pretend",
+    "act as",
+    "role",
+    "assistant",
+    "model",
+    "agent",
+    "send",
+    "forward",
+    "upload",
+    "conversation",
+    "history",
+    "your",
+    "you",
+    "previous",
+    "prior",
+    "above",
+)
 _SLANG_WORDS = {
     "ur": "your",
     "u": "you",
@@ -747,7 +790,11 @@ def _scan(raw: str, depth: int) -> tuple[float, list[str]]:
         else:
             leet_text = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), view.text)
         leet_text = _SLANG.sub(lambda m: _SLANG_WORDS[m.group(0)], leet_text)
-        extra = [s for s in _signals(leet_text) if s.name not in {x.name for x in signals}]
+        # a second pass only when undoing leetspeak or slang brings out words the first pass lacked
+        revealed = any(word in leet_text and word not in view.text for word in _TRIGGERS)
+        extra = (
+            [s for s in _signals(leet_text) if s.name not in {x.name for x in signals}] if revealed else []
+        )
         if extra:
             leet_note = True
             signals.extend(extra)

@@ -225,24 +225,35 @@ def test_scan_is_deterministic():
     assert scan(text) == scan(text)
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        ("The quarterly report covers revenue, costs and the outlook. " * 4000)[:200_000],
-        "a " * 100_000,  # one long spaced-out run
-        "ab " * 66_000,
-        "a" * 200_000,  # one long word
-        "a1" * 100_000,  # one long leetspeak word
-        "a@" * 100_000,
-        "send the the the " * 11_000,
-        "忽 " * 100_000,
-        "QUJD" * 50_000,
-    ],
-    ids=["prose", "spaced", "pairs", "word", "leet", "at", "skips", "cjk-spaced", "base64"],
-)
-def test_a_200_kb_text_scans_in_well_under_a_second(text):
+def test_a_200_kb_text_scans_in_well_under_a_second():
+    text = ("The quarterly report covers revenue, costs and the outlook. " * 4000)[:200_000]
     best = min(_timed(text) for _ in range(2))
     assert best < 1.0, f"{best:.2f} s"
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "a ",  # one long spaced-out run (took minutes before the fix)
+        "ab ",
+        "a",  # one long word
+        "a1",  # one long leetspeak word
+        "a@",
+        "send the the the ",
+        "ignore all the all the ",
+        "忽 ",
+        "请忽略之前的",
+        "QUJD",
+        "what your ",
+    ],
+)
+def test_adversarial_inputs_scan_in_linear_time(unit):
+    small = (unit * (20_000 // len(unit) + 1))[:20_000]
+    large = (unit * (200_000 // len(unit) + 1))[:200_000]
+    t_small = min(_timed(small) for _ in range(2))
+    t_large = min(_timed(large) for _ in range(2))
+    assert t_large < 3.0, f"{t_large:.2f} s for 200 KB"
+    assert t_large < 20 * t_small + 0.2, f"{t_small:.3f} s for 20 KB, {t_large:.3f} s for 200 KB"
 
 
 def _timed(text: str) -> float:
