@@ -9,9 +9,13 @@ A sequential crewai Crew with 1 agent and K tasks runs on
       outside a run: the hook path's process default, the usage ledger only, and
   (c) the same RoleLLM inside a persisted run's hook path, as the runner sets it up: a new
       run in a real state.db (StateStore in a temp CREWKIT_HOME) per kickoff,
-      `hooks.scope(RunHooks([ToolGate(ApprovalGate(...)), CallJournal(store, run_id, ...)]))`
-      with the ledger first: every model call is looked up in the journal, journalled, and its
-      usage row written to state.db (a new run each time, so nothing is replayed),
+      `hooks.scope(RunHooks(segment.subscribers(...)))`: the ledger, the tool gate, the journal
+      (every model call looked up, journalled, its usage row and its hash-chained audit record
+      written to state.db in one transaction), the budget guard (each call's estimate reserved
+      on every budget of the profile before it is sent and settled after: the model is PRICED
+      here, so the reservation is really written; `--free` measures a free model), the
+      injection shield (every message an agent did not write scanned once) and the PII shield
+      (a new run each time, so nothing is replayed),
 each ScriptedLLM holding exactly K short final answers (checked: called K times; for (c) also
 K journal rows and K usage rows). Each variant runs R times, in rotating order, after one
 untimed warm-up each; crew.kickoff() is timed with perf_counter and per-call time = total / K.
@@ -65,6 +69,7 @@ def main() -> int:
     parser.add_argument("-r", "--repeats", type=int, default=9, help="timed kickoffs per variant")
     parser.add_argument("--micro", type=int, default=2000, help="calls per microbenchmark batch")
     parser.add_argument("--micro-batches", type=int, default=7)
+    parser.add_argument("--free", action="store_true", help="the model costs nothing (no budget writes)")
     args = parser.parse_args()
     K, R = args.tasks, args.repeats
 
@@ -74,10 +79,8 @@ def main() -> int:
     from crewkit.governance.approvals import ApprovalGate
     from crewkit.models.registry import RoleMap
     from crewkit.observability import ledger
-    from crewkit.runtime import hooks
-    from crewkit.runtime.journal import CallJournal
+    from crewkit.runtime import hooks, segment
     from crewkit.runtime.store import StateStore
-    from crewkit.runtime.tool_gate import ToolGate
     from crewkit.settings import load_settings
     from tests.fakes import ScriptedLLM
 
@@ -85,7 +88,18 @@ def main() -> int:
     # CrewAI warns once per call that fake LLMs have no native token count; the warning fires in
     # every variant alike, so silence it to keep stderr quiet and the timing about orchestration.
     logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
-    settings = load_settings(ROOT)
+    project = Path(_HOME) / "project"
+    shutil.copytree(ROOT / "config", project / "config")
+    if not args.free:  # a priced model, so every call reserves and settles its budgets
+        models = project / "config" / "models.yaml"
+        models.write_text(
+            models.read_text().replace(
+                "price: {input_per_mtok: 0.0, output_per_mtok: 0.0}",
+                "price: {input_per_mtok: 0.15, output_per_mtok: 0.6}",
+                1,
+            )
+        )
+    settings = load_settings(project)
     store = StateStore.open(Path(_HOME))
     run_ids = (f"bench-{i:05d}" for i in itertools.count())
 
@@ -105,7 +119,7 @@ def main() -> int:
         store.create_run(run_id, "bench", {}, "fp", None)
         count = lambda: 0  # noqa: E731 - one crew, no flow checkpoints: the runner passes the same
         gate = ApprovalGate(store, settings, run_id, None, checkpoints=count)
-        path = hooks.RunHooks([ToolGate(gate), CallJournal(store, run_id, count)])
+        path = hooks.RunHooks(segment.subscribers(settings, store, run_id, gate, count, "default"))
         return hooks.scope(path), run_id
 
     def make_crew(llm: object) -> Crew:
@@ -140,6 +154,12 @@ def main() -> int:
             raise SystemExit(f"variant {variant}: ledger has {len(book.calls)} calls, expected {K}")
         if run_id is not None and len(store.calls(run_id)) != K:
             raise SystemExit(f"variant c: state.db has {len(store.calls(run_id))} usage rows, expected {K}")
+        if run_id is not None:
+            audited = store.read(
+                "SELECT COUNT(*) FROM audit WHERE run_id = ? AND action = 'model.call'", (run_id,)
+            )
+            if audited[0][0] != K:
+                raise SystemExit(f"variant c: {audited[0][0]} model.call audit records, expected {K}")
         return elapsed
 
     print(
@@ -182,7 +202,8 @@ def main() -> int:
     micro_added_ms = (micro_med["rolellm_run"] - micro_med["scripted"]) / 1000
     ok = added < TARGET_MS
     verdict = (
-        f"{'PASS' if ok else 'FAIL'}: crewkit in a persisted run (hooks, journal, state.db) adds "
+        f"{'PASS' if ok else 'FAIL'}: crewkit in a persisted run (hooks, journal, audit, "
+        f"{'free model' if args.free else 'budgets on a priced model'}, shields, state.db) adds "
         f"{added:+.3f} ms per model call (median of paired c - a) vs target < {TARGET_MS} ms; "
         f"ratio c/a {med['c'] / med['a']:.3f}; the call alone: +{micro_added_ms:.3f} ms"
     )
@@ -214,6 +235,7 @@ def main() -> int:
 
     out = {
         "loadavg": list(os.getloadavg()),
+        "priced": not args.free,
         "import_s": round(import_s, 2),
         "K": K,
         "R": R,

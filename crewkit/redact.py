@@ -45,15 +45,34 @@ _extra_env: set[str] = set()
 def register_env(*names: str | None) -> None:
     """Treat these variables' values as secrets too (the config's `api_key_env` names)."""
     _extra_env.update(n for n in names if n)
+    _secret_names.clear()
+
+
+_secret_names: dict[Any, bool] = {}  # raw environment name -> whether its value is a secret
+_env_cache: tuple[tuple[Any, ...], list[str]] = ((), [])
+
+
+def _is_secret_name(raw: Any) -> bool:
+    known = _secret_names.get(raw)
+    if known is None:
+        name = os.fsdecode(raw) if isinstance(raw, bytes) else str(raw)
+        known = _secret_names[raw] = bool(name in _extra_env or _SECRET_ENV.search(name))
+    return known
 
 
 def _env_secrets() -> list[str]:
-    values = {
-        value
-        for name, value in os.environ.items()
-        if (name in _extra_env or _SECRET_ENV.search(name)) and value and len(value) >= 8
-    }
-    return sorted(values, key=len, reverse=True)  # longest first: no partial replacement
+    """The values of secret-looking variables, longest first. Read on every call (a key set a
+    moment ago is redacted at once) but cheaply: names are classified once, values decoded only
+    when the secret ones changed."""
+    data = getattr(os.environ, "_data", None)
+    items = data.items() if isinstance(data, dict) else os.environ.items()
+    current = tuple(value for name, value in items if _is_secret_name(name) and value)
+    global _env_cache
+    if current != _env_cache[0]:
+        decoded = {os.fsdecode(v) if isinstance(v, bytes) else str(v) for v in current}
+        values = sorted((v for v in decoded if len(v) >= 8), key=len, reverse=True)  # no partial replacement
+        _env_cache = (current, values)
+    return _env_cache[1]
 
 
 def redact(text: str, secrets: list[str] | None = None) -> str:

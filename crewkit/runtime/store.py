@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crewkit.errors import StateStoreError, UsageError
+from crewkit.governance import audit
 
 BUSY_TIMEOUT_S = 30.0
 DB_NAME = "state.db"
@@ -603,8 +604,6 @@ class StateStore:
         tenant: str | None = None,
     ) -> RunRow:
         """A new run, status "running", owned by this process (audited as `run.started`)."""
-        from crewkit.governance import audit
-
         now = time.time()
         pid = os.getpid()
         with self._write() as conn:
@@ -693,8 +692,6 @@ class StateStore:
             if value is not None:
                 sets.append(f"{col} = ?")
                 args.append(value or None)
-        from crewkit.governance import audit
-
         with self._write() as conn:
             cur = conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id = ?", (*args, run_id))
             if cur.rowcount == 0:
@@ -791,9 +788,7 @@ class StateStore:
         with self._write() as conn:
             self._journal_put(conn, run_id, key, kind, checkpoint, value)
             if audit_entry is not None:
-                from crewkit.governance import audit
-
-                audit.append(conn, audit_entry)
+                        audit.append(conn, audit_entry)
 
     def _journal_put(
         self, conn: sqlite3.Connection, run_id: str, key: str, kind: str, checkpoint: int, value: Any
@@ -819,8 +814,6 @@ class StateStore:
         """One model call's usage row (ledger.CallRecord fields as a dict), in one transaction with
         its audit record (`crewkit.governance.audit.Entry`) and its journalled answer
         (`journal`: key, kind, checkpoint count, value) when given."""
-        from crewkit.governance import audit
-
         text = _dumps(row)
         with self._write() as conn:
             if journal is not None:
@@ -878,8 +871,6 @@ class StateStore:
         on_expiry: str,
     ) -> Approval:
         """A pending approval for (run_id, key); the existing one (any status) when there is one."""
-        from crewkit.governance import audit
-
         expiry = _EXPIRY_ALIASES.get(on_expiry)
         if expiry is None:
             raise ValueError(f"on_expiry must be one of {sorted(_EXPIRY_ALIASES)}, got {on_expiry!r}")
@@ -976,8 +967,6 @@ class StateStore:
         """
         if decision not in DECISIONS:
             raise UsageError(f"decision must be 'approved' or 'rejected', not '{decision}'")
-        from crewkit.governance import audit
-
         now = time.time()
         with self._write() as conn:
             cur = conn.execute(
@@ -1022,8 +1011,6 @@ class StateStore:
         )
         if not self._read(due + " LIMIT 1", (now,)):
             return []  # the common case, without taking the write lock
-        from crewkit.governance import audit
-
         with self._write() as conn:
             rows = conn.execute(
                 f"SELECT {self._AP_COLS} FROM approvals WHERE status = 'pending' "
@@ -1094,8 +1081,6 @@ class StateStore:
         >= seq), in one transaction, so the steps after it run again and pay again on resume.
         Usage rows (money spent) and the undo log (history) stay.
         """
-        from crewkit.governance import audit
-
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                 raise self._unknown_run(run_id)
