@@ -188,3 +188,31 @@ def test_settings_import_nothing_of_the_engine(project):
     )
     proc = subprocess.run([sys.executable, "-c", code, str(project)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_shipped_profiles_yaml_equals_the_built_in_profiles(project):
+    """config/profiles.yaml ships the brief's figures; without the file the same profiles apply."""
+    from crewkit.settings import BUILTIN_PROFILES, ProfilesConfig
+
+    shipped = load_settings(project)
+    assert shipped.profiles == ProfilesConfig.model_validate(BUILTIN_PROFILES)
+    (project / "config" / "profiles.yaml").unlink()
+    built_in = load_settings(project)
+    assert built_in.profiles == shipped.profiles and built_in.profile_name == "startup"
+    assert built_in.profile.slo.p99_ms == 500 and built_in.with_profile("enterprise").profile.slo.availability == 0.9999
+
+
+def test_a_profiles_risk_and_approvals_replace_governance_yaml_under_that_profile(project):
+    profiles = project / "config" / "profiles.yaml"
+    profiles.write_text(
+        profiles.read_text().replace(
+            "    budgets: {per_run: 2.0, total: 200.0, per_tenant: 50.0}\n",
+            "    budgets: {per_run: 2.0, total: 200.0, per_tenant: 50.0}\n    approvals: {sample_rate: 1.0}\n"
+            "    risk: {default_tier: medium}\n",
+        )
+    )
+    base = load_settings(project)
+    mid = base.with_profile("mid-size")
+    assert base.governance.approvals.sample_rate == 0.5 and mid.governance.approvals.sample_rate == 1.0
+    assert mid.governance.risk.default_tier == "medium" and base.governance.risk.default_tier == "low"
+    assert mid.with_profile("startup").governance == base.governance  # switching back restores governance.yaml
