@@ -335,8 +335,12 @@ def _anchor(conn: sqlite3.Connection) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
 
-def verify(store: Any) -> Verification:
-    """Check every record's hash and link, from the purge anchor (or the genesis) to the head."""
+def verify(store: Any, witness: tuple[int, str] | None = None) -> Verification:
+    """Check every record's hash and link, from the purge anchor (or the genesis) to the head.
+
+    `witness`: a (seq, hash) head kept elsewhere from an earlier verify (`parse_head`); the log
+    must still hold that record unchanged, which catches the removal or rewriting of the
+    newest records that the chain alone cannot show."""
     with _snapshot(store) as conn:
         chain = _Chain(conn, _anchor(conn))
         problem = None
@@ -351,11 +355,45 @@ def verify(store: Any) -> Verification:
                     f"the log is empty after its purge anchor (seq {chain.anchor[0]}): records removed",
                 )
             else:
-                problem = chain.anchor_problem()
+                problem = chain.anchor_problem() or (witness and _witnessed(conn, chain, witness))
         head_seq, head_hash = head(conn)
     if problem is None:
         return Verification(True, chain.checked, None, None, head_seq, head_hash)
     return Verification(False, chain.checked, problem[0], problem[1], head_seq, head_hash)
+
+
+def _witnessed(conn: sqlite3.Connection, chain: _Chain, witness: tuple[int, str]) -> tuple[int, str] | None:
+    seq, digest_ = witness
+    if seq > chain.seq:
+        return chain.seq + 1, (
+            f"the log ends at record {chain.seq} but the head kept elsewhere is record {seq}: "
+            f"{_span(chain.seq + 1, seq)} removed from the end"
+        )
+    if chain.anchor and seq <= chain.anchor[0]:  # purged since: only the anchor itself can be compared
+        stored = chain.anchor[1] if seq == chain.anchor[0] else digest_
+    else:
+        row = conn.execute("SELECT hash FROM audit WHERE seq = ?", (seq,)).fetchone()
+        stored = str(row[0]) if row else ""
+    if seq > 0 and stored != digest_:
+        return seq, (
+            f"record {seq} is not the one kept elsewhere (hash {stored[:12]}…, kept {digest_[:12]}…): "
+            "the log was rewritten from there on"
+        )
+    return None
+
+
+_HEAD = re.compile(r"(\d+):([0-9a-f]{64})")
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    """`--head SEQ:HASH`, as `crewkit audit verify` prints it."""
+    found = _HEAD.fullmatch(str(text).strip().lower())
+    if not found:
+        raise UsageError(
+            f"--head {text!r} is not SEQ:HASH; give the head an earlier `crewkit audit verify` printed, "
+            "for example --head 1200:" + "3f" * 32
+        )
+    return int(found[1]), found[2]
 
 
 # --- export -----------------------------------------------------------------------------------

@@ -173,6 +173,40 @@ def test_the_last_record_edited_and_rehashed_is_only_seen_by_its_head(store):
     assert truncated.ok and truncated.head_seq == 4
 
 
+def test_a_head_kept_elsewhere_catches_the_removed_or_rewritten_newest_records(store):
+    fill(store, 5)
+    kept = audit.verify(store)
+    witness = audit.parse_head(f"{kept.head_seq}:{kept.head_hash}")
+    fill(store, 2)  # the log grows: the kept head is still in it
+    assert audit.verify(store, witness=witness).ok
+    attack(store, ("DELETE FROM audit WHERE seq >= 5", ()))
+    assert audit.verify(store).ok  # the chain alone cannot see it
+    result = audit.verify(store, witness=witness)
+    assert not result.ok and result.first_bad == 5
+    assert result.problem == (
+        "the log ends at record 4 but the head kept elsewhere is record 5: record 5 is removed from the end"
+    )
+    before = row(store, 4)[7]
+    attack(store, ("UPDATE audit SET subject = 'rewritten' WHERE seq = 4", ()))
+    rehash(store, 4)
+    assert audit.verify(store).ok
+    assert "record 4 is not the one kept elsewhere" in audit.verify(store, witness=(4, before)).problem
+
+
+def test_a_head_from_before_a_purge_is_not_held_against_the_log(store):
+    fill(store, 6)
+    kept = audit.verify(store)
+    audit.purge(store, 1, now=NOW + 1000 * DAY)
+    assert audit.verify(store, witness=(kept.head_seq, kept.head_hash)).ok
+    assert not audit.verify(store, witness=(kept.head_seq, "0" * 64)).ok  # the anchor is that record
+
+
+@pytest.mark.parametrize("text", ["12", "12:abc", "x:" + "a" * 64, "12:" + "g" * 64])
+def test_a_bad_head_names_the_form(text):
+    with pytest.raises(UsageError, match=r"--head .* is not SEQ:HASH"):
+        audit.parse_head(text)
+
+
 def test_a_renumbered_start_is_caught_by_the_genesis_link(store):
     fill(store, 4)
     attack(store, ("DELETE FROM audit WHERE seq = 1", ()), ("UPDATE audit SET seq = seq - 1", ()))
