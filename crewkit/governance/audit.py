@@ -98,30 +98,12 @@ def digest(text: Any) -> str:
     return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
 def scrub(value: Any) -> Any:
-    """A detail as it may be stored: secrets and personal data masked, JSON-safe.
-
-    On the hook path, so it skips what cannot hold either: short strings and `digest()`s."""
+    """A detail as it may be stored: secrets and personal data masked, JSON-safe."""
     from crewkit.governance import pii
-    from crewkit.redact import redact
+    from crewkit.redact import redact_obj
 
-    secrets = pii.environment_secrets()
-
-    def clean(item: Any) -> Any:
-        if isinstance(item, str):
-            if len(item) < pii.SHORTEST or _DIGEST.fullmatch(item):
-                return item
-            return pii.redact(redact(item, secrets))
-        if isinstance(item, dict):
-            return {key: clean(v) for key, v in item.items()}
-        if isinstance(item, list):
-            return [clean(v) for v in item]
-        return item
-
-    return clean(json.loads(canonical(value)))
+    return pii.redact_obj(redact_obj(json.loads(canonical(value)), pii.environment_secrets()))
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -141,9 +123,8 @@ def append(conn: sqlite3.Connection, entry: Entry, ts: float | None = None) -> R
     seq, prev = head(conn)
     seq += 1
     ts = time.time() if ts is None else ts
-    actor = str(scrub(entry.actor))
-    subject = str(scrub(entry.subject))
-    detail = scrub(entry.detail)
+    clean = scrub({"actor": entry.actor, "subject": entry.subject, "detail": entry.detail})
+    actor, subject, detail = str(clean["actor"]), str(clean["subject"]), clean["detail"]
     run_id = entry.run_id
     if run_id is not None:
         detail["run_id"] = run_id

@@ -306,6 +306,15 @@ _CREDENTIALS = (
 )
 
 
+# Any literal a credential match starts with, in lower case, searched in the lowered text (a
+# superset; ten times faster than IGNORECASE); a pattern scanned whole makes it match anywhere.
+_ANY_START = re.compile(
+    "|".join(sorted({re.escape(start.lower()) for _, starts, *_ in _CREDENTIALS for start in starts}))
+    if all(starts for _, starts, *_ in _CREDENTIALS)
+    else ""
+)
+
+
 def _credentials(text: str, env_values: list[str]) -> Iterator[tuple[str, int, int]]:
     for value in env_values:
         at = text.find(value)
@@ -313,6 +322,8 @@ def _credentials(text: str, env_values: list[str]) -> Iterator[tuple[str, int, i
             yield "secret", at, at + len(value)
             at = text.find(value, at + len(value))
     lower = text.lower()
+    if len(text) < 256 and not _ANY_START.search(lower):  # short text: one pass says "none"
+        return
     same_length = len(lower) == len(text)
     for pattern, starts, ignore_case, group, check in _CREDENTIALS:
         if not starts or (ignore_case and not same_length):
