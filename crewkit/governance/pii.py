@@ -24,7 +24,6 @@ id recognizer.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from bisect import bisect_left, bisect_right
@@ -349,17 +348,9 @@ def _anchored(
             at = haystack.find(literal, at + 1)
 
 
-_ENV: list[Any] = [None, []]  # (fingerprint, values): the environment's secrets, read once per change
-
-
 def environment_secrets() -> list[str]:
-    """`crewkit.redact`'s secret environment values, read again only when the environment
-    changed (reading them costs more than redacting a short text)."""
-    data = getattr(os.environ, "_data", None)
-    key = (tuple(data.items()) if isinstance(data, dict) else None, frozenset(_secrets._extra_env))
-    if key[0] is None or key != _ENV[0]:
-        _ENV[:] = [key, _secrets._env_secrets()]
-    return _ENV[1]
+    """`crewkit.redact`'s secret environment values (cached there until the environment changes)."""
+    return _secrets._env_secrets()
 
 
 def _find(text: str, national_ids: Iterable[str], env_values: list[str]) -> list[Finding]:
