@@ -556,19 +556,25 @@ def budgets_show(fmt: str, profile: str | None) -> None:
 
 
 @audit_app.command("verify", context_settings=CONTEXT)
-def audit_verify() -> int:
-    """Check the hash chain; names the first record that was edited, removed or reordered (exit 1)."""
+@click.option("--head", default=None, help="A head SEQ:HASH printed by an earlier verify (kept elsewhere): "
+              "also detects removed or rewritten newest records.")  # fmt: skip
+def audit_verify(head: str | None) -> int:
+    """Check the hash chain; a broken one names the first edited, removed or reordered record (exit 2)."""
     from crewkit.governance import audit
 
-    result = audit.verify(_store())
+    store = _store()
+    result = audit.verify(store, witness=audit.parse_head(head) if head else None)
     if result.ok:
         click.echo(
-            f"ok: {result.checked} record(s) verified; head: seq {result.head_seq} hash {result.head_hash} "
-            "(keep this line elsewhere to detect removal of the newest records)"
+            f"ok: {result.checked} record(s) verified; head {result.head_seq}:{result.head_hash} "
+            "(keep it elsewhere; pass it back with --head to detect removal of the newest records)"
         )
         return 0
-    _err(f"audit log broken at record {result.first_bad}: {result.problem}")
-    return 1
+    _err(
+        f"{store.path}: audit log broken: {result.problem}; keep the file and an export "
+        "(crewkit audit export) for investigation"
+    )
+    return 2
 
 
 @audit_app.command("export", context_settings=CONTEXT)
@@ -596,8 +602,16 @@ def audit_purge(days: float | None, profile: str | None) -> None:
     settings = load_checked(profile=profile)
     if days is None:
         days = settings.profile.audit.retention_days
-    purged = audit.purge(StateStore.open(settings.home), days)
-    click.echo(f"removed {purged.removed} record(s) older than {days:g} day(s)")
+    from crewkit.governance.approvals import current_user
+
+    purged = audit.purge(StateStore.open(settings.home), days, actor=current_user())
+    if not purged.removed:
+        click.echo(f"nothing older than {days:g} day(s) to remove")
+        return
+    click.echo(
+        f"removed {purged.removed} record(s) older than {days:g} day(s); the chain now starts after "
+        f"record {purged.last_seq} (anchor {purged.anchor_hash[:16]}...); logged as record {purged.record.seq}"
+    )
 
 
 def _usage_error(exc: click.ClickException) -> int:
