@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from crewkit.governance.data_classes import SECRET_PATTERNS as _SECRET_PATTERNS
-from crewkit.governance.data_classes import luhn as _luhn
 
 
 @dataclass(frozen=True)
@@ -37,13 +36,6 @@ class Verdict:
 
 Guardrail = Callable[[str], Verdict]
 
-_PII_PATTERNS = {
-    "email address": re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"),
-    "US social security number": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
-    "phone number": re.compile(r"(?<!\w)\+?\d{1,3}[\s.-]?\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b"),
-}
-_CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
-
 
 def not_empty(text: str) -> Verdict:
     if text and text.strip():
@@ -58,15 +50,27 @@ def no_secrets(text: str) -> Verdict:
     return Verdict(True)
 
 
+_PII_NAMES = {
+    "email": "email address",
+    "phone": "phone number",
+    "card": "payment card number",
+    "iban": "IBAN",
+    "us_ssn": "US social security number",
+    "cn_resident_id": "Chinese resident id",
+    "uk_nino": "UK national insurance number",
+    "secret": "credential",
+}
+
+
 def no_pii(text: str) -> Verdict:
-    found = [name for name, pattern in _PII_PATTERNS.items() if pattern.search(text or "")]
-    for match in _CARD.finditer(text or ""):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            found.append("payment card number")
-            break
-    if found:
-        return Verdict(False, f"the output contains personal data ({', '.join(found)}); redact it", 0.9)
+    """No personal data in the output (`crewkit.governance.pii`: e-mails, phones, Luhn-valid cards,
+    mod-97 IBANs, national ids, credentials)."""
+    from crewkit.governance import pii
+
+    kinds = list(dict.fromkeys(f.kind for f in pii.find(text or "")))
+    if kinds:
+        names = ", ".join(_PII_NAMES.get(k, k) for k in kinds)
+        return Verdict(False, f"the output contains personal data ({names}); redact it", 0.9)
     return Verdict(True)
 
 

@@ -25,20 +25,9 @@ def _crewkit(project: Path, netless: list[str], *args: str) -> subprocess.Comple
 
 
 def test_a_budget_stops_the_default_flow_before_the_call_that_would_exceed_it(project, netless):
-    models = project / "config" / "models.yaml"
-    models.write_text(
-        models.read_text().replace(
-            "price: {input_per_mtok: 0.0, output_per_mtok: 0.0}",
-            "price: {input_per_mtok: 1.0, output_per_mtok: 1000.0}",
-            1,
-        )
-    )
-    profiles = project / "config" / "profiles.yaml"
-    profiles.write_text(
-        profiles.read_text()
-        .replace("price_ceiling_per_1k: 0.01 ", "price_ceiling_per_1k: 5.0 ")
-        .replace("      per_run: 0.5\n", "      per_run: 0.3\n")
-    )
+    from tests.unit.test_governance_run import _priced
+
+    _priced(project, "per_run: 0.3")  # a call's estimate ~$0.26: the planner fits, the next does not
     task = {"task": "Write a Python function that checks whether a string is a palindrome"}
     proc = _crewkit(project, netless, "run", "--inputs", json.dumps(task), "--json")
     assert proc.returncode == 1, proc.stderr[-2000:]
