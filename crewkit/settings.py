@@ -170,15 +170,15 @@ class GovernanceConfig(_Strict):
 
 
 # --- deployment profiles (config/profiles.yaml) ---------------------------------------------
-Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Usd = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]  # a number: `true` or "5" is an error
 NationalId = Literal["us_ssn", "cn_resident_id", "uk_nino"]
 NATIONAL_IDS: tuple[str, ...] = ("us_ssn", "cn_resident_id", "uk_nino")
 
 
 class Slo(_Strict):
-    p99_ms: float = Field(gt=0)
-    availability: float = Field(gt=0, le=1)
-    error_rate: float = Field(ge=0, le=1)
+    p99_ms: float = Field(gt=0, strict=True)
+    availability: float = Field(gt=0, le=1, strict=True)
+    error_rate: float = Field(ge=0, le=1, strict=True)
 
 
 class AlertSinks(_Strict):
@@ -203,13 +203,15 @@ class BudgetPolicy(_Strict):
     tenants: dict[str, Usd] = Field(default_factory=dict)  # a tenant's own limit instead of per_tenant
     per_role: dict[str, Usd] = Field(default_factory=dict)  # role -> limit per period
     period: Literal["day", "month"] = "day"  # UTC
-    alerts: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.5, 0.8, 1.0])
+    alerts: list[Annotated[float, Field(gt=0, le=1, strict=True)]] = Field(
+        default_factory=lambda: [0.5, 0.8, 1.0]
+    )
     on_exceed: Literal["stop", "ask"] = "stop"  # ask: the run waits for a person to raise the limit
     sinks: AlertSinks = AlertSinks()
 
 
 class AuditPolicy(_Strict):
-    retention_days: float = Field(90, gt=0)
+    retention_days: float = Field(90, gt=0, strict=True)
     text: Literal["hash", "redacted"] = "hash"  # prompts and responses in the audit log
 
 
@@ -222,7 +224,7 @@ class Profile(_Strict):
     """A deployment profile: targets, SLOs, budgets and the risk policy of one kind of deployment."""
 
     description: str = ""
-    latency_ms: float = Field(gt=0)  # target per model call
+    latency_ms: float = Field(gt=0, strict=True)  # target per model call
     price_ceiling_per_1k: Usd  # no role may use a model dearer than this (USD per 1k tokens)
     slo: Slo
     budgets: BudgetPolicy = BudgetPolicy()

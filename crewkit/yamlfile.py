@@ -123,7 +123,16 @@ def load(path: Path, *, required: bool = True) -> YamlDoc:
                 f"{display_path(path)}:1: file not found; create it (see README, 'Config reference')"
             )
         return YamlDoc(path, {}, {})
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{display_path(path)}:1: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{display_path(path)}:1: cannot read it ({exc.strerror or exc}); make it a readable YAML file"
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

@@ -279,3 +279,19 @@ def test_on_exceed_ask_pauses_for_a_person_and_an_approval_raises_the_limit(proj
     code, out, _ = run_cli(capsys, "budgets", "show", "--format", "json")
     rows = {r["scope"]: r for r in json.loads(out)}
     assert rows[f"run:{line['run_id']}"]["granted"] > 0
+
+
+def test_a_boolean_budget_and_an_unreadable_profiles_file_are_errors(project, capsys):
+    err = _profiles_error(project, capsys, BASE + "      per_run: true\n")
+    assert "config/profiles.yaml:8" in err and "per_run" in err and "valid number" in err
+    err = _profiles_error(
+        project, capsys, BASE.replace("latency_ms: 200", "latency_ms: yes") + "      per_run: 1\n"
+    )
+    assert "latency_ms" in err
+    (project / "config" / "profiles.yaml").write_bytes(b"\xff\xfe default: x\n")
+    code, _, err = run_cli(capsys, "config", "check")
+    assert code == 2 and "config/profiles.yaml:1: not UTF-8 text" in err
+    (project / "config" / "profiles.yaml").unlink()
+    (project / "config" / "profiles.yaml").mkdir()
+    code, _, err = run_cli(capsys, "config", "check")
+    assert code == 2 and "config/profiles.yaml:1: cannot read it" in err and "Traceback" not in err
