@@ -217,6 +217,7 @@ class AuditPolicy(_Strict):
 
 class PiiPolicy(_Strict):
     redact_hosted: bool = False  # mask PII in what is sent to a hosted model
+    redact_records: bool = False  # mask PII in the run records written to output/ (stdout keeps the result)
     national_ids: list[NationalId] = Field(default_factory=lambda: list(NATIONAL_IDS))
 
 
@@ -256,7 +257,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "price_ceiling_per_1k": 0.05,
             "slo": {"p99_ms": 1000, "availability": 0.999, "error_rate": 0.005},
             "budgets": {"per_run": 2.0, "total": 200.0, "per_tenant": 50.0},
-            "pii": {"redact_hosted": True},
+            "pii": {"redact_hosted": True, "redact_records": True},
         },
         "enterprise": {
             "description": "regulated, with an SLA",
@@ -264,7 +265,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "price_ceiling_per_1k": 0.10,
             "slo": {"p99_ms": 2000, "availability": 0.9999, "error_rate": 0.001},
             "budgets": {"per_run": 10.0, "total": 2000.0, "per_tenant": 500.0, "on_exceed": "ask"},
-            "pii": {"redact_hosted": True},
+            "pii": {"redact_hosted": True, "redact_records": True},
         },
     },
 }

@@ -169,7 +169,7 @@ def finish(
         record.pop("error", None)
     record = redact_obj(record)
     path = settings.output_dir / f"{run_id}.json"
-    write_atomic(path, record)
+    write_atomic(path, _stored(settings, record))
     code = ended.error.exit_code if isinstance(ended.error, CrewkitError) else 1
     if store is not None:
         store.set_status(
@@ -177,6 +177,17 @@ def finish(
             approval_id=approval_id or "",
         )  # fmt: skip
     return RunOutcome(run_id, record["status"], path, record, error_exit_code=code, approval_id=approval_id)
+
+
+def _stored(settings: Settings, record: dict[str, Any]) -> dict[str, Any]:
+    """The record as written to output/: personal data masked when the profile says so
+    (`pii.redact_records`); the caller keeps the result as produced for stdout."""
+    policy = settings.profile.pii
+    if not policy.redact_records:
+        return record
+    from crewkit.governance import pii
+
+    return pii.redact_obj(record, policy.national_ids)
 
 
 def ledger_from_rows(rows: list[dict[str, Any]]) -> ledger.Ledger:

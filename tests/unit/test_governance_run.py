@@ -295,3 +295,20 @@ def test_a_boolean_budget_and_an_unreadable_profiles_file_are_errors(project, ca
     (project / "config" / "profiles.yaml").mkdir()
     code, _, err = run_cli(capsys, "config", "check")
     assert code == 2 and "config/profiles.yaml:1: cannot read it" in err and "Traceback" not in err
+
+
+def test_a_profile_with_redact_records_masks_personal_data_in_the_record_only(
+    project, steps, capsys, tmp_path
+):
+    steps.add("noted", "Reply sent to carol@corp.example.net", "noted", "sent")
+    task = "Reply to carol@corp.example.net about order 12345"
+    code, out, err = run_cli(
+        capsys, "run", "steps", "--profile", "mid-size", "--json",
+        "--inputs", json.dumps({"task": task, "out": str(tmp_path / "f.txt")}),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Reply sent to carol@corp.example.net" in out  # what the user asked for, on stdout
+    text = Path(json_line(out)["output_file"]).read_text()
+    assert "carol@corp.example.net" not in text and "[EMAIL]" in text and "order 12345" in text
+    code, line, _ = start(capsys, task, tmp_path / "g.txt")  # startup keeps records as produced
+    assert code == 0 and "carol@corp.example.net" in Path(line["output_file"]).read_text()
