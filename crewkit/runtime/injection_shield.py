@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from typing import Any
 
@@ -23,6 +24,45 @@ from crewkit.runtime.hooks import ModelCall, Replay, Subscriber
 log = logging.getLogger(__name__)
 _SKIP_ROLES = ("system", "assistant")
 _MAX_CACHE = 4096
+
+
+_FRAGMENT = re.compile(r"\{[^{}]*\}")
+_framework_text: tuple[str, ...] | None = None
+
+
+def framework_fragments() -> tuple[str, ...]:
+    """CrewAI's own prompt texts (its translations, placeholders cut out), longest first.
+
+    CrewAI writes control messages into the conversation as user turns, one of them "You'll
+    ignore all previous instructions, stop using any tools, and just return your absolute BEST
+    Final answer" when an agent runs out of iterations: those are the framework's, not injected,
+    and are taken out of a message before it is scanned."""
+    global _framework_text
+    if _framework_text is None:
+        from crewai.utilities.i18n import I18N
+
+        found: set[str] = set()
+
+        def walk(value: Any) -> None:
+            if isinstance(value, dict):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, str):
+                found.update(f.strip() for f in _FRAGMENT.split(value) if len(f.strip()) >= 24)
+
+        try:
+            walk(I18N()._prompts)
+        except Exception:  # noqa: BLE001 - an I18N that changed shape: scan everything
+            log.debug("CrewAI's prompt texts are not readable; scanning messages whole")
+        _framework_text = tuple(sorted(found, key=len, reverse=True))
+    return _framework_text
+
+
+def _without_framework_text(text: str) -> str:
+    for fragment in framework_fragments():
+        if fragment in text:
+            text = text.replace(fragment, " ")
+    return text
 
 
 def withheld_text(reasons: tuple[str, ...]) -> str:
@@ -54,7 +94,7 @@ class InjectionShield(Subscriber):
                 return self._seen[key]
         from crewkit.governance import injection
 
-        found = injection.scan(text)
+        found = injection.scan(_without_framework_text(text))
         if found.verdict == "allow":
             new = None
         else:
