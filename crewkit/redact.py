@@ -44,11 +44,14 @@ _extra_env: set[str] = set()
 
 def register_env(*names: str | None) -> None:
     """Treat these variables' values as secrets too (the config's `api_key_env` names)."""
+    global _names_seen
     _extra_env.update(n for n in names if n)
     _secret_names.clear()
+    _names_seen = (0, [])
 
 
 _secret_names: dict[Any, bool] = {}  # raw environment name -> whether its value is a secret
+_names_seen: tuple[int, list[Any]] = (0, [])  # (hash of the environment's names, the secret ones)
 _env_cache: tuple[tuple[Any, ...], list[str]] = ((), [])
 
 
@@ -62,12 +65,16 @@ def _is_secret_name(raw: Any) -> bool:
 
 def _env_secrets() -> list[str]:
     """The values of secret-looking variables, longest first. Read on every call (a key set a
-    moment ago is redacted at once) but cheaply: names are classified once, values decoded only
-    when the secret ones changed."""
+    moment ago is redacted at once) but cheaply: the secret names are found again only when the
+    environment's names change, values decoded only when a secret one changed."""
+    global _env_cache, _names_seen
     data = getattr(os.environ, "_data", None)
-    items = data.items() if isinstance(data, dict) else os.environ.items()
-    current = tuple(value for name, value in items if _is_secret_name(name) and value)
-    global _env_cache
+    if not isinstance(data, dict):
+        data = dict(os.environ)
+    names_hash = hash(tuple(data))
+    if names_hash != _names_seen[0]:
+        _names_seen = (names_hash, [name for name in data if _is_secret_name(name)])
+    current = tuple(v for v in (data.get(name) for name in _names_seen[1]) if v)
     if current != _env_cache[0]:
         decoded = {os.fsdecode(v) if isinstance(v, bytes) else str(v) for v in current}
         values = sorted((v for v in decoded if len(v) >= 8), key=len, reverse=True)  # no partial replacement
