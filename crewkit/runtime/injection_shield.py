@@ -2,7 +2,8 @@
 
 Tool results, retrieved knowledge and memory, delegated answers: everything in a model call's
 messages except the system prompt (the crew's own YAML) and the model's own earlier turns is
-scanned with `crewkit.governance.injection.scan` (each distinct text once per run). A `block`
+scanned with `crewkit.governance.injection.scan` (each new paragraph once per run, a message's
+new paragraphs together). A `block`
 verdict withholds the text: the model gets a short notice instead. A `review` verdict passes it
 on fenced as data, with a note that instructions inside it are not to be followed (spotlighting).
 Both are audited (`guard.withheld`, `guard.fenced`). The user's own inputs are screened once, at
@@ -24,6 +25,7 @@ from crewkit.runtime.hooks import ModelCall, Replay, Subscriber
 log = logging.getLogger(__name__)
 _SKIP_ROLES = ("system", "assistant")
 _MAX_CACHE = 4096
+_CHUNKS = re.compile(r"\n[ \t]*\n")  # paragraphs
 
 
 _FRAGMENT = re.compile(r"\{[^{}]*\}")
@@ -85,6 +87,7 @@ class InjectionShield(Subscriber):
         self.store = store
         self.run_id = run_id
         self._seen: dict[str, str | None] = {}  # sha1 of a text -> its replacement (None: as it is)
+        self._clean: set[str] = set()  # paragraphs already scanned and allowed in this run
         self._lock = threading.Lock()
 
     def _replacement(self, text: str, where: str) -> str | None:
@@ -94,9 +97,18 @@ class InjectionShield(Subscriber):
                 return self._seen[key]
         from crewkit.governance import injection
 
-        found = injection.scan(_without_framework_text(text))
-        if found.verdict == "allow":
+        chunks = [c.strip() for c in _CHUNKS.split(_without_framework_text(text)) if c.strip()]
+        with self._lock:
+            fresh = [c for c in chunks if c not in self._clean]
+        # Only what this run has not seen pass before is scanned (together, so a message's new
+        # parts keep their context): CrewAI resends the whole conversation on every call.
+        found = injection.scan("\n\n".join(fresh)) if fresh else None
+        if found is None or found.verdict == "allow":
             new = None
+            with self._lock:
+                if len(self._clean) >= _MAX_CACHE:
+                    self._clean.clear()
+                self._clean.update(fresh)
         else:
             new = (
                 withheld_text(found.reasons) if found.verdict == "block" else fenced_text(text, found.reasons)

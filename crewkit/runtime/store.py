@@ -445,14 +445,23 @@ class StateStore:
             self._conns = []
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
+            # A thread that has ended hands its connection on: CrewAI runs calls in short-lived
+            # threads, and opening a connection per call cost more than the call's writes.
             with self._lock:
                 ended = [c for t, c in self._conns if not t.is_alive()]
                 self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
-                self._conns.append((threading.current_thread(), conn))
+                conn = ended.pop() if ended else None
+                if conn is not None:
+                    self._conns.append((threading.current_thread(), conn))
             for old in ended:
                 old.close()
+            if conn is not None and conn.in_transaction:  # cannot happen: _write always ends its own
+                conn.execute("ROLLBACK")
+            if conn is None:
+                conn = self._connect()
+                with self._lock:
+                    self._conns.append((threading.current_thread(), conn))
+            self._local.conn = conn
         return conn
 
     def write(self) -> Any:
