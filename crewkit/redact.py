@@ -38,6 +38,9 @@ _PATTERNS = [
 _ASSIGNMENT = re.compile(
     r"(?i)(?<![a-z0-9])((?:api[_-]?key|x-api-key|password|passwd|secret|token|access[_-]?key)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;}]{8,})"
 )
+# Literal text each pattern needs (lower-cased): a text without them skips the pattern.
+_PATTERN_HINTS = ("sk-", "akia", "asia", "gh", "xox", "aiza", "private key", "bearer")
+_ASSIGNMENT_HINTS = ("key", "passw", "secret", "token")
 _SECRET_ENV = re.compile(r"(?i)(_API_KEY|_KEY|_TOKEN|_SECRET|PASSWORD|_PASS)$")
 _extra_env: set[str] = set()
 
@@ -89,8 +92,12 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     for value in _env_secrets() if secrets is None else secrets:
         if value in text:
             text = text.replace(value, MARK)
-    for pattern in _PATTERNS:
-        text = pattern.sub(MARK, text)
+    low = text.lower()  # cheap literal checks first: most text holds no key format at all
+    if any(hint in low for hint in _PATTERN_HINTS):
+        for pattern in _PATTERNS:
+            text = pattern.sub(MARK, text)
+    if not any(hint in low for hint in _ASSIGNMENT_HINTS):
+        return text
     return _ASSIGNMENT.sub(lambda m: m.group(1) + MARK if m.group(2) != MARK else m.group(0), text)
 
 

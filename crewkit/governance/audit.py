@@ -98,12 +98,35 @@ def digest(text: Any) -> str:
     return "sha256:" + hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-def scrub(value: Any) -> Any:
-    """A detail as it may be stored: secrets and personal data masked, JSON-safe."""
-    from crewkit.governance import pii
-    from crewkit.redact import redact_obj
+_DIGEST_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
+_PLAIN_WORDS = re.compile(r"[A-Za-z .,/()'-]{0,13}")  # no digit, no @, too short for a key or token
 
-    return pii.redact_obj(redact_obj(json.loads(canonical(value)), pii.environment_secrets()))
+
+def scrub(value: Any) -> Any:
+    """A detail as it may be stored: secrets and personal data masked, JSON-safe.
+
+    On the hook path, so strings that cannot hold either are kept as they are: digests, and
+    short digit-free words (personal data needs a digit or an @; a key or `token=...` is longer),
+    unless an environment secret's value is inside."""
+    from crewkit.governance import pii
+    from crewkit.redact import redact
+
+    secrets = pii.environment_secrets()
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, str):
+            if (_DIGEST_TEXT.fullmatch(item) or _PLAIN_WORDS.fullmatch(item)) and not any(
+                v in item for v in secrets
+            ):
+                return item
+            return pii.redact(redact(item, secrets))
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, list):
+            return [clean(v) for v in item]
+        return item
+
+    return clean(json.loads(canonical(value)))
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
