@@ -376,6 +376,8 @@ def run_detail(detail: dict[str, Any], fmt: str) -> None:
     out.print(
         _text(f"started {detail['created']} by {detail['requester'] or '-'}; updated {detail['updated']}")
     )
+    if detail.get("profile"):
+        out.print(_text(f"profile {detail['profile']}, tenant {detail.get('tenant') or 'default'}"))
     if detail.get("error"):
         out.print(_text(f"error: {detail['error']}", "red"))
     out.print(_text(f"inputs: {json.dumps(detail['inputs'], ensure_ascii=False)}"))

@@ -33,6 +33,8 @@ def detail(settings: Settings, run_id: str) -> dict[str, Any]:
         "flow": row.flow,
         "status": row.status,
         "requester": row.requester,
+        "profile": row.profile,
+        "tenant": row.tenant,
         "created": when(row.created),
         "updated": when(row.updated),
         "error": row.error,
