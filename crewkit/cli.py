@@ -163,11 +163,18 @@ def _engine_under(profile: str | None) -> tuple[Any, Any]:
     return settings.with_profile(profile), role_map
 
 
-def _settings() -> Any:
-    """Settings alone (commands that read state.db build no role map)."""
+def _settings(profile: str | None = None) -> Any:
+    """Settings alone (commands that read state.db build no role map), under `profile`."""
     from crewkit.runtime.startup import load_checked
 
-    return load_checked()
+    return load_checked(profile=profile)
+
+
+def _store(settings: Any = None) -> Any:
+    """The state store of `settings` (default: the project's)."""
+    from crewkit.runtime.store import StateStore
+
+    return StateStore.open((settings or _settings()).home)
 
 
 def _json_line(outcome: Any) -> None:
@@ -256,10 +263,9 @@ def rollback(run_id: str, to: str | None) -> int:
     """Roll RUN_ID back to a checkpoint: its state, and every side effect since, undone."""
     from crewkit import console
     from crewkit.runtime import rollback as rolling
-    from crewkit.runtime.store import StateStore
 
     settings = _settings()
-    store = StateStore.open(settings.home)
+    store = _store(settings)
     done = rolling.by_hand(store, run_id, to)
     console.rolled_back(run_id, done)
     return 0
@@ -397,9 +403,8 @@ FORMAT = click.option(
 def runs_list(status: str | None, limit: int | None, fmt: str) -> None:
     """Runs, newest first."""
     from crewkit import console
-    from crewkit.runtime.store import StateStore
 
-    store = StateStore.open(_settings().home)
+    store = _store()
     rows = store.list_runs(status=status, limit=limit)
     console.runs_table(rows, fmt, gone={r.run_id for r in rows if store.process_gone(r)})
 
@@ -423,10 +428,9 @@ def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
     """Start a new run of RUN_ID's flow with the same inputs."""
     from crewkit import console
     from crewkit.runtime import runner
-    from crewkit.runtime.store import StateStore
 
     settings, role_map = _engine()
-    row = StateStore.open(settings.home).require_run(run_id)
+    row = _store(settings).require_run(run_id)
     settings = settings.with_profile(row.profile)  # under the profile the run had
     inputs = dict(row.inputs)
     trigger = inputs.pop(runner.TRIGGER_KEY, None)
@@ -456,9 +460,8 @@ def runs_rerun(run_id: str, as_json: bool, verbose: bool) -> int:
 def approvals_list(status: str, run_id: str | None, fmt: str) -> None:
     """Approvals (pending ones by default); expired ones take their default first."""
     from crewkit import console
-    from crewkit.runtime.store import StateStore
 
-    store = StateStore.open(_settings().home)
+    store = _store()
     store.expire_due()
     rows = store.list_approvals(status=None if status == "all" else status, run_id=run_id)
     console.approvals_table(rows, fmt)
@@ -470,9 +473,8 @@ def approvals_list(status: str, run_id: str | None, fmt: str) -> None:
 def approvals_show(approval_id: str, fmt: str) -> None:
     """What an approval is about, why, its tier and who may decide."""
     from crewkit import console
-    from crewkit.runtime.store import StateStore
 
-    store = StateStore.open(_settings().home)
+    store = _store()
     store.expire_due()
     console.approval_detail(store.require_approval(approval_id), fmt)
 
@@ -480,10 +482,9 @@ def approvals_show(approval_id: str, fmt: str) -> None:
 def _decide(approval_id: str, decision: str, by: str | None, note: str | None) -> None:
     from crewkit import console
     from crewkit.governance import approvals
-    from crewkit.runtime.store import StateStore
 
     settings = _settings()
-    store = StateStore.open(settings.home)
+    store = _store(settings)
     decided = approvals.decide(store, settings, approval_id, decision, by or approvals.current_user(), note)
     console.decided(decided)
 
@@ -534,12 +535,6 @@ def guard_scan(source: str) -> None:
     out.flush()
 
 
-def _store() -> Any:
-    from crewkit.runtime.store import StateStore
-
-    return StateStore.open(_settings().home)
-
-
 @budgets_app.command("show", context_settings=CONTEXT)
 @FORMAT
 @_profile_option
@@ -547,11 +542,9 @@ def budgets_show(fmt: str, profile: str | None) -> None:
     """Each budget of the current period: limit, granted, spent, reserved, remaining, share used."""
     from crewkit import console
     from crewkit.governance.budget import Budgets
-    from crewkit.runtime.startup import load_checked
-    from crewkit.runtime.store import StateStore
 
-    settings = load_checked(profile=profile)
-    rows = Budgets(StateStore.open(settings.home), settings).show()
+    settings = _settings(profile)
+    rows = Budgets(_store(settings), settings).show()
     console.budgets_table(rows, fmt, settings.profile_name)
 
 
@@ -596,15 +589,12 @@ def audit_export(since: str | None, run_id: str | None) -> None:
 def audit_purge(days: float | None, profile: str | None) -> None:
     """Remove old records from the start of the chain; the rest still verifies (anchored)."""
     from crewkit.governance import audit
-    from crewkit.runtime.startup import load_checked
-    from crewkit.runtime.store import StateStore
-
-    settings = load_checked(profile=profile)
-    if days is None:
-        days = settings.profile.audit.retention_days
     from crewkit.governance.approvals import current_user
 
-    purged = audit.purge(StateStore.open(settings.home), days, actor=current_user())
+    settings = _settings(profile)
+    if days is None:
+        days = settings.profile.audit.retention_days
+    purged = audit.purge(_store(settings), days, actor=current_user())
     if not purged.removed:
         click.echo(f"nothing older than {days:g} day(s) to remove")
         return

@@ -1,8 +1,9 @@
 """Load and validate every config file once, at the edge.
 
-`load_settings(project_dir)` reads `config/models.yaml` and `config/governance.yaml` into
-pydantic models (extra keys forbidden), checks the cross-references inside them (a role naming
-an unknown model) and returns one frozen `Settings`. It imports nothing of the engine: what
+`load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml` and
+`config/profiles.yaml` into pydantic models (extra keys forbidden), checks the cross-references
+inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
+profile) and returns one frozen `Settings` under the chosen deployment profile. It imports nothing of the engine: what
 depends on registries (providers, guardrails) is checked next to them, from one start-up
 function (`crewkit.runtime.startup.start`). Every error is a
 `ConfigError` whose message starts with FILE:LINE and suggests the close match.

@@ -24,7 +24,6 @@ from typing import Any
 
 from crewkit.errors import BudgetExceeded
 from crewkit.governance.budget import Budgets, Reservation, Scope
-from crewkit.runtime.context import tenant_of  # noqa: F401 - re-exported for callers
 from crewkit.runtime.hooks import ModelCall, ModelResult, Subscriber
 
 FREE_CHECK_S = 1.0  # a free call re-reads whether a budget is over at most this often (per role)

@@ -43,22 +43,16 @@ def subscribers(
     """The run's hook-path subscribers, in order (before hooks run in this order, the first
     Replay wins): tool gating and allowlists first, then the journal (a replayed call is neither
     paid nor budgeted again), then budgets, then what rewrites the messages sent."""
-    from crewkit.runtime import injection_shield, pii_shield, tool_allowlist
+    from crewkit.runtime import budget_guard, injection_shield, pii_shield, tool_allowlist
     from crewkit.runtime.journal import CallJournal
     from crewkit.runtime.tool_gate import ToolGate
 
     chain: list[Any] = [ToolGate(gate), tool_allowlist.from_settings(settings)]
     chain.append(CallJournal(store, run_id, count, audit_text=settings.profile.audit.text))
-    chain.append(_budget_guard(settings, store, run_id, gate, tenant))
+    chain.append(budget_guard.from_settings(settings, store, run_id, tenant, gate))
     chain.append(injection_shield.InjectionShield(store, run_id))
     chain.append(pii_shield.from_settings(settings))
     return [s for s in chain if s is not None]
-
-
-def _budget_guard(settings: Any, store: StateStore, run_id: str, gate: Any, tenant: str | None) -> Any:
-    from crewkit.runtime.budget_guard import from_settings
-
-    return from_settings(settings, store, run_id, tenant, gate)
 
 
 def kickoff(

@@ -797,7 +797,7 @@ class StateStore:
         with self._write() as conn:
             self._journal_put(conn, run_id, key, kind, checkpoint, value)
             if audit_entry is not None:
-                        audit.append(conn, audit_entry)
+                audit.append(conn, audit_entry)
 
     def _journal_put(
         self, conn: sqlite3.Connection, run_id: str, key: str, kind: str, checkpoint: int, value: Any

@@ -21,7 +21,8 @@ from crewkit.governance import approvals
 from crewkit.governance.approvals import ApprovalGate
 from crewkit.governance.budget import Budgets
 from crewkit.runtime import hooks
-from crewkit.runtime.budget_guard import BudgetGuard, from_settings, tenant_of
+from crewkit.runtime.budget_guard import BudgetGuard, from_settings
+from crewkit.runtime.context import tenant_of
 from crewkit.runtime.journal import CallJournal
 from crewkit.runtime.store import StateStore
 from tests.budget_setup import budget_settings, role_llm
