@@ -66,7 +66,7 @@ def _is_secret_name(raw: Any) -> bool:
     return known
 
 
-def _env_secrets() -> list[str]:
+def env_secrets() -> list[str]:
     """The values of secret-looking variables, longest first. Read on every call (a key set a
     moment ago is redacted at once) but cheaply: the secret names are found again only when the
     environment's names change, values decoded only when a secret one changed."""
@@ -89,7 +89,7 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     """`secrets`: the environment's secret values, when the caller already has them (`redact_obj`)."""
     if not text or not isinstance(text, str):
         return text
-    for value in _env_secrets() if secrets is None else secrets:
+    for value in env_secrets() if secrets is None else secrets:
         if value in text:
             text = text.replace(value, MARK)
     low = text.lower()  # cheap literal checks first: most text holds no key format at all
@@ -104,7 +104,7 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
 def redact_obj(value: Any, secrets: list[str] | None = None) -> Any:
     """`redact` on every string inside dicts, lists and tuples (the environment is read once)."""
     if secrets is None:
-        secrets = _env_secrets()
+        secrets = env_secrets()
     if isinstance(value, str):
         return redact(value, secrets)
     if isinstance(value, dict):

@@ -109,9 +109,9 @@ def scrub(value: Any) -> Any:
     short digit-free words (personal data needs a digit or an @; a key or `token=...` is longer),
     unless an environment secret's value is inside."""
     from crewkit.governance import pii
-    from crewkit.redact import redact
+    from crewkit.redact import env_secrets, redact
 
-    secrets = pii.environment_secrets()
+    secrets = env_secrets()
 
     def clean(item: Any) -> Any:
         if isinstance(item, str):

@@ -348,11 +348,6 @@ def _anchored(
             at = haystack.find(literal, at + 1)
 
 
-def environment_secrets() -> list[str]:
-    """`crewkit.redact`'s secret environment values (cached there until the environment changes)."""
-    return _secrets._env_secrets()
-
-
 def _find(text: str, national_ids: Iterable[str], env_values: list[str]) -> list[Finding]:
     if len(text) < SHORTEST or _OPAQUE.fullmatch(text):
         return []
@@ -382,7 +377,7 @@ def find(text: str, national_ids: Iterable[str] = NATIONAL_IDS) -> list[Finding]
     """The personal data and credentials in `text`: non-overlapping, in order of position."""
     if not text or not isinstance(text, str):
         return []
-    return _find(text, national_ids, environment_secrets())
+    return _find(text, national_ids, _secrets.env_secrets())
 
 
 def _apply(text: str, findings: list[Finding]) -> str:
@@ -399,7 +394,7 @@ def redact(text: str, national_ids: Iterable[str] = NATIONAL_IDS) -> str:
     """`text` with each finding replaced by its label (`[EMAIL]`, `[CARD]`, ...)."""
     if not text or not isinstance(text, str):
         return text
-    return _apply(text, _find(text, national_ids, environment_secrets()))
+    return _apply(text, _find(text, national_ids, _secrets.env_secrets()))
 
 
 def _walk(value: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
@@ -414,7 +409,7 @@ def _walk(value: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
 
 def redact_obj(value: Any, national_ids: Iterable[str] = NATIONAL_IDS) -> Any:
     """`redact` on every string inside dicts, lists and tuples (keys are kept as they are)."""
-    return _walk(value, tuple(national_ids), environment_secrets())
+    return _walk(value, tuple(national_ids), _secrets.env_secrets())
 
 
 def _message(message: Any, ids: tuple[str, ...], env_values: list[str]) -> Any:
@@ -460,7 +455,7 @@ def redact_messages(
     """A redacted copy of a prompt (the input is never changed): message contents (strings, or
     OpenAI content parts with `text`) and tool-call arguments redacted; roles, names, tool call
     ids and the messages' structure kept."""
-    ids, env_values = tuple(national_ids), environment_secrets()
+    ids, env_values = tuple(national_ids), _secrets.env_secrets()
     if isinstance(messages, str):
         return _walk(messages, ids, env_values)
     return [_message(m, ids, env_values) for m in messages]

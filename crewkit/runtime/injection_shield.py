@@ -110,21 +110,15 @@ class InjectionShield(Subscriber):
                     self._clean.clear()
                 self._clean.update(fresh)
         else:
-            new = (
-                withheld_text(found.reasons) if found.verdict == "block" else fenced_text(text, found.reasons)
-            )
-            action = "guard.withheld" if found.verdict == "block" else "guard.fenced"
-            log.warning(
-                "%s content in %s: %s",
-                "withheld" if found.verdict == "block" else "fenced",
-                where,
-                found.reasons,
-            )
+            blocked = found.verdict == "block"
+            new = withheld_text(found.reasons) if blocked else fenced_text(text, found.reasons)
+            done = "withheld" if blocked else "fenced"
+            log.warning("%s content in %s: %s", done, where, found.reasons)
             if self.store is not None:
                 audit.record(
                     self.store,
                     audit.Entry(
-                        action,
+                        f"guard.{done}",
                         where,
                         {"score": found.score, "reasons": list(found.reasons), "content": audit.digest(text)},
                         run_id=self.run_id,
