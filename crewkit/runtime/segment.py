@@ -1,9 +1,11 @@
 """One segment of a persisted run (from a start or a resume to an end or a pause): what is open.
 
-`kickoff(store, run_id, gate, count, call)` runs `call` (a flow's or a crew's kickoff) in a
-worker thread (`crewkit.runtime.worker`) inside everything a run needs while it works:
-- its usage ledger, and the hook path with the tool approval gate and the call journal
-  (answered model and tool calls replayed on resume) as subscribers;
+`kickoff(settings, store, run_id, gate, count, call)` runs `call` (a flow's or a crew's kickoff)
+in a worker thread (`crewkit.runtime.worker`) inside everything a run needs while it works:
+- its usage ledger, and the hook path with its subscribers (`subscribers`): the tool approval
+  gate and allowlists, the call journal (answered calls replayed on resume, every call's usage
+  row and audit record), budgets, and the injection and PII shields;
+- its audit trail (governance decisions made during the run are recorded for it);
 - its undo log (side effects tools register), and a delegation pin table of its own;
 - CrewAI's `@human_feedback` asking through the approval queue instead of the console.
 A user error raised before anything was paid for marks the run failed and is raised as is.
