@@ -199,7 +199,10 @@ def test_shipped_profiles_yaml_equals_the_built_in_profiles(project):
     (project / "config" / "profiles.yaml").unlink()
     built_in = load_settings(project)
     assert built_in.profiles == shipped.profiles and built_in.profile_name == "startup"
-    assert built_in.profile.slo.p99_ms == 500 and built_in.with_profile("enterprise").profile.slo.availability == 0.9999
+    assert (
+        built_in.profile.slo.p99_ms == 500
+        and built_in.with_profile("enterprise").profile.slo.availability == 0.9999
+    )
 
 
 def test_a_profiles_risk_and_approvals_replace_governance_yaml_under_that_profile(project):
@@ -215,4 +218,6 @@ def test_a_profiles_risk_and_approvals_replace_governance_yaml_under_that_profil
     mid = base.with_profile("mid-size")
     assert base.governance.approvals.sample_rate == 0.5 and mid.governance.approvals.sample_rate == 1.0
     assert mid.governance.risk.default_tier == "medium" and base.governance.risk.default_tier == "low"
-    assert mid.with_profile("startup").governance == base.governance  # switching back restores governance.yaml
+    assert (
+        mid.with_profile("startup").governance == base.governance
+    )  # switching back restores governance.yaml
