@@ -341,6 +341,13 @@ def config_check() -> None:
     click.echo(
         f"profiles ({profiles}): {', '.join(settings.profiles.profiles)}; default {settings.profile_name}"
     )
+    long_term = settings.memory.long_term
+    click.echo(
+        f"memory ({'config/memory.yaml' if settings.memory_doc is not None else 'defaults'}): "
+        f"long-term {'on' if long_term.enabled else 'off'}, {long_term.backend}"
+        f"{f' ({long_term.engine})' if long_term.backend == 'embedded' else f' {long_term.url}'}, "
+        f"collection {long_term.collection}"
+    )
     from crewkit.settings import price_warnings
 
     for name in settings.profiles.profiles:

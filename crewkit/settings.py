@@ -1,8 +1,8 @@
 """Load and validate every config file once, at the edge.
 
-`load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml` and
-`config/profiles.yaml` into pydantic models (extra keys forbidden), checks the cross-references
-inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
+`load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml`,
+`config/profiles.yaml` and `config/memory.yaml` into pydantic models (extra keys forbidden),
+checks the cross-references inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
 profile) and returns one frozen `Settings` under the chosen deployment profile. It imports nothing of the engine: what
 depends on registries (providers, guardrails) is checked next to them, from one start-up
 function (`crewkit.runtime.startup.start`). Every error is a
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from crewkit import yamlfile
 from crewkit.errors import ConfigError
+from crewkit.memory.config import MemoryConfig
 
 Capability = Literal["text", "tools", "vision", "embedding"]
 
@@ -302,6 +303,8 @@ class Settings:
         return replace(self, governance=governance, profile_name=name, _base=self.base_governance)
 
     _base: GovernanceConfig | None = None
+    memory: MemoryConfig = MemoryConfig()  # config/memory.yaml (missing: the defaults)
+    memory_doc: yamlfile.YamlDoc | None = None
 
     @property
     def base_governance(self) -> GovernanceConfig:
@@ -506,6 +509,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
             f"{where}: default profile '{default}' is not defined{suggest(default, profiles.profiles)}; "
             f"the profiles are {', '.join(profiles.profiles)}"
         )
+    memory_doc = yamlfile.load(config / "memory.yaml", required=False)
+    memory = _validate(MemoryConfig, memory_doc)
     settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
@@ -516,6 +521,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
         profiles=profiles,
         profiles_doc=profiles_doc_kept,
         profile_name="",
+        memory=memory,
+        memory_doc=memory_doc if memory_doc.path.exists() else None,
     )
     return settings.with_profile(profile or env("CREWKIT_PROFILE") or default)
 
@@ -526,4 +533,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "models.schema.json": ModelsConfig.model_json_schema(),
         "governance.schema.json": GovernanceConfig.model_json_schema(),
         "profiles.schema.json": ProfilesConfig.model_json_schema(),
+        "memory.schema.json": MemoryConfig.model_json_schema(),
     }
