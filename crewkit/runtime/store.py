@@ -181,6 +181,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX budget_grants_by_scope ON budget_grants (scope, period)",
     ),
+    (  # 3: long-term memory (crewkit.memory.store): the text of every version; vectors live in Qdrant
+        """CREATE TABLE memories (
+            id              TEXT PRIMARY KEY,
+            tenant          TEXT NOT NULL,
+            user            TEXT,
+            agent           TEXT,
+            current_version INTEGER,
+            last_version    INTEGER NOT NULL,
+            deleted         REAL,
+            created         REAL NOT NULL,
+            updated         REAL NOT NULL
+        )""",
+        "CREATE INDEX memories_by_scope ON memories (tenant, user, agent)",
+        """CREATE TABLE memory_versions (
+            memory_id TEXT NOT NULL,
+            version   INTEGER NOT NULL,
+            text      TEXT NOT NULL,
+            text_hash TEXT NOT NULL,
+            point_id  TEXT NOT NULL UNIQUE,
+            source    TEXT NOT NULL,
+            created   REAL NOT NULL,
+            run_id    TEXT,
+            PRIMARY KEY (memory_id, version)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
