@@ -1,0 +1,396 @@
+"""Short-term memory: fit a model call's messages into a token budget, whole messages only.
+
+`fit(messages, budget, counter, keep_recent=4, policy="summarise")` returns the messages to send
+(`Fitted`, with what was left out and how many tokens that saved):
+
+- Kept verbatim, always: every system message and the newest `keep_recent` messages (widened to
+  whole tool exchanges: an assistant turn that called tools is never separated from the tool
+  results that answer it, so the list stays valid for every provider).
+- Older material is reduced oldest first, the conversation's first user message (the task's own
+  prompt) last: `summarise` folds it into one deterministic extractive summary message (each
+  message's first sentence or two and its key lines, `Action:` / `Final Answer:` ..., newest
+  first when room is short) put where that material was; `trim` drops whole messages. As little
+  as needed goes: the newest older messages stay verbatim while the budget allows.
+- A message is never cut in its middle. When even the kept part does not fit,
+  `ContextBudgetExceeded` says which budget, how many tokens, and what to change.
+
+The summary is extractive on purpose, not a call to the role's model: it costs no tokens or time,
+is the same on every resume (the call journal keys calls by what was sent), cannot be talked
+into anything by the text it summarises, and the embedded 135M model summarises worse than the
+first lines do.
+
+Tokens are counted by a `Counter`: `LlamaCounter` uses the embedded model's own tokenizer and
+chat template (llama_cpp's `Llama.tokenize` on the model the role already shares; nothing is
+loaded twice), `EstimateCounter` the documented estimate for hosted models
+(`crewkit.governance.budget.prompt_tokens`: a quarter of the ASCII characters plus one per other
+character (CJK takes about one token each), plus 4 per message; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from crewkit.errors import CrewkitError
+
+LLAMA_TURN_TOKENS = 8  # a chat-template turn's markers (<|im_start|>role ... <|im_end|>) and then some
+LLAMA_FIXED_TOKENS = 64  # a template's own text (a default system line) in the byte bound
+UNIT_CHARS = 280  # the most one message contributes to a summary
+_KEY_LINE = re.compile(
+    r"^\s*(Final Answer|Answer|Action|Action Input|Result|Conclusion|Decision|Summary)\s*:", re.I
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])")
+_MAX_CACHE = 4096
+
+
+class ContextBudgetExceeded(CrewkitError):
+    """Even the part of a call that is always kept (system + newest messages) exceeds the budget."""
+
+    exit_code = 2
+
+
+class Counter(Protocol):
+    """Token counts for one model: `exact` when it is the model's own tokenizer."""
+
+    exact: bool
+    turn_tokens: int
+
+    def prompt(self, messages: list[dict[str, Any]]) -> int: ...
+    def text(self, text: str) -> int: ...
+    def upper(self, messages: list[dict[str, Any]]) -> int: ...
+
+
+def message_text(message: Any) -> str:
+    """The text a message carries: its content (text parts of a list) and any tool calls' JSON."""
+    if not isinstance(message, dict):
+        return str(message)
+    content = message.get("content")
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    elif isinstance(content, list):
+        text = "\n".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    else:
+        text = str(content)
+    calls = message.get("tool_calls")
+    if calls:
+        text += json.dumps(calls, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text
+
+
+class _Cached:
+    """Per-text token counts, cached (CrewAI resends the whole conversation on every call)."""
+
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self._count = count
+        self._cache: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> int:
+        if len(text) < 64:
+            return self._count(text)
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        n = self._count(text)
+        with self._lock:
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[key] = n
+        return n
+
+
+class LlamaCounter:
+    """The embedded model's tokenizer: `llm` is a `LlamaCppLLM` (its `Llama` is the shared one)."""
+
+    exact = True
+    turn_tokens = LLAMA_TURN_TOKENS
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.text = _Cached(llm.count_text_tokens)  # type: ignore[method-assign]
+
+    def prompt(self, messages: list[dict[str, Any]]) -> int:
+        """The whole prompt as llama.cpp will send it (rendered with the model's chat template)."""
+        return int(self.llm.get_input_tokens_count(messages))
+
+    def upper(self, messages: list[dict[str, Any]]) -> int:
+        """A bound that loads nothing: a token is at least one byte of text."""
+        return LLAMA_FIXED_TOKENS + sum(
+            len(message_text(m).encode("utf-8", "surrogatepass")) + LLAMA_TURN_TOKENS for m in messages
+        )
+
+
+class EstimateCounter:
+    """Hosted models: the budget module's estimate (no tokenizer, nothing downloaded)."""
+
+    exact = False
+
+    def __init__(self) -> None:
+        from crewkit.governance import budget
+
+        self._prompt = budget.prompt_tokens
+        self.turn_tokens = budget.MESSAGE_TOKENS
+        self.text = _Cached(budget._text_tokens)  # type: ignore[method-assign]
+
+    def prompt(self, messages: list[dict[str, Any]]) -> int:
+        return int(self._prompt(messages))
+
+    def upper(self, messages: list[dict[str, Any]]) -> int:
+        """A bound cheaper than the estimate: one token per character at most, plus the turns."""
+        return sum(len(message_text(m)) + self.turn_tokens for m in messages)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What `fit` made of a call's messages. `messages` is the input itself when nothing changed."""
+
+    messages: Any
+    budget: int
+    tokens_before: int
+    tokens_after: int
+    messages_before: int
+    messages_after: int
+    summarised: int = 0  # older messages folded into the summary message
+    dropped: int = 0  # older messages left out whole (trim, or no room left in the summary)
+    policy: str = "summarise"
+    exact: bool = False  # counted with the model's own tokenizer
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.summarised or self.dropped)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "budget": self.budget,
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "messages_before": self.messages_before,
+            "messages_after": self.messages_after,
+            "summarised": self.summarised,
+            "dropped": self.dropped,
+            "counted": "tokenizer" if self.exact else "estimate",
+        }
+
+
+# -- the conversation's units ----------------------------------------------------------------------
+
+
+def _role(message: Any) -> str:
+    return str(message.get("role") or "user") if isinstance(message, dict) else "user"
+
+
+def units(messages: Sequence[Any]) -> list[list[int]]:
+    """Message indexes grouped into what must stay together: an assistant turn with tool calls and
+    the tool results that follow it; every other message alone."""
+    out: list[list[int]] = []
+    for i, msg in enumerate(messages):
+        if (
+            _role(msg) == "tool"
+            and out
+            and (_role(messages[out[-1][0]]) == "assistant" and messages[out[-1][0]].get("tool_calls"))
+        ):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+# -- the extractive summary ------------------------------------------------------------------------
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip() + "…"
+
+
+def gist(text: str, limit: int = UNIT_CHARS) -> str:
+    """A text's first sentence or two and its key lines (`Action:`, `Final Answer:` ...), one line."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    first = lines[0]
+    sentences = [s for s in _SENTENCE_END.split(first) if s.strip()]
+    head = " ".join(sentences[:2]) if len(" ".join(sentences[:2])) <= limit else sentences[0]
+    keys = [line for line in lines[1:] if _KEY_LINE.match(line)]
+    return _clip(" / ".join([head, *keys]), limit)
+
+
+def _unit_line(messages: Sequence[Any], unit: list[int]) -> str:
+    first = messages[unit[0]]
+    role = _role(first)
+    text = gist(message_text({**first, "tool_calls": None}) if isinstance(first, dict) else str(first))
+    if role == "assistant" and isinstance(first, dict) and first.get("tool_calls"):
+        called = []
+        for call in first["tool_calls"]:
+            fn = call.get("function", call) if isinstance(call, dict) else {}
+            called.append(f"{fn.get('name', '?')}({_clip(str(fn.get('arguments', '')), 80)})")
+        results = [gist(message_text(messages[i]), UNIT_CHARS // 2) for i in unit[1:]]
+        line = f"assistant called {', '.join(called)}"
+        if text:
+            line = f"assistant: {text}; called {', '.join(called)}"
+        if results:
+            line += " -> " + " | ".join(r or "(empty)" for r in results)
+        return "- " + line
+    label = "tool result" if role == "tool" else role
+    return f"- {label}: {text or '(empty)'}"
+
+
+def _summary_message(
+    messages: Sequence[Any], removed: list[list[int]], tokens: int, room: int, counter: Counter
+) -> tuple[dict[str, Any], int] | None:
+    """One user message summarising `removed` (chronological units) in at most `room` tokens, and
+    how many of their messages it had no room to mention; None when not even its header fits."""
+    n = sum(len(u) for u in removed)
+    header = (
+        f"[crewkit: {n} earlier message{'s' if n != 1 else ''} ({tokens:,} tokens) were summarised "
+        "to fit the context budget; their first lines follow]"
+    )
+    used = counter.turn_tokens + counter.text(header)
+    if used > room:
+        return None
+    lines: list[str] = []
+    omitted = 0
+    for unit in reversed(removed):  # the newest first: they matter most to the next turn
+        line = _unit_line(messages, unit)
+        cost = counter.text(line) + 1
+        if omitted or used + cost > room:
+            omitted += len(unit)
+            continue
+        lines.insert(0, line)
+        used += cost
+    if omitted:
+        note = f"- ({omitted} older message{'s' if omitted != 1 else ''} left out)"
+        if used + counter.text(note) + 1 <= room:
+            lines.insert(0, note)
+    return {"role": "user", "content": "\n".join([header, *lines])}, omitted
+
+
+# -- fitting ---------------------------------------------------------------------------------------
+
+
+def fit(
+    messages: Any,
+    budget: int,
+    counter: Counter,
+    *,
+    keep_recent: int = 4,
+    policy: str = "summarise",
+    describe: str = "",
+    fix: str = "",
+) -> Fitted:
+    """`messages` (CrewAI's list, or a bare prompt string) within `budget` prompt tokens.
+
+    `describe` names the budget in an error ("role 'reasoning' (model 'local-small'): 7,936-token
+    budget = 8,192 context - 256 reply"), `fix` says what to change. Raises ContextBudgetExceeded
+    when the system messages and the newest `keep_recent` messages alone exceed the budget.
+    """
+    bare = isinstance(messages, str)
+    msgs: list[Any] = [{"role": "user", "content": messages}] if bare else list(messages or ())
+    if counter.upper(msgs) <= budget:  # fits by a bound that loads and tokenizes nothing
+        return Fitted(messages, budget, -1, -1, len(msgs), len(msgs), policy=policy, exact=counter.exact)
+    total = counter.prompt(msgs)
+    if total <= budget:
+        return Fitted(
+            messages, budget, total, total, len(msgs), len(msgs), policy=policy, exact=counter.exact
+        )
+
+    groups = units(msgs)
+    system = {g for g, u in enumerate(groups) if _role(msgs[u[0]]) == "system"}
+    recent: set[int] = set()
+    kept_n = 0
+    for g in reversed(range(len(groups))):
+        if kept_n >= keep_recent:
+            break
+        if g not in system:
+            recent.add(g)
+            kept_n += len(groups[g])
+    older = [g for g in range(len(groups)) if g not in system and g not in recent]
+    non_system = [g for g in range(len(groups)) if g not in system]
+    task = (
+        non_system[0]
+        if non_system and non_system[0] in older and _role(msgs[groups[non_system[0]][0]]) == "user"
+        else None
+    )
+    order = [g for g in older if g != task] + ([task] if task is not None else [])
+
+    per = [counter.text(message_text(m)) + counter.turn_tokens for m in msgs]
+    calib = total - sum(per)  # the template's own tokens, as the whole-prompt count sees them
+
+    def assemble(removed: set[int], summary: dict[str, Any] | None) -> list[Any]:
+        out: list[Any] = []
+        placed = False
+        for g, unit in enumerate(groups):
+            if g in removed:
+                if summary is not None and not placed:
+                    out.append(summary)
+                    placed = True
+                continue
+            out.extend(msgs[i] for i in unit)
+        return out
+
+    def attempt(k: int, summarise: bool) -> Fitted | None:
+        removed = set(order[:k])
+        removed_units = [groups[g] for g in sorted(removed)]
+        n_removed = sum(len(u) for u in removed_units)
+        kept_tokens = calib + sum(per[i] for g, u in enumerate(groups) if g not in removed for i in u)
+        summary, omitted = None, n_removed
+        if summarise:
+            removed_tokens = sum(per[i] for u in removed_units for i in u)
+            made = _summary_message(msgs, removed_units, removed_tokens, budget - kept_tokens, counter)
+            if made is None:
+                return None
+            summary, omitted = made
+            kept_tokens += counter.text(summary["content"]) + counter.turn_tokens
+        if kept_tokens > budget:
+            return None  # by the estimate: fold in the next older unit
+        candidate = assemble(removed, summary)
+        after = counter.prompt(candidate)
+        if after > budget:
+            return None
+        return Fitted(
+            messages=candidate[0]["content"] if bare and len(candidate) == 1 else candidate,
+            budget=budget,
+            tokens_before=total,
+            tokens_after=after,
+            messages_before=len(msgs),
+            messages_after=len(candidate),
+            summarised=n_removed - omitted if summary is not None else 0,
+            dropped=omitted,
+            policy=policy,
+            exact=counter.exact,
+        )
+
+    for k in range(1, len(order) + 1):
+        fitted = attempt(k, policy == "summarise")
+        if fitted is not None:
+            return fitted
+    if order and policy == "summarise":  # not even a summary's header has room: leave it all out
+        fitted = attempt(len(order), False)
+        if fitted is not None:
+            return fitted
+
+    kept = [msgs[i] for g, u in enumerate(groups) if g in system or g in recent for i in u]
+    kept_tokens = counter.prompt(kept) if kept else 0
+    about = "" if counter.exact else "about "
+    parts = (["the system prompt"] if system else []) + (
+        [f"the {kept_n} newest message{'s' if kept_n != 1 else ''}"] if recent else []
+    )
+    raise ContextBudgetExceeded(
+        f"{describe + ': ' if describe else ''}what is always kept ({' and '.join(parts) or 'the prompt'}) "
+        f"is {about}{kept_tokens:,} tokens, over the {budget:,}-token context budget"
+        + (f"; {fix}" if fix else "")
+    )
