@@ -108,6 +108,13 @@ class StateStoreError(CrewkitError):
     exit_code = 2
 
 
+class MemoryError_(CrewkitError):  # noqa: N801 - the builtin MemoryError is taken
+    """Long-term memory cannot do what was asked (store locked or unreachable, wrong vector size,
+    bad text, unknown id): one line naming the store or item and the fix."""
+
+    exit_code = 2
+
+
 class ApprovalRequired(CrewkitError):
     """The run needs a person's decision; it is checkpointed and waits (exit 75)."""
 
