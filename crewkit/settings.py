@@ -223,6 +223,14 @@ class PiiPolicy(_Strict):
     national_ids: list[NationalId] = Field(default_factory=lambda: list(NATIONAL_IDS))
 
 
+class GroundingPolicy(_Strict):
+    """Grounded verification: whether result claims the run's sources do not support fail the run."""
+
+    require: bool = False  # true: more than max_unsupported unsupported claims fail the verification
+    max_unsupported: int = Field(0, ge=0, strict=True)
+    semantic: bool = False  # also ask the embedding role (paraphrases pass; ~20 ms per text)
+
+
 class Profile(_Strict):
     """A deployment profile: targets, SLOs, budgets and the risk policy of one kind of deployment."""
 
@@ -235,6 +243,7 @@ class Profile(_Strict):
     pii: PiiPolicy = PiiPolicy()
     risk: RiskPolicy | None = None  # replaces governance.yaml's `risk:` under this profile
     approvals: ApprovalPolicy | None = None  # replaces governance.yaml's `approvals:`
+    grounding: GroundingPolicy = GroundingPolicy()  # the verifier's check of claims against sources
 
 
 class ProfilesConfig(_Strict):
@@ -268,6 +277,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "slo": {"p99_ms": 2000, "availability": 0.9999, "error_rate": 0.001},
             "budgets": {"per_run": 10.0, "total": 2000.0, "per_tenant": 500.0, "on_exceed": "ask"},
             "pii": {"redact_hosted": True, "redact_records": True},
+            "grounding": {"require": True, "max_unsupported": 0},
         },
     },
 }
