@@ -84,12 +84,30 @@ def canonical(value: Any) -> str:
 
 
 def record_hash(
-    prev_hash: str, seq: int, ts: float, actor: str, action: str, subject: str, detail: Any
+    prev_hash: str,
+    seq: int,
+    ts: float,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: Any,
+    detail_json: str | None = None,
 ) -> str:
-    body = canonical(
-        {"seq": seq, "ts": ts, "actor": actor, "action": action, "subject": subject, "detail": detail}
+    """sha256(prev_hash + canonical JSON of the record's other fields). `detail_json`, when the
+    caller has it, is `canonical(detail)`: the body is then put together around it (the same
+    text `canonical` gives for the whole record: keys in sorted order) instead of encoding the
+    detail a second time."""
+    if detail_json is None:
+        detail_json = canonical(detail)
+    body = (
+        f'{{"action":{_scalar(action)},"actor":{_scalar(actor)},"detail":{detail_json},'
+        f'"seq":{_scalar(seq)},"subject":{_scalar(subject)},"ts":{_scalar(ts)}}}'
     )
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _scalar(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def digest(text: Any) -> str:
@@ -103,30 +121,66 @@ _PLAIN_WORDS = re.compile(r"[A-Za-z .,/()'-]{0,13}")  # no digit, no @, too shor
 
 
 def scrub(value: Any) -> Any:
-    """A detail as it may be stored: secrets and personal data masked, JSON-safe.
+    """A detail as it may be stored: secrets and personal data masked, JSON-safe (what a
+    round trip through JSON gives: tuples as lists, keys as strings, other objects as text).
 
     On the hook path, so strings that cannot hold either are kept as they are: digests, and
     short digit-free words (personal data needs a digit or an @; a key or `token=...` is longer),
-    unless an environment secret's value is inside."""
+    unless an environment secret's value is inside; and a short string already cleaned under
+    the same environment secrets is not cleaned again (model, agent and role names repeat on
+    every call)."""
     from crewkit.governance import pii
     from crewkit.redact import env_secrets, redact
 
     secrets = env_secrets()
+    global _cache_for
+    if _cache_for is not secrets or len(_clean_cache) > _CACHE_MAX:
+        _clean_cache.clear()
+        _cache_for = secrets
+
+    def text(item: str) -> str:
+        cached = _clean_cache.get(item)
+        if cached is not None:
+            return cached
+        if (_DIGEST_TEXT.fullmatch(item) or _PLAIN_WORDS.fullmatch(item)) and not any(
+            v in item for v in secrets
+        ):
+            out = item
+        else:
+            out = pii.redact(redact(item, secrets))
+        if len(item) <= _CACHE_LEN:
+            _clean_cache[item] = out
+        return out
 
     def clean(item: Any) -> Any:
         if isinstance(item, str):
-            if (_DIGEST_TEXT.fullmatch(item) or _PLAIN_WORDS.fullmatch(item)) and not any(
-                v in item for v in secrets
-            ):
-                return item
-            return pii.redact(redact(item, secrets))
+            return text(item)
+        if item is None or isinstance(item, bool | int | float):
+            return item
         if isinstance(item, dict):
-            return {key: clean(v) for key, v in item.items()}
-        if isinstance(item, list):
+            return {_key(k): clean(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
             return [clean(v) for v in item]
-        return item
+        return text(str(item))
 
-    return clean(json.loads(canonical(value)))
+    return clean(value)
+
+
+def _key(key: Any) -> str:
+    """A dict key as JSON has it (json.dumps turns 1 into "1", True into "true", None into "null")."""
+    return (
+        key
+        if isinstance(key, str)
+        else json.dumps(key)
+        if isinstance(key, bool | int | float | None)
+        else str(key)
+    )
+
+
+_clean_cache: dict[str, str] = {}
+_cache_for: Any = None
+_CACHE_MAX = 2048
+_CACHE_LEN = 200
 
 
 def head(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -153,10 +207,11 @@ def append(conn: sqlite3.Connection, entry: Entry, ts: float | None = None) -> R
         detail["run_id"] = run_id
     elif isinstance(detail.get("run_id"), str):
         run_id = detail["run_id"]
-    digest_ = record_hash(prev, seq, ts, actor, entry.action, subject, detail)
+    detail_json = canonical(detail)
+    digest_ = record_hash(prev, seq, ts, actor, entry.action, subject, detail, detail_json)
     conn.execute(
         f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, ts, actor, entry.action, subject, canonical(detail), prev, digest_, run_id),
+        (seq, ts, actor, entry.action, subject, detail_json, prev, digest_, run_id),
     )
     return Record(seq, ts, actor, entry.action, subject, detail, prev, digest_, run_id)
 

@@ -50,6 +50,7 @@ from crewkit.settings import BudgetPolicy, Settings
 log = logging.getLogger(__name__)
 
 HOLD_TTL_S = 3600.0  # a hold older than this is dropped whatever its process (another host's, a leak)
+PURGE_EVERY_S = 5.0  # stale holds are looked for at most this often, and before any refusal
 WEBHOOK_TIMEOUT_S = 2.0
 RUN_PERIOD = "run"
 MAX_RUN_ROWS = 50  # per-run rows in `show`, newest first
@@ -203,6 +204,7 @@ class Budgets:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._pid_start = _proc_start(self._pid)
+        self._purged_at = float("-inf")  # time.monotonic() of the last look for stale holds
         p = self.policy
         self.limited = any(x is not None for x in (p.per_run, p.total, p.per_tenant)) or bool(
             p.tenants or p.per_role
@@ -288,10 +290,20 @@ class Budgets:
 
     # -- reserve, settle, release ----------------------------------------------------------------
 
+    @staticmethod
+    def _short(limited: Sequence[Scope], state: dict[str, list[float]], amount: float) -> Scope | None:
+        """The first scope `amount` does not fit in, if any."""
+        for s in limited:
+            st = state[s.key]
+            if st[0] + st[1] + amount > s.limit + st[2] + _EPS:  # type: ignore[operator]
+                return s
+        return None
+
     def _purge_stale(self, conn: Any, now: float) -> None:
         """Drop holds of dead processes on this host, and holds older than the TTL.
 
         One query in the common case (nothing stale)."""
+        self._purged_at = time.monotonic()
         cutoff = now - self.hold_ttl
         old = False
         for pid, start, host, oldest in conn.execute(
@@ -401,18 +413,23 @@ class Budgets:
             return None  # no limit to keep: the spending is recorded when the call settles
         refusal = None
         with self.store.write() as conn:
-            self._purge_stale(conn, now)
+            purge_due = time.monotonic() - self._purged_at >= PURGE_EVERY_S
+            if purge_due:
+                self._purge_stale(conn, now)
             state = self._state(conn, limited)
-            for s in limited:
-                st = state[s.key]
-                if st[0] + st[1] + amount > s.limit + st[2] + _EPS:  # type: ignore[operator]
-                    refusal = self._refusal(s, st, amount, run_id)
-                    event = self._event(
-                        "budget.exceeded", s, st, now, run_id, needed=amount, **(detail or {})
-                    )
-                    audit.append(conn, audit.Entry("budget.exceeded", s.name, event, run_id=run_id), ts=now)
-                    break
-            if refusal is None:
+            short = self._short(limited, state, amount)
+            if short is not None and not purge_due:  # never refuse because of a dead process's hold
+                self._purge_stale(conn, now)
+                state = self._state(conn, limited)
+                short = self._short(limited, state, amount)
+            if short is not None:
+                st = state[short.key]
+                refusal = self._refusal(short, st, amount, run_id)
+                event = self._event(
+                    "budget.exceeded", short, st, now, run_id, needed=amount, **(detail or {})
+                )
+                audit.append(conn, audit.Entry("budget.exceeded", short.name, event, run_id=run_id), ts=now)
+            else:
                 if amount <= 0:
                     return None
                 rid = secrets.token_hex(8)
@@ -465,8 +482,8 @@ class Budgets:
                     alerts += self._alerts(
                         conn, sc, float(spent_now[sc.key]), granted.get(sc.key, 0.0), now, run_id
                     )  # type: ignore[union-attr]
-        for event in alerts:
-            self._notify(event, self._alert_line(event))
+        if alerts:  # sent once the spending they report is committed
+            self.store.after_commit(lambda: [self._notify(e, self._alert_line(e)) for e in alerts])
         return alerts
 
     def release(self, reservations: Iterable[Reservation]) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -120,10 +120,20 @@ class RunHooks:
     """A run's subscribers, in order. `RunHooks()` starts with the usage ledger's subscriber.
 
     `RunHooks(with_ledger=False)` starts empty (a run that keeps no ledger, or tests).
+    `transaction` (a persisted run: `StateStore.write`) wraps the after-model hooks, so the
+    records they write about one call (usage row, journal, audit, budget settlement) share one
+    commit; each subscriber's own write block becomes a savepoint inside it.
     """
 
-    def __init__(self, subscribers: list[Any] | None = None, *, with_ledger: bool = True) -> None:
+    def __init__(
+        self,
+        subscribers: list[Any] | None = None,
+        *,
+        with_ledger: bool = True,
+        transaction: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.subscribers: list[Any] = []
+        self.transaction = transaction
         self._lists: dict[str, list[Callable[[Any], Any]]] = {m: [] for m in _METHODS}
         if with_ledger:
             self.add(ledger.LedgerSubscriber())
@@ -155,8 +165,13 @@ class RunHooks:
         return None
 
     def after_model(self, result: ModelResult) -> None:
-        for fn in self._lists["after_model"]:
-            fn(result)
+        if self.transaction is None:
+            for fn in self._lists["after_model"]:
+                fn(result)
+            return
+        with self.transaction():  # what the after hooks write about one call, in one commit
+            for fn in self._lists["after_model"]:
+                fn(result)
 
     def before_tool(self, call: ToolCall) -> Replay | None:
         for fn in self._lists["before_tool"]:

@@ -128,6 +128,9 @@ class CallJournal(Subscriber):
         self.count = checkpoint_count
         self.audit_text = audit_text  # "hash" | "redacted": prompts and answers in the audit log
         self._seen: dict[str, int] = {}  # occurrences of each (kind, checkpoint count, hash) so far
+        # Whether the run had journalled calls when this segment began (looked up at its first
+        # call). A run that had none can replay nothing: every key this segment makes is new.
+        self._replayable: bool | None = None
         self._open: dict[int, tuple[Any, str, int]] = {}  # id(call) -> (call, key, checkpoint count)
         self._lock = threading.Lock()
         self._local = threading.local()  # the key of this thread's current logical model call
@@ -137,6 +140,13 @@ class CallJournal(Subscriber):
             n = self._seen.get(base, 0)
             self._seen[base] = n + 1
         return f"{base}:{n}"
+
+    def _lookup(self, key: str) -> Any:
+        if self._replayable is None:
+            self._replayable = bool(
+                self.store.read("SELECT 1 FROM journal WHERE run_id = ? LIMIT 1", (self.run_id,))
+            )
+        return self.store.journal_get(self.run_id, key) if self._replayable else None
 
     def _take(self, call: Any) -> tuple[str, int] | None:
         entry = self._open.pop(id(call), None)
@@ -156,7 +166,7 @@ class CallJournal(Subscriber):
             key = self._key(f"model:{count}:{digest}")
             self._local.last = (call.messages, key)
         self._open[id(call)] = (call, key, count)
-        entry = self.store.journal_get(self.run_id, key)
+        entry = self._lookup(key)
         if entry is not None:
             return Replay(decode(entry.value, call.response_model))
         return None
@@ -198,7 +208,7 @@ class CallJournal(Subscriber):
         digest = _digest([call.tool_name, call.arguments])
         key = self._key(f"tool:{count}:{call.tool_name}:{digest}")
         self._open[id(call)] = (call, key, count)
-        entry = self.store.journal_get(self.run_id, key)
+        entry = self._lookup(key)
         if entry is not None:
             return Replay(decode(entry.value))
         return None

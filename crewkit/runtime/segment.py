@@ -57,6 +57,13 @@ def subscribers(
     return [s for s in chain if s is not None]
 
 
+def run_hooks(
+    settings: Any, store: StateStore, run_id: str, gate: Any, count: Callable[[], int], tenant: str | None
+) -> hooks.RunHooks:
+    """The run's hook path: `subscribers`, the after-model hooks of a call sharing one commit."""
+    return hooks.RunHooks(subscribers(settings, store, run_id, gate, count, tenant), transaction=store.write)
+
+
 def kickoff(
     settings: Any,
     store: StateStore,
@@ -70,11 +77,11 @@ def kickoff(
     """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
     from crewkit.runtime.budget_guard import BudgetGuard
 
-    run_hooks = hooks.RunHooks(subscribers(settings, store, run_id, gate, count, tenant))
+    path = run_hooks(settings, store, run_id, gate, count, tenant)
     try:
         with (
             ledger.open_ledger() as run_ledger,
-            hooks.scope(run_hooks),
+            hooks.scope(path),
             trail.recording(store, run_id),
             undo.recording(store, run_id, count),
             pins.run_table(),
@@ -85,6 +92,6 @@ def kickoff(
         store.set_status(run_id, "failed", error=str(exc))
         raise
     finally:  # a pause or an interrupt after a reservation: its hold is released now
-        guard = run_hooks.find(BudgetGuard)
+        guard = path.find(BudgetGuard)
         if guard is not None:
             guard.close()

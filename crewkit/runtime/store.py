@@ -21,7 +21,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
@@ -494,14 +494,33 @@ class StateStore:
         `with store.write() as conn:`; committed at the end of the block, rolled back on error."""
         return self._write()
 
+    def after_commit(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` once this thread's open write transaction commits (now, when none is open);
+        dropped if it rolls back. For what leaves the process (alert sinks, webhooks): never while
+        the write lock is held, never for a change that did not happen."""
+        if getattr(self._local, "depth", 0):
+            self._local.pending.append(fn)
+        else:
+            fn()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken with BEGIN IMMEDIATE: the lock is held from the first read."""
+        """A write transaction taken with BEGIN IMMEDIATE: the lock is held from the first read.
+
+        Inside another write block of the same thread it is a savepoint of that transaction:
+        its changes are undone alone if it fails, and committed with the outer block (so the
+        hook path writes all of a call's records with one commit: `RunHooks(transaction=...)`)."""
         conn = self._conn()
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth:
+            yield from self._savepoint(conn, depth)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise self._environment(exc) from None
+        local.depth, local.pending = 1, []
         try:
             yield conn
         except sqlite3.IntegrityError:
@@ -523,6 +542,31 @@ class StateStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise self._environment(exc) from None
+            pending, local.pending = local.pending, []
+            local.depth = 0
+            for fn in pending:
+                fn()
+        finally:
+            local.depth = 0
+            local.pending = []
+
+    def _savepoint(self, conn: sqlite3.Connection, depth: int) -> Iterator[sqlite3.Connection]:
+        local = self._local
+        name = f"crewkit_{depth}"
+        conn.execute(f"SAVEPOINT {name}")
+        local.depth = depth + 1
+        queued = len(local.pending)
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            del local.pending[queued:]
+            raise
+        else:
+            conn.execute(f"RELEASE {name}")
+        finally:
+            local.depth = depth
 
     def _database_error(self, exc: sqlite3.DatabaseError) -> StateStoreError:
         if isinstance(exc, sqlite3.OperationalError):

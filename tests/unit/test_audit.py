@@ -432,3 +432,54 @@ def test_scrub_keeps_digests_numbers_and_short_words_as_they_are():
     detail = {"prompt": audit.digest("ann@corp.io"), "tokens": 812, "cost": 0.25, "role": "code", "ok": True}
     assert audit.scrub(detail) == detail
     assert audit.scrub({"t": ("call +1 415 555 2671",)}) == {"t": ["call [PHONE]"]}
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {},
+        {"prompt": "sha256:" + "0" * 64, "tokens": 812, "cost": 0.1 + 0.2, "nested": {"b": [1, 2.5, None]}},
+        {"text": '中文 «quotes» "escaped" \\ \n tab\t', "ok": False, "big": 10**20, "tiny": 1e-12},
+    ],
+)
+def test_the_hash_put_together_around_the_detail_json_is_the_canonical_records_hash(detail):
+    ts, seq = 1764201600.123456, 42
+    whole = audit.canonical(
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": "Wörker",
+            "action": "model.call",
+            "subject": "code/m",
+            "detail": detail,
+        }
+    )
+    expected = hashlib.sha256((audit.GENESIS + whole).encode()).hexdigest()
+    assert audit.record_hash(audit.GENESIS, seq, ts, "Wörker", "model.call", "code/m", detail) == expected
+    given = audit.canonical(detail)
+    assert (
+        audit.record_hash(audit.GENESIS, seq, ts, "Wörker", "model.call", "code/m", detail, given) == expected
+    )
+
+
+def test_scrub_gives_what_a_json_round_trip_gives_with_personal_data_masked():
+    class Thing:
+        def __str__(self) -> str:
+            return "thing of ann@corp.io"
+
+    detail = {3: "three", True: ("a", ["b"]), None: Thing(), 2.5: {"k": 1}, "mail": "to ann@corp.io"}
+    assert audit.scrub(detail) == {
+        "3": "three",
+        "true": ["a", ["b"]],
+        "null": "thing of [EMAIL]",
+        "2.5": {"k": 1},
+        "mail": "to [EMAIL]",
+    }
+    assert audit.scrub(detail) == audit.scrub(detail)  # the second time from the cache: the same
+
+
+def test_scrub_cleans_a_cached_string_again_once_an_environment_secret_appears_in_it(monkeypatch):
+    text = "key abcdef1234567890XYZ"
+    assert audit.scrub({"t": text}) == {"t": text}
+    monkeypatch.setenv("SERVICE_API_KEY", "abcdef1234567890XYZ")
+    assert "abcdef1234567890XYZ" not in audit.scrub({"t": text})["t"]

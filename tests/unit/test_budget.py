@@ -283,3 +283,15 @@ def test_with_no_limit_nothing_is_held_and_the_spending_is_still_recorded(projec
         "role:reasoning": 0.5,
         "run:r1": 0.5,
     }
+
+
+def test_a_dead_processs_hold_never_causes_a_refusal_between_two_looks_for_stale_holds(project, store):
+    clock = Clock(time.time())
+    b = _budgets(project, store, {"per_run": 1.0}, clock=clock)
+    scopes = b.scopes("r1", None, "reasoning")
+    b.release([b.reserve(scopes, 0.1, "r1")])  # the first reserve looks for stale holds
+    pid, start = _dead_pid()
+    _hold(store, "run:r1", 0.8, pid, start, budget._HOST, clock.t)  # died holding most of the budget
+    held = b.reserve(scopes, 0.5, "r1")  # within PURGE_EVERY_S: looked for again before refusing
+    assert held is not None and held.amount == 0.5
+    assert store.read("SELECT COUNT(*) FROM budget_holds WHERE run_id = 'rx'") == [(0,)]

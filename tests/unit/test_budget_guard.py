@@ -447,3 +447,23 @@ def test_a_crew_under_ask_pauses_out_of_kickoff(project, store):
     ):
         _crew(role_llm(settings, fake)).kickoff()
     assert fake.calls == [] and len(store.list_approvals("pending")) == 1
+
+
+def test_a_calls_records_after_it_is_answered_share_one_commit_on_a_runs_hook_path(project, store):
+    """Usage row, journalled answer, audit record and budget settlement: written together or not
+    at all, with one commit (each commit is the costliest statement on the hook path)."""
+    from crewkit.runtime import segment
+
+    settings = budget_settings(project, {"per_run": 5.0})
+    path = segment.run_hooks(settings, store, "r1", None, lambda: 0, None)
+    statements: list[str] = []
+    conn = store._conn()  # this thread's connection: the one the hooks write on
+    conn.set_trace_callback(statements.append)
+    try:
+        with hooks.scope(path):
+            assert role_llm(settings, ScriptedLLM(["done"])).call("hello there") == "done"
+    finally:
+        conn.set_trace_callback(None)
+    assert statements.count("COMMIT") == 2  # the reservation before the call, everything after it
+    assert len(store.calls("r1")) == 1 and _holds(store) == []
+    assert _totals(store)["run:r1"] == 0.02 and len(_audit(store, "model.call")) == 1

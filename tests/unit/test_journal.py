@@ -107,6 +107,23 @@ def test_a_different_response_model_is_a_different_call(store):
         assert _role(ScriptedLLM([{"ok": False}])).call("judge", response_model=Other) == Other(ok=False)
 
 
+def test_a_segment_of_a_run_with_nothing_journalled_looks_the_journal_up_once_not_per_call(store):
+    lookups: list[str] = []
+    conn = store._conn()
+    conn.set_trace_callback(lambda sql: lookups.append(sql) if "FROM journal" in sql else None)
+    try:
+        with hooks.scope(_segment(store)):
+            llm = _role(ScriptedLLM(["a", "b", "a"]))
+            assert [llm.call("same question") for _ in range(3)] == ["a", "b", "a"]
+        assert len(lookups) == 1  # new answers only: the same question thrice is three calls
+        with hooks.scope(_segment(store)):  # a resume: the run has journalled answers now
+            llm = _role(ScriptedLLM([]))
+            assert [llm.call("same question") for _ in range(3)] == ["a", "b", "a"]
+        assert len(lookups) == 1 + 1 + 3
+    finally:
+        conn.set_trace_callback(None)
+
+
 def test_identical_calls_replay_in_the_order_they_were_answered(store):
     with hooks.scope(_segment(store)):
         llm = _role(ScriptedLLM(["one", "two"]))

@@ -663,3 +663,63 @@ def test_secrets_are_never_written_to_state_db(tmp_path, monkeypatch):
     reopened = StateStore(tmp_path / "state.db")
     assert "[REDACTED]" in reopened.get_run("r1").inputs["task"]
     assert reopened.checkpoints("r1")[0].state["result"] == "the key is [REDACTED]"
+
+
+# -- nested write blocks and after-commit actions -------------------------------------------------
+
+
+def test_a_write_inside_a_write_is_a_savepoint_undone_alone_and_committed_with_the_outer(
+    store: StateStore,
+) -> None:
+    _run(store)
+    with store.write() as conn:
+        conn.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '\"outer\"')")
+        with pytest.raises(RuntimeError), store.write() as inner:
+            inner.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '\"inner, failed\"')")
+            raise RuntimeError("boom")
+        with store.write() as inner:
+            inner.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '\"inner, kept\"')")
+        other = sqlite3.connect(store.path)  # nothing is visible before the outer block commits
+        assert other.execute("SELECT COUNT(*) FROM calls").fetchone() == (0,)
+    assert [r[0] for r in other.execute("SELECT row FROM calls ORDER BY id")] == [
+        '"outer"',
+        '"inner, kept"',
+    ]
+    other.close()
+
+
+def test_an_outer_failure_undoes_the_inner_blocks_too(store: StateStore) -> None:
+    _run(store)
+    with pytest.raises(RuntimeError), store.write() as conn:
+        with store.write() as inner:
+            inner.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '1')")
+        conn.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '2')")
+        raise RuntimeError("boom")
+    assert store.calls("r1") == []
+    with store.write() as conn:  # the thread is out of the transaction: a new one begins
+        conn.execute("INSERT INTO calls (run_id, row) VALUES ('r1', '3')")
+    assert store.calls("r1") == [3]
+
+
+def test_after_commit_actions_run_once_the_outermost_block_commits_and_never_after_a_rollback(
+    store: StateStore,
+) -> None:
+    seen: list[str] = []
+    committed = lambda: seen.append(  # noqa: E731
+        "visible"
+        if sqlite3.connect(store.path).execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        else "not yet"
+    )
+    store.after_commit(lambda: seen.append("now"))  # no transaction open: at once
+    with store.write():
+        _run(store)  # create_run's own block is a savepoint of this one
+        store.after_commit(committed)
+        with pytest.raises(RuntimeError), store.write():
+            store.after_commit(lambda: seen.append("dropped with its savepoint"))
+            raise RuntimeError("boom")
+        assert seen == ["now"]
+    assert seen == ["now", "visible"]
+    with pytest.raises(RuntimeError), store.write():
+        store.after_commit(lambda: seen.append("dropped with the transaction"))
+        raise RuntimeError("boom")
+    assert seen == ["now", "visible"]
