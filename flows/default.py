@@ -13,7 +13,10 @@
            crewkit.runtime.pins); hosted models follow the task text.
            A subtask whose role lacks the capability it needs (an image for a text-only model)
            is answered with that limitation, without a model call.
-- verify:  deterministic acceptance checks, then the reviewer (only if the checks pass and the
+- verify:  deterministic acceptance checks, the grounding check (each claim of the result
+           against the run's sources: tool outputs, recalled memory, knowledge; the profile's
+           `grounding.require` decides whether unsupported claims fail the result, else they are
+           listed in the run record), then the reviewer (only if the checks pass and the
            reviewer passed its calibration); a failure sends the work back with its reasons, at
            most `verifier.max_rounds`.
 - guard:   the output guardrails from config/governance.yaml; a block withholds the result
@@ -37,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crewkit import assembly
 from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
-from crewkit.governance import acceptance, guardrails, reviewer, risk
+from crewkit.governance import acceptance, grounding, guardrails, reviewer, risk
 from crewkit.governance.verification import Verification
 from crewkit.models import capability
 from crewkit.plan import normalise, plan_from
@@ -189,12 +192,21 @@ class DefaultFlow(CrewkitFlow[RunState]):
 
     @router(execute)
     def verify(self) -> Literal["passed", "retry", "failed"]:
-        self.ctx.progress("Verifier: acceptance checks, then the reviewer")
+        self.ctx.progress("Verifier: acceptance checks, grounding, then the reviewer")
         settings, task = self.ctx.settings, self.state.task
         checks = acceptance.check_results(task, self.state.plan, self.state.results)
         answered = [r for r in self.state.results if not r.get("limitation")]
+        policy = settings.profile.grounding
+        grounded = grounding.check(
+            [(r["subtask"], r["output"] or "") for r in answered],
+            self.grounding_sources(),
+            task="\n".join([task, *(s["description"] for s in self.state.plan)]),  # restating it is no claim
+            embedder=self.ctx.role_map.embedder() if policy.semantic else None,
+        )
+        ungrounded = grounded.fails(policy.require, policy.max_unsupported)
         verdict = None
-        if answered and all(c.passed for c in checks):  # the reviewer never stands in for the checks
+        # the reviewer never stands in for the checks (nor for grounding the profile requires)
+        if answered and all(c.passed for c in checks) and not ungrounded:
             ids = {r["subtask"] for r in answered}
             criteria = "\n".join(f"- {s['id']}: {s['acceptance']}" for s in self.state.plan if s["id"] in ids)
             result = "\n\n".join(r["output"].strip() for r in answered)
@@ -204,7 +216,14 @@ class DefaultFlow(CrewkitFlow[RunState]):
                     f"no model review: the reviewer ({verdict.role}: {verdict.model}) {verdict.issues[0]}; only the "
                     f"deterministic checks verify results; map roles.{verdict.role} to a stronger model to add one"
                 )
-        verification = Verification(checks, verdict, not_attempted=len(self.state.results) - len(answered))
+        verification = Verification(
+            checks,
+            verdict,
+            not_attempted=len(self.state.results) - len(answered),
+            grounding=grounded if answered else None,
+            require_grounding=policy.require,
+            max_unsupported=policy.max_unsupported,
+        )
         self.state.verification = verification.as_record()
         if verification.passed:
             return "passed"
@@ -212,6 +231,11 @@ class DefaultFlow(CrewkitFlow[RunState]):
         if self.state.rounds < settings.governance.verifier.max_rounds:
             return "retry"
         return "failed"
+
+    def grounding_sources(self) -> list[grounding.Source]:
+        """What the result may rest on: the run's journalled tool outputs (add recalled memory
+        and knowledge with `extra=`)."""
+        return grounding.sources_for_run(self.ctx.store, self.ctx.run_id)
 
     @listen("failed")
     def give_up(self) -> None:
