@@ -191,10 +191,13 @@ class _FolderLock:
 class EdgeIndex:
     """A Qdrant Edge shard in `folder/edge/<collection>/`."""
 
-    def __init__(self, folder: Path, collection: str, dimensions: int | None) -> None:
+    def __init__(
+        self, folder: Path, collection: str, dimensions: int | None, *, index_after: int = EDGE_INDEX_AFTER
+    ) -> None:
         import qdrant_edge as qe
 
         self._qe = qe
+        self.index_after = index_after
         self.collection = collection
         self.shard_dir = folder / "edge" / collection
         self.where = str(self.shard_dir)
@@ -217,9 +220,13 @@ class EdgeIndex:
             raise
 
     def _create(self, qe: Any, dimensions: int) -> Any:
+        # Qdrant's optimizer indexes a segment once it holds more than indexing_threshold KB of
+        # vectors: set so that it is `index_after` points
+        threshold_kb = max(1, -(-self.index_after * dimensions * 4 // 1024))
         config = qe.EdgeConfig(
             vectors=qe.EdgeVectorParams(size=dimensions, distance=qe.Distance.Cosine),
             hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10000, payload_m=16),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb),
         )
         shard = qe.EdgeShard.create(str(self.shard_dir), config)
         for key in SCOPE_KEYS:
@@ -248,10 +255,11 @@ class EdgeIndex:
         self._shard.update(qe.UpdateOperation.upsert_points(batch))
         self.index_if_due()
 
-    def index_if_due(self, threshold: int = EDGE_INDEX_AFTER) -> bool:
-        """Build the HNSW index for new points once more than `threshold` wait unindexed."""
+    def index_if_due(self) -> bool:
+        """Build the HNSW index for new points once `index_after` of them wait unindexed (a write
+        that crosses it takes a few seconds longer; searches stay fast either way)."""
         info = self._shard.info()
-        if info.points_count - info.indexed_vectors_count <= threshold:
+        if info.points_count - info.indexed_vectors_count < self.index_after:
             return False
         return bool(self._shard.optimize())
 
