@@ -33,6 +33,7 @@ import binascii
 import html
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote
@@ -286,8 +287,79 @@ W = r"[\s\W_]{0,3}"  # a word gap: spaces, punctuation, or none (joined spaced-o
 _ANY = r"[^.!?\n。！？]"  # stays inside one sentence
 
 
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern.replace("~", W), re.S)
+def _rx(pattern: str) -> _Prefiltered:
+    return _Prefiltered(re.compile(pattern.replace("~", W), re.S))
+
+
+class _Prefiltered:
+    """A compiled pattern that is tried only on texts holding one of its required strings.
+
+    `required` is a set of literal strings every match contains one of, read off the parsed
+    pattern (`_required`); a text with none of them cannot match, and a substring test is far
+    cheaper than the regex engine trying each position of a long alternation. Patterns with no
+    such set (None) are always tried. The verdicts are the same either way (a test scans the
+    labelled sets both ways)."""
+
+    __slots__ = ("pattern", "required")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.required = _required_strings(pattern.pattern) if PREFILTER else None
+
+    def _may_match(self, text: str) -> bool:
+        return self.required is None or any(r in text for r in self.required)
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.pattern.finditer(text) if self._may_match(text) else iter(())
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text) if self._may_match(text) else None
+
+
+PREFILTER = True  # tests turn it off to compare verdicts
+
+
+def _required_strings(source: str) -> frozenset[str] | None:
+    """Strings one of which every match of `source` contains, or None if none were found."""
+    from re import _parser  # type: ignore[attr-defined]
+
+    found = _required(_parser.parse(source, re.S))
+    if not found or min(len(x) for x in found) < 2:
+        return None  # nothing required, or too short to be worth a test
+    return frozenset(found)
+
+
+def _required(items: object) -> set[str] | None:
+    """For a parsed sequence: one set of literals a match of it always contains (the most
+    selective of its mandatory parts), or None."""
+    from re._constants import BRANCH, LITERAL, MAX_REPEAT, MIN_REPEAT, SUBPATTERN  # type: ignore[attr-defined]
+
+    best: set[str] | None = None
+
+    def offer(candidate: set[str] | None) -> None:
+        nonlocal best
+        if candidate and (best is None or min(map(len, candidate)) > min(map(len, best))):
+            best = candidate
+
+    run: list[str] = []
+    for op, av in items:  # type: ignore[attr-defined]
+        if op is LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            offer({"".join(run)})
+            run = []
+        if op is SUBPATTERN:
+            offer(_required(av[-1]))
+        elif op is BRANCH:
+            alternatives = [_required(alt) for alt in av[1]]
+            if all(alternatives):
+                offer(set().union(*alternatives))  # type: ignore[arg-type]
+        elif op in (MAX_REPEAT, MIN_REPEAT) and av[0] >= 1:
+            offer(_required(av[2]))
+    if run:
+        offer({"".join(run)})
+    return best
 
 
 _EN_VERB_IGNORE = (

@@ -284,3 +284,41 @@ def test_the_labelled_set_is_big_and_varied_enough():
         r["obfuscation"] for r in rows
     }
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_the_required_strings_prefilter_changes_no_verdict_score_or_reason(monkeypatch):
+    """Each pattern is tried only on texts holding one of the strings every match of it contains;
+    scanning every labelled item, and the items with their words run together or spaced out,
+    with the prefilter and without it gives the same result."""
+    from crewkit.governance import injection
+
+    texts = []
+    for name in ("labelled.jsonl", "heldout.jsonl"):
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                text = json.loads(line)["text"]
+                texts += [text, text.replace(" ", ""), " ".join(text), text.upper()]
+    patterns = [p for p in vars(injection).values() if isinstance(p, injection._Prefiltered)]
+    assert len(patterns) >= 20 and sum(p.required is not None for p in patterns) >= 18
+    with_prefilter = [scan(t) for t in texts]
+    for p in patterns:
+        monkeypatch.setattr(p, "required", None)
+    assert [scan(t) for t in texts] == with_prefilter
+
+
+@pytest.mark.parametrize(
+    ("source", "required"),
+    [
+        (r"\bignore~(?:all~)?previous~instructions", {"instructions"}),  # the longest part
+        (r"(?:foo|barbaz)~qux", {"foo", "barbaz"}),
+        (r"\b(?:ab|[xy]z)\b", None),  # an alternative with no literal: no prefilter
+        (r"(?:hello)?world", {"world"}),
+        (r"(?:abc){2,}d", {"abc"}),
+    ],
+)
+def test_required_strings_are_those_every_match_contains(source, required):
+    from crewkit.governance import injection
+
+    assert injection._required_strings(source.replace("~", injection.W)) == (
+        None if required is None else frozenset(required)
+    )
