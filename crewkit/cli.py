@@ -91,6 +91,11 @@ def guard_app() -> None:
     """The prompt-injection scanner."""
 
 
+@app.group("memory", context_settings=CONTEXT, no_args_is_help=True)
+def memory_app() -> None:
+    """Long-term memory: add, search, update, delete, history, rollback (scoped by tenant/user/agent)."""
+
+
 def _profile_option(fn: Any) -> Any:
     return click.option(
         "--profile",
@@ -608,6 +613,179 @@ def audit_purge(days: float | None, profile: str | None) -> None:
     click.echo(
         f"removed {purged.removed} record(s) older than {days:g} day(s); the chain now starts after "
         f"record {purged.last_seq} (anchor {purged.anchor_hash[:16]}...); logged as record {purged.record.seq}"
+    )
+
+
+def _memory_scope(fn: Any) -> Any:
+    fn = click.option("--agent", default=None, help="The agent the memory belongs to (optional).")(fn)
+    fn = click.option("--user", default=None, help="The user the memory belongs to (optional).")(fn)
+    fn = click.option("--tenant", default="default", show_default=True, help="The tenant (required scope).")(
+        fn
+    )
+    return FORMAT(fn)
+
+
+def _memory(tenant: str, user: str | None, agent: str | None, *, known: bool = True) -> tuple[Any, Any]:
+    """The memory store and the scope; `known`: refuse a tenant crewkit has never seen."""
+    from crewkit.memory.store import MemoryStore, Scope
+
+    scope = Scope(tenant, user, agent).checked()
+    store = MemoryStore.open(_settings())
+    if known:
+        store.require_tenant(scope.tenant)
+    return store, scope
+
+
+def _memory_text(text: str) -> str:
+    """TEXT, or stdin for '-'."""
+    if text != "-":
+        return text
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError:
+        raise UsageError("stdin is not UTF-8 text; give the memory text as UTF-8") from None
+
+
+def _actor() -> str:
+    from crewkit.governance.approvals import current_user
+
+    return current_user()
+
+
+@memory_app.command("add", context_settings=CONTEXT)
+@click.argument("text")
+@click.option(
+    "--new-tenant", is_flag=True, help="Allow a tenant crewkit has not seen yet (no runs, no memories)."
+)
+@_memory_scope
+def memory_add(
+    text: str, new_tenant: bool, tenant: str, user: str | None, agent: str | None, fmt: str
+) -> None:
+    """Remember TEXT ('-': read stdin) for the scope; prints the new memory's id (version 1)."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent, known=not new_tenant)
+    show.record(store.add(_memory_text(text), scope, source="cli", actor=_actor()), fmt, "added")
+
+
+@memory_app.command("search", context_settings=CONTEXT)
+@click.argument("query")
+@click.option("--k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="How many.")
+@_memory_scope
+def memory_search(query: str, k: int, tenant: str, user: str | None, agent: str | None, fmt: str) -> None:
+    """The K memories nearest to QUERY in the scope (never another tenant's); flagged ones are marked."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent)
+    show.recalled(store.search(query, scope, k), fmt)
+
+
+@memory_app.command("list", context_settings=CONTEXT)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many, newest first.")
+@_memory_scope
+def memory_list(limit: int | None, tenant: str, user: str | None, agent: str | None, fmt: str) -> None:
+    """The memories in the scope, most recently changed first."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent)
+    show.records(store.list_memories(scope, limit), fmt)
+
+
+@memory_app.command("update", context_settings=CONTEXT)
+@click.argument("memory_id")
+@click.argument("text")
+@_memory_scope
+def memory_update(
+    memory_id: str, text: str, tenant: str, user: str | None, agent: str | None, fmt: str
+) -> None:
+    """Write a new version of MEMORY_ID with TEXT ('-': read stdin); older versions stay in its history."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent)
+    rec = store.update(memory_id, _memory_text(text), scope, source="cli", actor=_actor())
+    show.record(rec, fmt, "updated" if rec.changed else "unchanged")
+
+
+@memory_app.command("delete", context_settings=CONTEXT)
+@click.argument("memory_id", required=False)
+@_memory_scope
+def memory_delete(memory_id: str | None, tenant: str, user: str | None, agent: str | None, fmt: str) -> None:
+    """Delete MEMORY_ID (every version and its vector), or with --user and no id every memory of
+    that user in the tenant. The audit log keeps digests only."""
+    from crewkit.memory import show
+
+    if memory_id is None and user is None:
+        raise UsageError("give a memory ID, or --user USER to delete all of a user's memories")
+    store, scope = _memory(tenant, user, agent)
+    if memory_id is not None:
+        versions = store.delete(memory_id, scope, actor=_actor())
+        show.deleted({"memory_id": memory_id, "versions": versions}, fmt)
+    else:
+        removed = store.delete_user(scope, actor=_actor())
+        show.deleted({"tenant": scope.tenant, "user": scope.user, "memories": removed}, fmt)
+
+
+@memory_app.command("history", context_settings=CONTEXT)
+@click.argument("memory_id")
+@_memory_scope
+def memory_history(memory_id: str, tenant: str, user: str | None, agent: str | None, fmt: str) -> None:
+    """Every version of MEMORY_ID, oldest first; * marks the current one."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent)
+    show.history(store.history(memory_id, scope), fmt)
+
+
+@memory_app.command("rollback", context_settings=CONTEXT)
+@click.argument("memory_id")
+@click.argument("version", type=int)
+@_memory_scope
+def memory_rollback(
+    memory_id: str, version: int, tenant: str, user: str | None, agent: str | None, fmt: str
+) -> None:
+    """Make VERSION's text current again, as a new version (the history keeps every version)."""
+    from crewkit.memory import show
+
+    store, scope = _memory(tenant, user, agent)
+    rec = store.rollback(memory_id, version, scope, actor=_actor())
+    show.record(rec, fmt, f"rolled back to version {version}:")
+
+
+@memory_app.command("repair", context_settings=CONTEXT)
+def memory_repair() -> None:
+    """Make the vector store agree with state.db (after a failure that says to run this)."""
+    from crewkit.memory.store import MemoryStore
+
+    written, removed = MemoryStore.open(_settings()).repair()
+    click.echo(f"ok: {written} vector(s) written, {removed} stale vector(s) removed")
+
+
+@memory_app.command("migrate", context_settings=CONTEXT)
+@click.option("--to", "url", required=True, help="The Qdrant server or cluster, e.g. http://localhost:6333.")
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="VAR",
+    help="The environment variable holding the server's API key (default: long_term.api_key_env).",
+)
+def memory_migrate(url: str, api_key_env: str | None) -> None:
+    """Copy the embedded store under CREWKIT_HOME to a Qdrant server (the local copy is kept);
+    safe to run again. Then set long_term.backend: server and url in config/memory.yaml."""
+    import re
+
+    from crewkit.memory import vectors
+
+    if not re.match(r"^https?://[^\s/]+", url):
+        raise UsageError(f"--to '{url}' is not an http(s) URL such as http://localhost:6333")
+    settings = _settings()
+    cfg = settings.memory.long_term
+    key_env = api_key_env or cfg.api_key_env
+    moved = vectors.migrate(cfg, settings.home, url, vectors.api_key(key_env))
+    click.echo(
+        f"ok: {moved} vector(s) copied from {vectors.folder(cfg, settings.home)} to {url} "
+        f"(collection '{cfg.collection}'); to use it, set long_term.backend: server and url: {url}"
+        + (f" and api_key_env: {key_env}" if key_env else "")
+        + " in config/memory.yaml"
     )
 
 

@@ -44,7 +44,7 @@ class LongTermConfig(_Strict):
 
     enabled: Annotated[bool, Field(strict=True)] = True
     backend: Literal["embedded", "server"] = "embedded"
-    engine: Literal["local", "edge"] = "local"  # embedded engine
+    engine: Literal["edge", "local"] = "edge"  # embedded engine (edge: HNSW; local: exact scan)
     path: str = Field("qdrant", min_length=1)  # relative to CREWKIT_HOME (or absolute)
     url: str | None = None  # server: http(s)://host:6333
     api_key_env: str | None = None  # server: the env var holding the key, never the key

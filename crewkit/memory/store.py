@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from crewkit.errors import CrewkitError
+from crewkit.errors import CrewkitError, MemoryError_
 from crewkit.governance import audit
 from crewkit.runtime import undo
 from crewkit.runtime.store import StateStore
@@ -55,10 +55,8 @@ MAX_NAME_CHARS = 128
 _NAME_BAD = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class MemoryStoreError(CrewkitError):
+class MemoryStoreError(MemoryError_):
     """A memory operation refused as asked (bad text, unknown id, version or tenant); nothing changed."""
-
-    exit_code = 2
 
 
 class MemoryInconsistent(CrewkitError):
@@ -204,14 +202,14 @@ class MemoryStore:
     """Long-term memory of one CREWKIT_HOME: SQLite for texts and versions, Qdrant for vectors."""
 
     def __init__(
-        self, settings: Settings, home: Path, state: StateStore, embedder: Any, index: VectorIndex
+        self, settings: Settings, home: Path, state: StateStore, embedder: Any, index: VectorIndex | None
     ) -> None:
         self.settings = settings
         self.home = home
         self.cfg = settings.memory.long_term
         self.state = state
         self.embedder = embedder
-        self.index = index
+        self._index = index
         self._lock = threading.RLock()
         self._key: tuple[str, ...] | None = None
 
@@ -222,12 +220,14 @@ class MemoryStore:
         """The memory store of `home` (default: the settings' CREWKIT_HOME).
 
         Without `index`, one store per Qdrant location per process (an embedded store can be opened
-        by one client only); the embedder defaults to the role map's embedding role.
+        by one client only), and the vector store is opened on first use: listing and history read
+        state.db alone, even while a run holds the embedded store. The embedder defaults to the role
+        map's embedding role.
         """
         home = Path(home or settings.home).resolve()
         cfg = settings.memory.long_term
         key = (str(home), *_index_key(cfg, home))
-        if index is None and embedder is None:
+        if index is None:
             with _OPEN_LOCK:
                 cached = _OPEN.get(key)
             if cached is not None:
@@ -237,25 +237,30 @@ class MemoryStore:
             from crewkit.models.registry import RoleMap
 
             embedder = RoleMap(settings).embedder()
-        dims = _dimensions(embedder)
-        shared = index is None
-        if index is None:
-            from crewkit.memory import vectors
-
-            index = vectors.open_index(cfg, home, dims)
-        elif getattr(index, "dimensions", dims) != dims:
+        if index is not None and getattr(index, "dimensions", None) != _dimensions(embedder):
             raise MemoryStoreError(
                 f"collection '{cfg.collection}' has {index.dimensions}-d vectors, the embedding role gives "
-                f"{dims}-d; map the embedding role back to the model the collection was built with, "
-                "or use another collection (long_term.collection in config/memory.yaml)"
+                f"{_dimensions(embedder)}-d; map the embedding role back to the model the collection was "
+                "built with, or use another collection (long_term.collection in config/memory.yaml)"
             )
         store = cls(settings, home, state, embedder, index)
         with _OPEN_LOCK:
-            if shared:
+            if index is None:
                 store._key = key
                 store = _OPEN.setdefault(key, store)
             _LIVE[str(home)] = store
         return store
+
+    @property
+    def index(self) -> VectorIndex:
+        """The vector store, opened on first use (its vector size checked against the embedder)."""
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    from crewkit.memory import vectors
+
+                    self._index = vectors.open_index(self.cfg, self.home, _dimensions(self.embedder))
+        return self._index
 
     def close(self) -> None:
         with _OPEN_LOCK:
@@ -263,7 +268,9 @@ class MemoryStore:
                 del _OPEN[self._key]
             if _LIVE.get(str(self.home)) is self:
                 del _LIVE[str(self.home)]
-        self.index.close()
+        index, self._index = self._index, None
+        if index is not None:
+            index.close()
 
     # -- checks --------------------------------------------------------------------------------------
 
@@ -316,7 +323,7 @@ class MemoryStore:
             )
         if row[6] is not None:
             raise MemoryStoreError(
-                f"memory '{memory_id}' was deleted (every version removed); nothing to change"
+                f"memory '{memory_id}' was deleted (every version removed); it cannot be read or changed"
             )
         return row
 
