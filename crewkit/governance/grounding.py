@@ -227,7 +227,7 @@ _MARKUP = re.compile(r"[*_`#>|]+")
 def sentences(text: str) -> list[str]:
     out = []
     for line in (text or "").splitlines():
-        line = _MARKUP.sub(" ", _BULLET.sub("", line)).strip()
+        line = " ".join(_MARKUP.sub(" ", _BULLET.sub("", line)).split())
         if not line:
             continue
         parts: list[str] = []
