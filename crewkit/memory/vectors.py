@@ -536,7 +536,7 @@ def connect(url: str, api_key: str | None, cfg: Any, dimensions: int | None) -> 
     from qdrant_client import QdrantClient
 
     with _server_errors(url):
-        client = QdrantClient(url=url, api_key=api_key, timeout=30)
+        client = QdrantClient(url=url, api_key=api_key, timeout=30, check_compatibility=False)
     return ClientIndex(
         client,
         cfg.collection,
