@@ -302,6 +302,11 @@ def fit(
     msgs: list[Any] = [{"role": "user", "content": messages}] if bare else list(messages or ())
     if counter.upper(msgs) <= budget:  # fits by a bound that loads and tokenizes nothing
         return Fitted(messages, budget, -1, -1, len(msgs), len(msgs), policy=policy, exact=counter.exact)
+    per = [counter.text(message_text(m)) + counter.turn_tokens for m in msgs]  # cached per text
+    if counter.exact and sum(per) + LLAMA_FIXED_TOKENS <= budget:
+        # fits by the messages' own token counts plus every template token they could get: only
+        # the newest message was tokenized (CrewAI resends the rest), no whole prompt rendered
+        return Fitted(messages, budget, -1, -1, len(msgs), len(msgs), policy=policy, exact=counter.exact)
     total = counter.prompt(msgs)
     if total <= budget:
         return Fitted(
@@ -327,7 +332,6 @@ def fit(
     )
     order = [g for g in older if g != task] + ([task] if task is not None else [])
 
-    per = [counter.text(message_text(m)) + counter.turn_tokens for m in msgs]
     calib = total - sum(per)  # the template's own tokens, as the whole-prompt count sees them
 
     def assemble(removed: set[int], summary: dict[str, Any] | None) -> list[Any]:
@@ -342,7 +346,7 @@ def fit(
             out.extend(msgs[i] for i in unit)
         return out
 
-    def attempt(k: int, summarise: bool) -> Fitted | None:
+    def attempt(k: int, summarise: bool, complete: bool = False) -> Fitted | None:
         removed = set(order[:k])
         removed_units = [groups[g] for g in sorted(removed)]
         n_removed = sum(len(u) for u in removed_units)
@@ -351,7 +355,7 @@ def fit(
         if summarise:
             removed_tokens = sum(per[i] for u in removed_units for i in u)
             made = _summary_message(msgs, removed_units, removed_tokens, budget - kept_tokens, counter)
-            if made is None:
+            if made is None or (complete and made[1]):
                 return None
             summary, omitted = made
             kept_tokens += counter.text(summary["content"]) + counter.turn_tokens
@@ -374,12 +378,14 @@ def fit(
             exact=counter.exact,
         )
 
-    for k in range(1, len(order) + 1):
-        fitted = attempt(k, policy == "summarise")
-        if fitted is not None:
-            return fitted
-    if order and policy == "summarise":  # not even a summary's header has room: leave it all out
-        fitted = attempt(len(order), False)
+    # As few older messages as possible are folded in, each one mentioned in the summary; failing
+    # that, all of them, the summary naming the newest it has room for; failing that (not even
+    # the summary's header fits), all of them left out.
+    tries: list[tuple[int, bool, bool]] = [(k, policy == "summarise", True) for k in range(1, len(order) + 1)]
+    if order and policy == "summarise":
+        tries += [(len(order), True, False), (len(order), False, False)]
+    for k, summarise, complete in tries:
+        fitted = attempt(k, summarise, complete)
         if fitted is not None:
             return fitted
 

@@ -3,7 +3,8 @@
 `output/<run_id>.json`, whatever the outcome (done, failed, paused, rejected, interrupted):
 
     {"run_id", "flow", "crew"?, "status", "inputs", "plan", "steps", "result", "usage",
-     "error"?, "approval_id"?, "rollback"?, "resumed"?, "trigger_payload"?, ...RECORD_FIELDS}
+     "error"?, "approval_id"?, "rollback"?, "resumed"?, "trigger_payload"?, "context_budget"?,
+     ...RECORD_FIELDS}
 
 Steps and usage come from state.db (every segment of a run, before a pause or a crash too),
 else the segment's ledger. Everything is redacted before it is written.
@@ -167,6 +168,12 @@ def finish(
     }
     if record.get("error") is None:
         record.pop("error", None)
+    if store is not None:  # calls whose older messages were summarised or trimmed to fit
+        from crewkit.runtime.context_budget import summary
+
+        fitted = summary(store, run_id)
+        if fitted is not None:
+            record["context_budget"] = fitted
     record = redact_obj(record)
     path = settings.output_dir / f"{run_id}.json"
     write_atomic(path, _stored(settings, record))
