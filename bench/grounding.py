@@ -220,8 +220,11 @@ def embedded(items: list[dict[str, Any]], show: bool) -> dict[str, Any]:
                 else None,
                 "stripped": {"claims": len(g3.checks), "unsupported": len(g3.unsupported)},
                 "first_answer": first,
+                "regenerated_answer": final if g2 is not g1 else None,
                 "final_answer": stripped,
-                "first_unsupported": [c.claim for c in g1.unsupported],
+                "first_verdicts": [
+                    {"claim": c.claim, "supported": c.supported, "reason": c.reason} for c in g1.checks
+                ],
             }
         )
         if show:

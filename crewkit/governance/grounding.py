@@ -222,6 +222,7 @@ _ABBREVIATION = re.compile(
     r"(?:\b[A-Z]|(?i:\be\.g|\bi\.e|\bvs|\bdr|\bmr|\bmrs|\bms|\bprof|\bst|\bfig|\bapprox|\bca))\.$"
 )
 _MARKUP = re.compile(r"[*_`#>|]+")
+_CITATION = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")  # "[2]", "[1, 3]": a pointer to a source, not a claim
 
 
 def sentences(text: str) -> list[str]:
@@ -251,7 +252,7 @@ class Claim:
 
 def split_claims(result: str, subtask: str | None = None) -> list[Claim]:
     """Sentences and list items of the result's prose (code blocks and code lines left out)."""
-    body = prose(_FENCE.sub("\n", result or ""))
+    body = _CITATION.sub("", prose(_FENCE.sub("\n", result or "")))
     return [Claim(s, subtask) for s in sentences(body)]
 
 
@@ -264,7 +265,7 @@ def _kind_of(claim: str, task_terms: set[str]) -> str:
     cjk = {t for t in mine if not t.isascii()}
     has_number = any(t.startswith("#") for t in mine)
     content = {t for t in latin if t not in _GENERIC} | {t for t in cjk if len(t) == 2}
-    if not has_number and len(content) < 2:
+    if not has_number and len(content) < (1 if names(claim) else 2):
         return "generic"
     if claim.rstrip().endswith((":", "：")) and not has_number and len(content) < 5:
         return "generic"  # a heading or the lead-in of a list
@@ -627,15 +628,16 @@ def strip_unsupported(result: str, grounding: Grounding) -> str:
     out = result
     for c in grounding.unsupported:
         out = _remove(out, c.claim)
-    return re.sub(r"\n{3,}", "\n\n", out).strip()
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+(?=\n|$)", "", out)).strip()
 
 
 def _remove(text: str, claim: str) -> str:
     """Remove one claim (as `sentences` produced it: markup gone) from the text it came from."""
-    words = re.findall(r"\S+", claim)
+    words = re.findall(r"\w+|[^\w\s]", claim)
     if not words:
         return text
-    pattern = r"[\s*_`#>|]*".join(re.escape(w) for w in words)
+    gap = r"(?:[\s*_`#>|]|\[\d+(?:\s*[,-]\s*\d+)*\])*"  # markup and citations that split_claims dropped
+    pattern = gap.join(re.escape(w) for w in words)
     m = re.search(pattern, text)
     if not m:
         return text
