@@ -92,13 +92,14 @@ def test_a_failing_migration_leaves_the_file_at_the_old_version(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     StateStore.open(tmp_path).close()
+    now = len(store_mod.MIGRATIONS)
     bad = (*store_mod.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN shard TEXT", "CREATE TABLE runs (x)"))
     monkeypatch.setattr(store_mod, "MIGRATIONS", bad)
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(bad))
-    with pytest.raises(StateStoreError, match=r"cannot migrate from schema 2 to 3"):
+    with pytest.raises(StateStoreError, match=rf"cannot migrate from schema {now} to {now + 1}"):
         StateStore.open(tmp_path)
     conn = sqlite3.connect(tmp_path / "state.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == now
     assert "shard" not in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]  # rolled back whole
     conn.close()
 
