@@ -238,3 +238,60 @@ def test_server_api_key_variable_must_be_set(tmp_path: Path, monkeypatch: pytest
     cfg = LongTermConfig(backend="server", url="http://127.0.0.1:9", api_key_env="CREWKIT_TEST_QDRANT_KEY")
     with pytest.raises(MemoryError_, match="CREWKIT_TEST_QDRANT_KEY is not set"):
         open_index(cfg, tmp_path, DIMS)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from crewkit.cli import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_migrate_copies_the_store_and_says_what_to_set(
+    project: Path,
+    crewkit_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command's wiring, with the server stood in for by a local-mode store."""
+    from crewkit.memory import vectors
+
+    points = _points(300, seed=6)
+    with open_index(LongTermConfig(), crewkit_home, DIMS) as index:
+        index.upsert(points)
+    seen: dict[str, object] = {}
+
+    def fake_connect(url: str, key: str | None, cfg: LongTermConfig, dims: int | None) -> ClientIndex:
+        seen.update(url=url, key=key, dims=dims)
+        return vectors._local(LongTermConfig(engine="local", path=str(tmp_path / "server")), tmp_path, dims)
+
+    monkeypatch.setattr(vectors, "connect", fake_connect)
+    monkeypatch.setenv("MY_QDRANT_KEY", "s3cret")
+    code, out, err = _cli(
+        capsys, "memory", "migrate", "--to", "http://qdrant.internal:6333", "--api-key-env", "MY_QDRANT_KEY"
+    )
+    assert code == 0, err
+    assert seen == {"url": "http://qdrant.internal:6333", "key": "s3cret", "dims": DIMS}
+    assert "ok: 300 vector(s) copied" in out and "api_key_env: MY_QDRANT_KEY" in out
+    with open_index(LongTermConfig(engine="local", path=str(tmp_path / "server")), tmp_path, DIMS) as target:
+        assert target.count() == 300
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--to", "qdrant:6333"], "--to 'qdrant:6333' is not an http(s) URL"),
+        (["--to", "http://127.0.0.1:9", "--api-key-env", "NO_SUCH_KEY_VAR"], "NO_SUCH_KEY_VAR is not set"),
+        (["--to", "http://127.0.0.1:9"], "http://127.0.0.1:9"),  # nothing listens on port 9
+    ],
+)
+def test_cli_migrate_bad_input_is_one_line_exit_2(
+    project: Path, crewkit_home: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    with open_index(LongTermConfig(), crewkit_home, DIMS) as index:
+        index.upsert(_points(2))
+    code, out, err = _cli(capsys, "memory", "migrate", *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and expected in err
