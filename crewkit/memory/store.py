@@ -719,6 +719,20 @@ class MemoryStore:
         found.sort(key=lambda r: (-r.score, r.id))
         return found
 
+    def recall(self, query: str, scope: Scope) -> list[Recalled]:
+        """What a flow step gets: `search` with config/memory.yaml's `recall` k and min_score
+        (nothing when long-term memory is off, or the query is empty)."""
+        if not self.cfg.enabled or not query.strip():
+            return []
+        return self.search(query, scope, self.cfg.recall.k, min_score=self.cfg.recall.min_score)
+
+    def learn(self, text: str, scope: Scope, *, run_id: str | None = None) -> MemoryRecord | None:
+        """Store what a finished run learned (source 'run'), when `long_term.learn` is on; text over
+        the limit is cut at `max_chars` rather than refused (a run's summary is not user input)."""
+        if not (self.cfg.enabled and self.cfg.learn) or not text.strip():
+            return None
+        return self.add(text[: self.cfg.max_chars], scope, source="run", run_id=run_id)
+
     def _audit_withheld(self, withheld: list[tuple[str, tuple[str, ...]]]) -> None:
         log.warning("memory: %d recalled memory(ies) withheld as prompt injection", len(withheld))
         run_id = self._run_id(None)

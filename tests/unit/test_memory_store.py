@@ -340,3 +340,21 @@ def test_outside_a_run_nothing_goes_to_the_undo_log(mem: MemoryStore) -> None:
 
 def test_errors_are_crewkit_errors(mem: MemoryStore) -> None:
     assert issubclass(MemoryStoreError, CrewkitError)
+
+
+def test_recall_and_learn_follow_the_config(project: Path, crewkit_home: Path) -> None:
+    from crewkit.settings import load_settings
+
+    (project / "config" / "memory.yaml").write_text(
+        "long_term:\n  max_chars: 40\n  recall: {k: 1, min_score: 0.5}\n"
+    )
+    mem = MemoryStore.open(load_settings(project), crewkit_home, embedder=WordEmbedder(), index=FakeIndex())
+    learned = mem.learn("the run found that acme pays in euros " * 3, A, run_id="r9")
+    assert learned is not None and len(learned.text) == 40
+    assert mem.history(learned.id, A)[0].source == "run"
+    mem.add("acme pays in euros and by transfer", A)
+    assert len(mem.recall("acme pays in euros", A)) == 1  # k: 1
+    assert mem.recall("unrelated words entirely", A) == []  # below min_score
+    (project / "config" / "memory.yaml").write_text("long_term:\n  enabled: false\n")
+    off = MemoryStore.open(load_settings(project), crewkit_home, embedder=WordEmbedder(), index=FakeIndex())
+    assert off.recall("acme pays in euros", A) == [] and off.learn("anything", A) is None
