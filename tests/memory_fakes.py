@@ -87,6 +87,11 @@ class FakeIndex:
         ]
         return sorted(hits, key=lambda h: -h.score)[:k]
 
+    def scroll(self, batch: int = 256) -> Any:
+        points = list(self.points.values())
+        for start in range(0, len(points), batch):
+            yield points[start : start + batch]
+
     def count(self, scope: dict[str, str] | None = None) -> int:
         return len(self.points)
 

@@ -753,7 +753,7 @@ class MemoryStore:
     def repair(self) -> tuple[int, int]:
         """Make Qdrant agree with state.db after a failure that could not be reversed: every live
         memory whose point is missing or holds another version gets its current vector again, and
-        the points of deleted memories go. Returns (points written, points removed)."""
+        points state.db does not know as a live memory go. Returns (points written, points removed)."""
         rows = self.state.read(
             "SELECT m.id, m.current_version, v.text, m.tenant, m.user, m.agent FROM memories m "
             "JOIN memory_versions v ON v.memory_id = m.id AND v.version = m.current_version "
@@ -773,8 +773,12 @@ class MemoryStore:
                 ]
             )
             written += len(batch)
-        gone = [r[0] for r in self.state.read("SELECT id FROM memories WHERE deleted IS NOT NULL")]
-        stale = [str(p.id) for p in self.index.retrieve(gone)] if gone else []
+        scroll = getattr(self.index, "scroll", None)
+        if callable(scroll):  # every point state.db does not know as a live memory
+            stale = [str(p.id) for batch in scroll() for p in batch if str(p.id) not in live]
+        else:
+            gone = [r[0] for r in self.state.read("SELECT id FROM memories WHERE deleted IS NOT NULL")]
+            stale = [str(p.id) for p in self.index.retrieve(gone)] if gone else []
         if stale:
             self.index.delete(stale)
         return written, len(stale)

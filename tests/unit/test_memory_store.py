@@ -221,6 +221,10 @@ def test_when_the_vectors_cannot_be_put_back_the_error_says_so_and_repair_fixes_
     assert index.points == {} and mem.get(rec.id, A).text == "kept memory"  # SQLite kept it
     assert mem.repair() == (1, 0)
     assert [h.id for h in mem.search("kept memory", A)] == [rec.id]
+    index.points["0e0e0e0e-0000-4000-8000-000000000000"] = P(
+        "0e0e0e0e-0000-4000-8000-000000000000", [1.0] * 32, {}
+    )
+    assert mem.repair() == (0, 1) and list(index.points) == [rec.id]  # an orphan point goes
 
 
 # -- bad input: one line, nothing changed -----------------------------------------------------------
