@@ -49,9 +49,18 @@ _MAX_CACHE = 4096
 
 
 class ContextBudgetExceeded(CrewkitError):
-    """Even the part of a call that is always kept (system + newest messages) exceeds the budget."""
+    """Even the part of a call that is always kept (system + newest messages) exceeds the budget.
+
+    `kept` names that part ("the system prompt and the 4 newest messages"), `tokens` its size,
+    `budget` the budget it exceeds, `exact` whether the model's tokenizer counted them."""
 
     exit_code = 2
+
+    def __init__(
+        self, message: str, kept: str = "", tokens: int = 0, budget: int = 0, exact: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.kept, self.tokens, self.budget, self.exact = kept, tokens, budget, exact
 
 
 class Counter(Protocol):
@@ -63,6 +72,19 @@ class Counter(Protocol):
     def prompt(self, messages: list[dict[str, Any]]) -> int: ...
     def text(self, text: str) -> int: ...
     def upper(self, messages: list[dict[str, Any]]) -> int: ...
+
+
+def _text_bytes(messages: list[Any], chars: bool = False) -> int:
+    """UTF-8 bytes (or characters) of the messages' texts: the hot path's bound, kept cheap."""
+    n = 0
+    for m in messages:
+        content = m.get("content") if type(m) is dict else None
+        if type(content) is str and not m.get("tool_calls"):
+            n += len(content) if chars or content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+        else:
+            text = message_text(m)
+            n += len(text) if chars else len(text.encode("utf-8", "surrogatepass"))
+    return n
 
 
 def message_text(message: Any) -> str:
@@ -124,9 +146,7 @@ class LlamaCounter:
 
     def upper(self, messages: list[dict[str, Any]]) -> int:
         """A bound that loads nothing: a token is at least one byte of text."""
-        return LLAMA_FIXED_TOKENS + sum(
-            len(message_text(m).encode("utf-8", "surrogatepass")) + LLAMA_TURN_TOKENS for m in messages
-        )
+        return LLAMA_FIXED_TOKENS + _text_bytes(messages) + LLAMA_TURN_TOKENS * len(messages)
 
 
 class EstimateCounter:
@@ -146,7 +166,7 @@ class EstimateCounter:
 
     def upper(self, messages: list[dict[str, Any]]) -> int:
         """A bound cheaper than the estimate: one token per character at most, plus the turns."""
-        return sum(len(message_text(m)) + self.turn_tokens for m in messages)
+        return _text_bytes(messages, chars=True) + (self.turn_tokens + 16) * len(messages)  # ids, names
 
 
 @dataclass(frozen=True)
@@ -395,8 +415,12 @@ def fit(
     parts = (["the system prompt"] if system else []) + (
         [f"the {kept_n} newest message{'s' if kept_n != 1 else ''}"] if recent else []
     )
+    what = " and ".join(parts) or "the prompt"
     raise ContextBudgetExceeded(
-        f"{describe + ': ' if describe else ''}what is always kept ({' and '.join(parts) or 'the prompt'}) "
-        f"is {about}{kept_tokens:,} tokens, over the {budget:,}-token context budget"
-        + (f"; {fix}" if fix else "")
+        f"{describe + ': ' if describe else ''}what is always kept ({what}) is {about}{kept_tokens:,} "
+        f"tokens, over the {budget:,}-token context budget" + (f"; {fix}" if fix else ""),
+        what,
+        kept_tokens,
+        budget,
+        counter.exact,
     )

@@ -31,16 +31,14 @@ import threading
 from typing import Any
 
 from crewkit.governance import audit
+from crewkit.governance.budget import _json, _text_tokens, max_output_tokens
 from crewkit.memory import context
+from crewkit.models.context_fit import DEFAULT_CONSTRAINED_MAX_TOKENS, DEFAULT_MAX_TOKENS
 from crewkit.runtime.hooks import ModelCall, ModelResult, Subscriber
 
 log = logging.getLogger(__name__)
 FITTED = "context.fitted"
 OVER_BUDGET = "context.over_budget"
-_FIX = (
-    "lower short_term.keep_recent or raise short_term.budget_tokens in config/memory.yaml, "
-    "or map role '{role}' to a model with a larger context in config/models.yaml"
-)
 
 
 def short_term(settings: Any) -> Any:
@@ -52,6 +50,11 @@ def short_term(settings: Any) -> Any:
     from crewkit.memory.config import ShortTermConfig
 
     return ShortTermConfig()
+
+
+def _where(call: ModelCall) -> str:
+    agent = f", agent '{call.agent}'" if call.agent else ""
+    return f"role '{call.role}' (model '{call.model}'{agent})"
 
 
 def _scripted(role: str, model: str) -> bool:
@@ -95,41 +98,40 @@ class ContextBudget(Subscriber):
 
     def reply_tokens(self, call: ModelCall, entry: Any) -> int:
         """The most tokens this call's reply may take (what the model reserves for it)."""
-        from crewkit.governance.budget import max_output_tokens
-        from crewkit.models.context_fit import DEFAULT_CONSTRAINED_MAX_TOKENS, DEFAULT_MAX_TOKENS
-
         if entry.provider != "llamacpp":
             return max_output_tokens(entry.params, entry.context)
         text = int(entry.params.get("max_tokens") or DEFAULT_MAX_TOKENS)
         messages = call.messages
         after_tool = isinstance(messages, list) and bool(messages) and messages[-1].get("role") == "tool"
-        if call.response_model is not None or (call.tools and not after_tool):
+        if call.response_model is not None or (call.tools and not after_tool):  # a constrained reply
             return max(
                 text, int(entry.params.get("constrained_max_tokens") or DEFAULT_CONSTRAINED_MAX_TOKENS)
             )
         return text
 
-    def budget(self, call: ModelCall, entry: Any) -> tuple[int, str]:
-        """The call's prompt budget in tokens and how it was reached (for an error)."""
+    def budget(self, call: ModelCall, entry: Any) -> int:
+        """The call's prompt budget in tokens (see the module docstring)."""
         cfg = self.config
-        window = min(cfg.budget_tokens, entry.context) if cfg.budget_tokens else entry.context
+        budget = min(cfg.budget_tokens, entry.context) if cfg.budget_tokens else entry.context
+        if cfg.reserve_output:
+            budget -= self.reply_tokens(call, entry)
+        if call.tools and entry.provider != "llamacpp":  # sent as schemas; the embedded model's are a grammar
+            budget -= _text_tokens(_json(call.tools))
+        return budget
+
+    def explain(self, call: ModelCall, entry: Any) -> str:
+        """How `budget` was reached, for an error: "short_term.budget_tokens 700 - 640 reserved ..."."""
+        cfg = self.config
         how = [
             f"short_term.budget_tokens {cfg.budget_tokens:,}"
             if cfg.budget_tokens and cfg.budget_tokens <= entry.context
-            else f"{entry.context:,}-token context"
+            else f"the model's {entry.context:,}-token context"
         ]
-        budget = window
         if cfg.reserve_output:
-            reply = self.reply_tokens(call, entry)
-            budget -= reply
-            how.append(f"{reply:,} reserved for the reply")
-        if call.tools and entry.provider != "llamacpp":  # sent as schemas; the embedded model's are a grammar
-            from crewkit.governance.budget import _json, _text_tokens
-
-            tools = _text_tokens(_json(call.tools))
-            budget -= tools
-            how.append(f"{tools:,} for tool schemas")
-        return budget, " - ".join(how)
+            how.append(f"{self.reply_tokens(call, entry):,} reserved for the reply")
+        if call.tools and entry.provider != "llamacpp":
+            how.append(f"{_text_tokens(_json(call.tools)):,} for tool schemas")
+        return " - ".join(how)
 
     # -- the hooks -----------------------------------------------------------------------------
 
@@ -137,56 +139,59 @@ class ContextBudget(Subscriber):
         entry = self.settings.models.models.get(call.model)
         if entry is None or not call.messages:
             return None
-        budget, how = self.budget(call, entry)
+        budget = max(self.budget(call, entry), 0)
         counter = self._counter(call.model, entry, _scripted(call.role, call.model))
-        where = f"role '{call.role}' (model '{call.model}'{f', agent {call.agent!r}' if call.agent else ''})"
+        cfg = self.config
         try:
-            fitted = self._fit(call, max(budget, 0), counter, where, how)
-        except context.ContextBudgetExceeded as exc:
-            if self.store is not None:
-                audit.record(
-                    self.store,
-                    audit.Entry(
-                        OVER_BUDGET,
-                        call.agent or call.role,
-                        {**self._about(call), "error": str(exc)},
-                        run_id=self.run_id,
-                    ),
+            try:
+                fitted = context.fit(
+                    call.messages, budget, counter, keep_recent=cfg.keep_recent, policy=cfg.policy
                 )
-            raise
+            except context.ContextBudgetExceeded:
+                raise
+            except Exception:  # noqa: BLE001 - a model file that cannot load: the call itself says why
+                if not counter.exact:
+                    raise
+                log.debug(
+                    "context budget: tokenizer of %s unavailable, estimating", call.model, exc_info=True
+                )
+                fitted = context.fit(
+                    call.messages,
+                    budget,
+                    context.EstimateCounter(),
+                    keep_recent=cfg.keep_recent,
+                    policy=cfg.policy,
+                )
+        except context.ContextBudgetExceeded as exc:
+            raise self._refused(call, entry, exc) from None
         if fitted.changed:
             call.messages = fitted.messages
             with self._lock:
                 self._open[id(call)] = (call, fitted)
             log.info(
                 "context budget: %s: %d messages summarised, %d dropped (%s -> %s tokens, budget %s)",
-                where,
-                fitted.summarised,
-                fitted.dropped,
-                fitted.tokens_before,
-                fitted.tokens_after,
-                budget,
-            )
+                _where(call), fitted.summarised, fitted.dropped, fitted.tokens_before, fitted.tokens_after, budget,
+            )  # fmt: skip
         return None
 
-    def _fit(self, call: ModelCall, budget: int, counter: Any, where: str, how: str) -> context.Fitted:
-        cfg = self.config
-        fix = _FIX.format(role=call.role)
-        kwargs = {
-            "keep_recent": cfg.keep_recent,
-            "policy": cfg.policy,
-            "describe": f"{where}: {budget:,}-token budget = {how}",
-            "fix": fix,
-        }
-        try:
-            return context.fit(call.messages, budget, counter, **kwargs)
-        except context.ContextBudgetExceeded:
-            raise
-        except Exception:  # noqa: BLE001 - a model file that cannot load: the call itself says why
-            if not counter.exact:
-                raise
-            log.debug("context budget: %s: tokenizer unavailable, estimating", where, exc_info=True)
-            return context.fit(call.messages, budget, context.EstimateCounter(), **kwargs)
+    def _refused(
+        self, call: ModelCall, entry: Any, exc: context.ContextBudgetExceeded
+    ) -> context.ContextBudgetExceeded:
+        """The one-line error for a call whose kept part alone is over budget (audited)."""
+        about = "" if exc.exact else "about "
+        error = context.ContextBudgetExceeded(
+            f"{_where(call)}: what is always kept ({exc.kept}) is {about}{exc.tokens:,} tokens, over its "
+            f"{exc.budget:,}-token context budget ({self.explain(call, entry)}); lower "
+            "short_term.keep_recent or raise short_term.budget_tokens in config/memory.yaml, or map role "
+            f"'{call.role}' to a model with a larger context in config/models.yaml",
+            exc.kept, exc.tokens, exc.budget, exc.exact,
+        )  # fmt: skip
+        if self.store is not None:
+            detail = {**self._about(call), "kept": exc.kept, "tokens": exc.tokens, "budget": exc.budget}
+            audit.record(
+                self.store, audit.Entry(OVER_BUDGET, call.agent or call.role, detail, run_id=self.run_id)
+            )
+        return error
 
     def after_model(self, result: ModelResult) -> None:
         with self._lock:

@@ -247,7 +247,11 @@ def test_a_call_whose_kept_part_is_over_budget_is_refused_and_audited(settings, 
     store = _store(tmp_path)
     with pytest.raises(
         context.ContextBudgetExceeded,
-        match=r"role 'reasoning' \(model 'local-small', agent 'Researcher'\): 60-token budget = short_term.budget_tokens 700 - 640 reserved for the reply: what is always kept",
+        match=r"^role 'reasoning' \(model 'local-small', agent 'Researcher'\): what is always kept \(the "
+        r"system prompt and the 1 newest message\) is about \d+ tokens, over its 60-token context budget "
+        r"\(short_term.budget_tokens 700 - 640 reserved for the reply\); lower short_term.keep_recent or "
+        r"raise short_term.budget_tokens in config/memory.yaml, or map role 'reasoning' to a model with a "
+        r"larger context in config/models.yaml$",
     ):
         _research(settings, store, model)
     assert model.calls == []  # never sent
@@ -258,13 +262,9 @@ def test_a_call_whose_kept_part_is_over_budget_is_refused_and_audited(settings, 
 def test_reserve_output_off_gives_the_prompt_the_whole_budget(settings):
     cfg = ContextBudget(_budgeted(settings, budget_tokens=4000, reserve_output=False))
     call = hooks.ModelCall("reasoning", "local-small", "a", "s", [TASK])
-    assert cfg.budget(call, settings.models.models["local-small"])[0] == 4000
+    assert cfg.budget(call, settings.models.models["local-small"]) == 4000
     hosted = hooks.ModelCall("reasoning", "gpt-4o", "a", "s", [TASK])
     default = ContextBudget(settings)
-    assert default.budget(hosted, settings.models.models["gpt-4o"])[0] == 128000 - 4096
-    assert (
-        ContextBudget(_budgeted(settings, budget_tokens=10**6)).budget(
-            call, settings.models.models["local-small"]
-        )[0]
-        == 8192 - 256
-    )
+    assert default.budget(hosted, settings.models.models["gpt-4o"]) == 128000 - 4096
+    capped = ContextBudget(_budgeted(settings, budget_tokens=10**6))  # never more than the context
+    assert capped.budget(call, settings.models.models["local-small"]) == 8192 - 256
