@@ -631,8 +631,21 @@ class MemoryStore:
                 ),
             )  # fmt: skip
 
-        self._atomic(sql, deletes=ids)
+        self.state.read("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
+        try:
+            self._atomic(sql, deletes=ids)
+        finally:
+            self.state.read("PRAGMA secure_delete = OFF")
+        self._flush_wal()
         return len(versions)
+
+    def _flush_wal(self) -> None:
+        """Copy the WAL into the database and empty it, so the deleted texts' old page images do
+        not linger there (best effort: a reader in another process can keep some until it ends)."""
+        try:
+            self.state.read("PRAGMA wal_checkpoint(TRUNCATE)")
+        except CrewkitError as exc:
+            log.warning("memory: could not checkpoint state.db after a delete: %s", exc)
 
     # -- reads -----------------------------------------------------------------------------------------
 

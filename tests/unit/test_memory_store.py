@@ -131,6 +131,16 @@ def test_delete_removes_every_version_and_the_vector_leaving_hashes_in_the_audit
     assert mem.search("passport drawer", A) == []
 
 
+def test_deleted_text_is_gone_from_the_database_files(mem: MemoryStore, crewkit_home: Path) -> None:
+    rec = mem.add("zebra-unicorn-4711 lives at 12 Elm Street", A)
+    mem.update(rec.id, "zebra-unicorn-4711 moved to 9 Oak Road", A)
+    raw = b"".join(p.read_bytes() for p in crewkit_home.glob("state.db*"))
+    assert b"zebra-unicorn-4711" in raw
+    mem.delete(rec.id, A)
+    raw = b"".join(p.read_bytes() for p in crewkit_home.glob("state.db*"))
+    assert b"zebra-unicorn-4711" not in raw
+
+
 def test_delete_user_removes_only_that_users_memories(mem: MemoryStore) -> None:
     ann = Scope("acme", user="ann")
     mem.add("ann likes tea", ann)
