@@ -242,7 +242,9 @@ _ABBREVIATION = re.compile(
     r"(?:\b[A-Z]|(?i:\be\.g|\bi\.e|\bvs|\bdr|\bmr|\bmrs|\bms|\bprof|\bst|\bfig|\bapprox|\bca))\.$"
 )
 _MARKUP = re.compile(r"[*_`#>|]+")
-_CITATION = re.compile(r"\s*\[\d+(?:\s*[,-]\s*\d+)*\]")  # "[2]", "[1, 3]": a pointer to a source, not a claim
+_CITATION = re.compile(
+    r"[ \t]*\[\d+(?:\s*[,-]\s*\d+)*\]"
+)  # "[2]", "[1, 3]": a pointer to a source, not a claim
 
 
 def sentences(text: str) -> list[str]:

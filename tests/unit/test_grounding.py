@@ -177,16 +177,16 @@ def test_strip_unsupported_removes_the_claims_where_they_stand():
 
 
 def test_citation_markers_are_not_claims_and_go_with_a_stripped_claim():
-    result = "[2] The tower is 330 metres tall [1]. It was built in 1925 [1, 3]. It is in Paris [1]."
+    result = "Facts:\n[2] The tower is 330 metres tall [1]. It was built in 1925 [1, 3]. It is in Paris [1]."
     g = grounding.check(result, [TOWER])
     assert [c.claim for c in g.checks] == [
         "The tower is 330 metres tall.",
         "It was built in 1925.",
         "It is in Paris.",
     ]
-    assert (
-        grounding.strip_unsupported(result, g) == "[2] The tower is 330 metres tall [1]. It is in Paris [1]."
-    )
+    assert g.skipped == 1  # "Facts:" stays a line of its own: a heading, not part of the next claim
+    stripped = grounding.strip_unsupported(result, g)
+    assert stripped == "Facts:\n[2] The tower is 330 metres tall [1]. It is in Paris [1]."
 
 
 def test_the_embedder_supports_a_paraphrase_but_never_overrides_a_wrong_number():
