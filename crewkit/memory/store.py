@@ -2,14 +2,19 @@
 
 A memory belongs to a tenant (required, default 'default'), and optionally to a user and an agent
 (`Scope`). SQLite (`memories`, `memory_versions`) is the authority: it holds every version's text;
-Qdrant holds one point per memory, the current version's vector, with the scope as payload. Every
-write (`add`, `update`, `rollback`, `delete`, `delete_user`) is one SQLite transaction with the
-Qdrant change made inside it, last: if Qdrant fails the transaction rolls back, and if the commit
-fails after Qdrant changed, the vectors are put back as they were (points removed or re-upserted).
-Either way both sides are left as they were and the caller gets the error.
+Qdrant (`crewkit.memory.vectors`) holds one point per memory, id = the memory's UUID, with the
+current version's vector and the scope (tenant, user, agent, version) as payload, never the text.
+Every write (`add`, `update`, `rollback`, `delete`, `delete_user`) is one SQLite transaction with
+one Qdrant call made inside it, last (an upsert, or a delete): if that call fails the transaction
+rolls back, and if the commit fails after Qdrant changed, the points are put back as they were
+(read before the write). Either way both sides are left as they were and the caller gets the
+error; if putting back fails too, `MemoryInconsistent` says so and `repair()` (`crewkit memory
+repair`) makes Qdrant agree with state.db again. A write made inside another write transaction
+of the same thread commits with that outer transaction: do not call the store from one.
 
 Every write is audited (`memory.add|update|rollback|delete|forget_user`; texts and user ids as
-sha256 digests only). Inside a run (`crewkit.runtime.undo.recording`) a write first registers its
+sha256 digests only). A delete zeroes the freed pages and empties the WAL, so the
+text is gone from state.db's files, not only from its tables. Inside a run (`crewkit.runtime.undo.recording`) a write first registers its
 compensation (`memory.add`, `memory.update`, ...); `crewkit rollback` then removes the versions the
 run wrote and audits `memory.undone`. A deleted memory keeps no text anywhere, so undoing a run
 that deleted one reports that it stays deleted.
@@ -35,10 +40,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from crewkit.errors import CrewkitError, MemoryError_
 from crewkit.governance import audit
+from crewkit.memory.vectors import Point, VectorIndex
 from crewkit.runtime import undo
 from crewkit.runtime.store import StateStore
 
@@ -63,35 +69,6 @@ class MemoryInconsistent(CrewkitError):
     """A write failed and putting the vectors back failed too: SQLite is right, Qdrant may differ."""
 
     exit_code = 1
-
-
-# -- the vector side, as the contract gives it (crewkit.memory.vectors implements it) ------------
-
-
-@dataclass(frozen=True)
-class _PointShape:
-    id: str
-    vector: list[float]
-    payload: dict[str, Any]
-
-
-class VectorIndex(Protocol):
-    dimensions: int
-
-    def upsert(self, points: Sequence[Any]) -> None: ...
-    def delete(self, ids: Sequence[str]) -> None: ...
-    def retrieve(self, ids: Sequence[str]) -> list[Any]: ...
-    def search(self, vector: Sequence[float], k: int, scope: dict[str, str]) -> list[Any]: ...
-    def count(self, scope: dict[str, str] | None = None) -> int: ...
-    def close(self) -> None: ...
-
-
-def _point(point_id: str, vector: list[float], payload: dict[str, Any]) -> Any:
-    try:
-        from crewkit.memory.vectors import Point
-    except ImportError:  # vectors.py not there yet: same shape
-        return _PointShape(point_id, vector, payload)
-    return Point(id=point_id, vector=vector, payload=payload)
 
 
 # -- values ------------------------------------------------------------------------------------------
@@ -469,7 +446,7 @@ class MemoryStore:
                 run_id,
             )
 
-        self._atomic(sql, upserts=[_point(memory_id, vector, payload)])
+        self._atomic(sql, upserts=[Point(memory_id, vector, payload)])
         return MemoryRecord(memory_id, 1, text, scope.tenant, scope.user, scope.agent, now, now)
 
     @staticmethod
@@ -558,7 +535,7 @@ class MemoryStore:
             )
 
         payload = self._payload(memory_id, version, tenant, user, agent)
-        self._atomic(sql, upserts=[_point(memory_id, vector, payload)])
+        self._atomic(sql, upserts=[Point(memory_id, vector, payload)])
         return MemoryRecord(memory_id, version, text, tenant, user, agent, created, now)
 
     def delete(
@@ -781,7 +758,7 @@ class MemoryStore:
             vectors = self.embedder.embed_documents([r[2] for r in batch])
             self.index.upsert(
                 [
-                    _point(r[0], list(v), self._payload(r[0], r[1], r[3], r[4], r[5]))
+                    Point(r[0], list(v), self._payload(r[0], r[1], r[3], r[4], r[5]))
                     for r, v in zip(batch, vectors, strict=True)
                 ]
             )
@@ -874,7 +851,7 @@ class MemoryStore:
             self._audit(conn, "memory.undone", memory_id, audit_detail, "crewkit", run_id)
 
         payload = self._payload(memory_id, back_to, memory[1], memory[2], memory[3])
-        self._atomic(sql_back, upserts=[_point(memory_id, vector, payload)])
+        self._atomic(sql_back, upserts=[Point(memory_id, vector, payload)])
         undone = ", ".join(map(str, mine))
         return f"memory {memory_id} is back at version {back_to} (the run's version {undone} removed)"
 
