@@ -689,13 +689,13 @@ class MemoryStore:
         from crewkit.runtime.injection_shield import fenced_text
 
         found: list[Recalled] = []
-        withheld: list[tuple[str, tuple[str, ...]]] = []
+        withheld: list[tuple[str, int, str, float]] = []
         for memory_id, version, text, tenant, user, agent in rows:
             if not self._in_scope((memory_id, tenant, user, agent), scope):
                 continue  # a payload that disagrees with state.db never leaks
             verdict = scan(text)
             if verdict.verdict == "block":
-                withheld.append((memory_id, verdict.reasons))
+                withheld.append((memory_id, version, text, verdict.score))
                 continue
             shown = fenced_text(text, verdict.reasons) if verdict.verdict == "review" else text
             found.append(
@@ -723,13 +723,20 @@ class MemoryStore:
             return None
         return self.add(text[: self.cfg.max_chars], scope, source="run", run_id=run_id)
 
-    def _audit_withheld(self, withheld: list[tuple[str, tuple[str, ...]]]) -> None:
+    def _audit_withheld(self, withheld: list[tuple[str, int, str, float]]) -> None:
+        """One `memory.withheld` record per blocked memory: its digest and score (the scanner's
+        reasons quote the text, so they stay out of the log)."""
         log.warning("memory: %d recalled memory(ies) withheld as prompt injection", len(withheld))
         run_id = self._run_id(None)
         with self.state.write() as conn:
-            for memory_id, reasons in withheld:
+            for memory_id, version, text, score in withheld:
                 self._audit(
-                    conn, "memory.withheld", memory_id, {"reasons": list(reasons[:3])}, "crewkit", run_id
+                    conn,
+                    "memory.withheld",
+                    memory_id,
+                    {"version": version, "text": audit.digest(text), "score": round(score, 3)},
+                    "crewkit",
+                    run_id,
                 )
 
     def count(self, scope: Scope | None = None) -> int:
