@@ -268,3 +268,57 @@ def test_reserve_output_off_gives_the_prompt_the_whole_budget(settings):
     assert default.budget(hosted, settings.models.models["gpt-4o"]) == 128000 - 4096
     capped = ContextBudget(_budgeted(settings, budget_tokens=10**6))  # never more than the context
     assert capped.budget(call, settings.models.models["local-small"]) == 8192 - 256
+
+
+# -- through a run -------------------------------------------------------------------------------
+
+
+def _short_term(project: Any, text: str) -> Any:
+    from crewkit.settings import load_settings
+
+    path = project / "config" / "memory.yaml"
+    path.write_text(f"short_term:\n{text}")
+    return load_settings(project)
+
+
+def test_a_run_whose_kept_prompt_is_over_budget_fails_with_one_line_and_no_model_call(project):
+    from crewkit.runtime.runner import run_flow
+    from tests.unit.test_default_flow import scripted_roles
+
+    settings = _short_term(project, "  budget_tokens: 700\n")  # 700 - 640 for a plan: no room
+    fakes = scripted_roles([], [], [])
+    outcome = run_flow(settings, RoleMap(settings, overrides=fakes), "default", {"task": "Explain recursion"})
+    assert outcome.status == "failed" and outcome.exit_code == 2
+    error = outcome.record["error"]
+    assert error.startswith("role 'reasoning' (model 'local-small'") and "60-token context budget" in error
+    assert "short_term.budget_tokens 700 - 640 reserved for the reply" in error and "\n" not in error
+    assert all(f.calls == [] for f in fakes.values())
+
+
+def test_a_run_record_says_which_calls_were_fitted(project):
+    from crewkit.runtime.runner import run_flow
+    from tests.unit.test_default_flow import PLAN, UNTRUSTED, delegate, scripted_roles
+
+    settings = _short_term(project, "  budget_tokens: 2000\n  keep_recent: 2\n")
+    code = (
+        "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```\n" + "# a long comment line\n" * 262
+    )
+    plan = {"subtasks": PLAN["subtasks"][:1]}
+    fakes = scripted_roles(
+        reasoning=[plan, *UNTRUSTED],
+        code=[code],
+        manager=[delegate("Code Specialist", "Write is_palindrome(s) in Python."), code],
+    )
+    outcome = run_flow(
+        settings, RoleMap(settings, overrides=fakes), "default", {"task": "Write is_palindrome"}
+    )
+    assert outcome.status == "done", outcome.record.get("error")
+    fitted = outcome.record["context_budget"]
+    assert fitted["fitted_calls"] >= 1 and fitted["messages_summarised"] >= 1 and fitted["tokens_saved"] > 0
+    call = fitted["calls"][0]
+    assert call["agent"] and call["stage"] and call["tokens_after"] <= call["budget"] < call["tokens_before"]
+    written = json.loads(outcome.record_path.read_text())
+    assert written["context_budget"] == fitted
+    manager_last = fakes["manager"].calls[-1].messages
+    assert manager_last[0]["role"] == "system" and manager_last[-1]["content"].startswith("```python")
+    assert manager_last[1]["content"].startswith("[crewkit: 1 earlier message")  # the subtask's prompt
