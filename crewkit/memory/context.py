@@ -28,6 +28,7 @@ character (CJK takes about one token each), plus 4 per message; nothing is downl
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -183,10 +184,11 @@ class Fitted:
     dropped: int = 0  # older messages left out whole (trim, or no room left in the summary)
     policy: str = "summarise"
     exact: bool = False  # counted with the model's own tokenizer
+    context_parts: int = 0  # earlier tasks' outputs in the task prompt's context, summarised or left out
 
     @property
     def changed(self) -> bool:
-        return bool(self.summarised or self.dropped)
+        return bool(self.summarised or self.dropped or self.context_parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +200,7 @@ class Fitted:
             "messages_after": self.messages_after,
             "summarised": self.summarised,
             "dropped": self.dropped,
+            "context_parts": self.context_parts,
             "counted": "tokenizer" if self.exact else "estimate",
         }
 
@@ -311,12 +314,16 @@ def fit(
     policy: str = "summarise",
     describe: str = "",
     fix: str = "",
+    task_context: bool = True,
 ) -> Fitted:
     """`messages` (CrewAI's list, or a bare prompt string) within `budget` prompt tokens.
 
-    `describe` names the budget in an error ("role 'reasoning' (model 'local-small'): 7,936-token
-    budget = 8,192 context - 256 reply"), `fix` says what to change. Raises ContextBudgetExceeded
-    when the system messages and the newest `keep_recent` messages alone exceed the budget.
+    `describe` names the budget in an error ("role 'reasoning' (model 'local-small')"), `fix`
+    says what to change. When the conversation alone cannot be made to fit and the task's prompt
+    carries CrewAI's context from earlier tasks (several outputs), the older outputs there are
+    summarised, then left out, by the same policy, the newest kept (`task_context=False`: not).
+    Raises ContextBudgetExceeded when the system messages and the newest `keep_recent` messages
+    alone still exceed the budget.
     """
     bare = isinstance(messages, str)
     msgs: list[Any] = [{"role": "user", "content": messages}] if bare else list(messages or ())
@@ -409,6 +416,11 @@ def fit(
         if fitted is not None:
             return fitted
 
+    if task_context:
+        fitted = _fit_task_context(msgs, total, budget, counter, keep_recent, policy, bare)
+        if fitted is not None:
+            return fitted
+
     kept = [msgs[i] for g, u in enumerate(groups) if g in system or g in recent for i in u]
     kept_tokens = counter.prompt(kept) if kept else 0
     about = "" if counter.exact else "about "
@@ -424,3 +436,66 @@ def fit(
         budget,
         counter.exact,
     )
+
+
+# -- the task's context (earlier tasks' outputs in its prompt) -----------------------------------------
+
+_CONTEXT_MARK = "\n\nThis is the context you're working with:\n"  # CrewAI's task_with_context
+_DIVIDER = "\n\n----------\n\n"  # between earlier tasks' outputs (crewai.utilities.formatter)
+
+
+def _context_parts(text: str) -> tuple[str, list[str]] | None:
+    """A task prompt split into its head (through CrewAI's context line) and the earlier tasks'
+    outputs after it; None unless there are at least two (the newest, which runs to the end of
+    the message with CrewAI's own framing, is never touched)."""
+    at = text.find(_CONTEXT_MARK)
+    if at < 0:
+        return None
+    head, rest = text[: at + len(_CONTEXT_MARK)], text[at + len(_CONTEXT_MARK) :]
+    parts = rest.split(_DIVIDER)
+    return (head, parts) if len(parts) >= 2 else None
+
+
+def _fit_task_context(
+    msgs: list[Any], total: int, budget: int, counter: Counter, keep_recent: int, policy: str, bare: bool
+) -> Fitted | None:
+    """`fit` again with the task prompt's older context parts summarised (policy summarise) or
+    left out, oldest first, as few as fit; None when that does not fit either."""
+    task = next((i for i, m in enumerate(msgs) if _role(m) == "user"), None)
+    content = msgs[task].get("content") if task is not None and isinstance(msgs[task], dict) else None
+    split = _context_parts(content) if isinstance(content, str) else None
+    if split is None:
+        return None
+    head, parts = split
+    older = len(parts) - 1
+
+    def shortened(part: str, summarise: bool) -> str:
+        tokens = counter.text(part)
+        if summarise:
+            return f"[crewkit: an earlier task's output ({tokens:,} tokens), summarised to fit the context budget] {gist(part)}"
+        return (
+            f"[crewkit: an earlier task's output ({tokens:,} tokens) was left out to fit the context budget]"
+        )
+
+    tries = [(n, 0) for n in range(1, older + 1)] if policy == "summarise" else []
+    tries += [(older, n) for n in range(1, older + 1)]  # (parts touched, of them left out)
+    for touched, left_out in tries:
+        new_parts = [shortened(part, i >= left_out) if i < touched else part for i, part in enumerate(parts)]
+        new = list(msgs)
+        new[task] = {**msgs[task], "content": head + _DIVIDER.join(new_parts)}
+        try:
+            fitted = fit(new, budget, counter, keep_recent=keep_recent, policy=policy, task_context=False)
+        except ContextBudgetExceeded:
+            continue
+        out = fitted.messages if isinstance(fitted.messages, list) else new
+        after = fitted.tokens_after if fitted.tokens_after >= 0 else counter.prompt(out)
+        return dataclasses.replace(
+            fitted,
+            messages=out[0]["content"] if bare and len(out) == 1 else out,
+            tokens_before=total,
+            tokens_after=after,
+            messages_before=len(msgs),
+            messages_after=len(out),
+            context_parts=touched,
+        )
+    return None

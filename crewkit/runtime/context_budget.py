@@ -236,7 +236,7 @@ def summary(store: Any, run_id: str) -> dict[str, Any] | None:
             calls.append(detail)
     if not calls:
         return None
-    keys = ("summarised", "dropped")
+    keys = ("summarised", "dropped", "context_parts")
 
     def tokens_saved(c: dict[str, Any]) -> int:
         return max(0, int(c.get("tokens_before") or 0) - int(c.get("tokens_after") or 0))
@@ -245,7 +245,7 @@ def summary(store: Any, run_id: str) -> dict[str, Any] | None:
     for c in calls:
         agent = by_agent.setdefault(
             str(c.get("agent") or c.get("role") or ""),
-            {"calls": 0, "summarised": 0, "dropped": 0, "tokens_saved": 0},
+            {"calls": 0, "summarised": 0, "dropped": 0, "context_parts": 0, "tokens_saved": 0},
         )
         agent["calls"] += 1
         for k in keys:
@@ -255,6 +255,7 @@ def summary(store: Any, run_id: str) -> dict[str, Any] | None:
         "fitted_calls": len(calls),
         "messages_summarised": sum(int(c.get("summarised") or 0) for c in calls),
         "messages_dropped": sum(int(c.get("dropped") or 0) for c in calls),
+        "context_parts": sum(int(c.get("context_parts") or 0) for c in calls),
         "tokens_saved": sum(tokens_saved(c) for c in calls),
         "by_agent": by_agent,
         "calls": calls,

@@ -162,6 +162,46 @@ def test_chinese_text_is_estimated_at_about_a_token_a_character():
     assert counter.text("The bridge opened in 1970.") == 7
 
 
+def _task_with_context(outputs: int, words: int = 60) -> dict[str, str]:
+    """A task prompt the way CrewAI writes it when earlier tasks' outputs are its context."""
+    parts = [
+        f"Report {i}: the bridge was inspected in 19{i}5. " + "Inspection detail. " * words
+        for i in range(outputs)
+    ]
+    context_text = "\n\n----------\n\n".join(parts)
+    return {
+        "role": "user",
+        "content": "Current Task: write the final summary.\n\nThis is the context you're working with:\n"
+        + context_text
+        + "\n\nBegin! This is VERY important to you.",
+    }
+
+
+@pytest.mark.parametrize("policy", ["summarise", "trim"])
+def test_a_task_prompt_over_budget_has_its_older_context_outputs_shortened_the_newest_kept(policy):
+    task = _task_with_context(4)
+    msgs = [SYSTEM, task]
+    counter = context.EstimateCounter()
+    fitted = context.fit(msgs, 600, counter, keep_recent=4, policy=policy)
+    assert counter.prompt(msgs) > 600 >= fitted.tokens_after == counter.prompt(fitted.messages)
+    assert fitted.messages[0] is SYSTEM and fitted.context_parts >= 1 and fitted.changed
+    text = fitted.messages[1]["content"]
+    newest = task["content"][task["content"].index("Report 3:") :]
+    assert text.startswith("Current Task: write the final summary.") and text.endswith(newest)
+    assert "Report 0: the bridge was inspected in 1905. Inspection detail. Inspection" not in text
+    if policy == "summarise":
+        assert "summarised to fit the context budget] Report 0: the bridge was inspected in 1905." in text
+    else:
+        assert "was left out to fit the context budget]" in text and "Report 0" not in text
+    assert fitted.as_dict()["context_parts"] == fitted.context_parts
+
+
+def test_a_single_context_output_is_never_cut_the_error_says_so_instead():
+    msgs = [SYSTEM, _task_with_context(1, words=400)]
+    with pytest.raises(context.ContextBudgetExceeded, match="what is always kept"):
+        context.fit(msgs, 300, context.EstimateCounter())
+
+
 # -- on the hook path ------------------------------------------------------------------------------
 
 
@@ -322,3 +362,24 @@ def test_a_run_record_says_which_calls_were_fitted(project):
     manager_last = fakes["manager"].calls[-1].messages
     assert manager_last[0]["role"] == "system" and manager_last[-1]["content"].startswith("```python")
     assert manager_last[1]["content"].startswith("[crewkit: 1 earlier message")  # the subtask's prompt
+
+
+def test_a_sequential_crews_growing_task_context_is_fitted_on_the_hook_path(settings, tmp_path):
+    settings = _budgeted(settings, budget_tokens=1400)
+    long = "The survey found the bridge sound. " + "Measured values follow. " * 150
+    model = ScriptedLLM([f"Part {i}. {long}" for i in range(3)] + ["All three parts agree: sound."])
+    store = _store(tmp_path)
+    role_map = RoleMap(settings, overrides={"reasoning": model})
+    agent = Agent(role="Writer", goal="Write.", backstory="Writes.", llm=role_map.llm("reasoning"))
+    tasks = [Task(description=f"Write part {i}.", expected_output="Text.", agent=agent) for i in range(3)]
+    tasks.append(Task(description="Summarise the parts.", expected_output="One line.", agent=agent))
+    chain = [CallJournal(store, "r1", lambda: 0), ContextBudget(settings, store, "r1")]
+    with wire.bound(role_map), hooks.scope(hooks.RunHooks(chain)):
+        result = Crew(agents=[agent], tasks=tasks).kickoff()
+    assert result.raw == "All three parts agree: sound."
+    last = model.calls[-1].messages[-1]["content"]
+    assert "summarised to fit the context budget] Part 0. The survey found the bridge sound." in last
+    assert f"Part 2. {long}" in last  # the newest output, whole
+    assert context.EstimateCounter().prompt(model.calls[-1].messages) <= 1400 - 256
+    found = summary(store, "r1")
+    assert found and found["context_parts"] >= 1 and found["by_agent"]["Writer"]["context_parts"] >= 1
