@@ -11,6 +11,10 @@
   message's first sentence or two and its key lines, `Action:` / `Final Answer:` ..., newest
   first when room is short) put where that material was; `trim` drops whole messages. As little
   as needed goes: the newest older messages stay verbatim while the budget allows.
+- When the conversation alone cannot be made to fit because the task's own prompt carries
+  CrewAI's context from earlier tasks (their outputs, between CrewAI's dividers), the older of
+  those outputs are summarised (or, `trim`, left out) the same way, oldest first; the newest is
+  kept whole.
 - A message is never cut in its middle. When even the kept part does not fit,
   `ContextBudgetExceeded` says which budget, how many tokens, and what to change.
 
