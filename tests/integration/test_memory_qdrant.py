@@ -34,6 +34,12 @@ def engine(request: pytest.FixtureRequest, project: Path) -> str:
 
 
 @pytest.fixture
+def default_engine(project: Path) -> str:
+    """The shipped engine only (the cross-process tests are slow; the engines share that code)."""
+    return load_settings(project).memory.long_term.engine
+
+
+@pytest.fixture
 def mem(engine: str, project: Path, crewkit_home: Path) -> Iterator[MemoryStore]:
     store = MemoryStore.open(load_settings(project), crewkit_home)
     yield store
@@ -119,8 +125,9 @@ def test_a_failed_commit_leaves_the_real_qdrant_store_as_it_was(
 
 
 def test_crewkit_rollback_undoes_a_runs_memory_writes_in_a_new_process(
-    mem: MemoryStore, project: Path, crewkit_home: Path
+    default_engine: str, project: Path, crewkit_home: Path
 ) -> None:
+    mem = MemoryStore.open(load_settings(project), crewkit_home)
     state = mem.state
     kept = mem.add("Written by a person before the run.", ACME)
     state.create_run("r-mem", "default", {"tenant": "acme"}, "fp", None)
@@ -145,7 +152,7 @@ def test_crewkit_rollback_undoes_a_runs_memory_writes_in_a_new_process(
 
 
 def test_a_second_process_recalls_what_the_first_stored(
-    engine: str, project: Path, crewkit_home: Path
+    default_engine: str, project: Path, crewkit_home: Path
 ) -> None:
     added = _cli(project, crewkit_home, "memory", "add", "-", "--tenant", "acme", "--new-tenant", "--format",
                  "json", stdin="Acme's fiscal year ends in March.")  # fmt: skip
