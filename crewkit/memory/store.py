@@ -575,23 +575,28 @@ class MemoryStore:
     ) -> int:
         ids = [r[0] for r in rows]
         marks = ",".join("?" * len(ids))
-        versions = self.state.read(
-            f"SELECT memory_id, version, text_hash FROM memory_versions WHERE memory_id IN ({marks}) "
-            "ORDER BY memory_id, version",
-            tuple(ids),
-        )
         run_id = self._run_id(run_id)
+        removed: list[int] = []
         now = time.time()
         if undo.active():
             for memory_id in ids:
                 self._register_undo(action, memory_id, [], run_id)
 
         def sql(conn: sqlite3.Connection) -> None:
-            conn.execute(f"DELETE FROM memory_versions WHERE memory_id IN ({marks})", tuple(ids))
-            conn.execute(
-                f"UPDATE memories SET deleted = ?, current_version = NULL, updated = ? WHERE id IN ({marks})",
+            versions = conn.execute(  # read in the transaction: a version written meanwhile goes too
+                f"SELECT memory_id, version, text_hash FROM memory_versions WHERE memory_id IN ({marks}) "
+                "ORDER BY memory_id, version",
+                tuple(ids),
+            ).fetchall()
+            removed.append(len(versions))
+            marked = conn.execute(
+                f"UPDATE memories SET deleted = ?, current_version = NULL, updated = ? "
+                f"WHERE id IN ({marks}) AND deleted IS NULL",
                 (now, now, *ids),
-            )
+            ).rowcount
+            if marked != len(ids):  # another process deleted one since it was read: nothing written
+                raise MemoryStoreError("a memory to delete was deleted meanwhile by someone else; try again")
+            conn.execute(f"DELETE FROM memory_versions WHERE memory_id IN ({marks})", tuple(ids))
             hashes: dict[str, list[str]] = {}
             for v in versions:
                 hashes.setdefault(v[0], []).append(v[2])
@@ -614,7 +619,7 @@ class MemoryStore:
         finally:
             self.state.read("PRAGMA secure_delete = OFF")
         self._flush_wal()
-        return len(versions)
+        return removed[0]
 
     def _flush_wal(self) -> None:
         """Copy the WAL into the database and empty it, so the deleted texts' old page images do
