@@ -3,7 +3,10 @@ with a tool, and the verifier checks the answer's claims against what the tool r
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from crewkit.models.registry import RoleMap
 from crewkit.runtime.runner import run_flow
@@ -34,7 +37,11 @@ class FactsTool(BaseTool):
 """
 
 
-def _give_the_reasoning_specialist_a_tool(project: Path) -> None:
+def _give_the_reasoning_specialist_a_tool(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an earlier test imported the stock executor crew: import this project's copy, and hand the
+    # stock one back afterwards
+    for name in ("crews.executor", "crews.executor.crew"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     crew = project / "crews" / "executor" / "crew.py"
     code = crew.read_text()
     code = code.replace(
@@ -76,8 +83,8 @@ def _fakes(reasoning: list, answers: list[str]) -> dict:
     }
 
 
-def test_unsupported_claims_are_listed_in_the_record_and_do_not_fail_a_startup_run(project):
-    _give_the_reasoning_specialist_a_tool(project)
+def test_unsupported_claims_are_listed_in_the_record_and_do_not_fail_a_startup_run(project, monkeypatch):
+    _give_the_reasoning_specialist_a_tool(project, monkeypatch)
     settings = load_settings(project)
     fakes = _fakes([PLAN, *_specialist_round(BAD), *TRUSTED, PASS], [BAD])
     outcome = run_flow(settings, RoleMap(settings, overrides=fakes), "default", {"task": TASK})
@@ -89,8 +96,8 @@ def test_unsupported_claims_are_listed_in_the_record_and_do_not_fail_a_startup_r
     assert "1 unsupported" in outcome.record["verification"]["summary"]
 
 
-def test_under_a_profile_that_requires_grounding_unsupported_claims_send_the_work_back(project):
-    _give_the_reasoning_specialist_a_tool(project)
+def test_under_a_profile_that_requires_grounding_unsupported_claims_send_the_work_back(project, monkeypatch):
+    _give_the_reasoning_specialist_a_tool(project, monkeypatch)
     _require_grounding(project)
     settings = load_settings(project)
     # round 1: an unsupported claim, no review asked; round 2: grounded, reviewed, released
@@ -110,8 +117,8 @@ def test_under_a_profile_that_requires_grounding_unsupported_claims_send_the_wor
     assert g["required"] and g["unsupported"] == [] and g["supported"] == 2
 
 
-def test_under_a_profile_that_requires_grounding_a_run_that_stays_unsupported_fails(project):
-    _give_the_reasoning_specialist_a_tool(project)
+def test_under_a_profile_that_requires_grounding_a_run_that_stays_unsupported_fails(project, monkeypatch):
+    _give_the_reasoning_specialist_a_tool(project, monkeypatch)
     _require_grounding(project)
     settings = load_settings(project)
     rounds = settings.governance.verifier.max_rounds
