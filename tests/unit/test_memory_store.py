@@ -373,3 +373,26 @@ def test_recall_and_learn_follow_the_config(project: Path, crewkit_home: Path) -
     (project / "config" / "memory.yaml").write_text("long_term:\n  enabled: false\n")
     off = MemoryStore.open(load_settings(project), crewkit_home, embedder=WordEmbedder(), index=FakeIndex())
     assert off.recall("acme pays in euros", A) == [] and off.learn("anything", A) is None
+
+
+def test_a_write_that_lost_a_race_changes_nothing(mem: MemoryStore, index: FakeIndex) -> None:
+    """Another writer updates the memory while this update embeds its text: this one is refused."""
+    rec = mem.add("first text", A)
+    real = mem.embedder.embed_documents
+    raced = []
+
+    def embed_and_race(texts: list[str]) -> list[list[float]]:
+        if not raced:
+            raced.append(True)
+            mem.update(rec.id, "the other writer's text", A)
+        return real(texts)
+
+    mem.embedder.embed_documents = embed_and_race  # type: ignore[method-assign]
+    with pytest.raises(MemoryStoreError, match="changed while this write was prepared"):
+        mem.update(rec.id, "this writer's text", A)
+    mem.embedder.embed_documents = real  # type: ignore[method-assign]
+    assert [(v.version, v.text) for v in mem.history(rec.id, A)] == [
+        (1, "first text"),
+        (2, "the other writer's text"),
+    ]
+    assert index.points[rec.id].payload["version"] == 2
