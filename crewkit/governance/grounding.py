@@ -8,9 +8,12 @@ for each claim's best supporting passage among the sources (windows of up to thr
   NFKC-normalised, lightly stemmed English words; character unigrams and bigrams for Chinese
   and Japanese) must mostly occur in one passage; every number in the claim must occur there
   (1,000 = 1000, 3.50 = 3.5) and every name (a capitalised word inside a sentence, an acronym)
-  there or in the task; a claim whose negation differs from its best sentence's is unsupported;
+  there or in the task; a claim that a clause of the passage says with the other polarity
+  ("are not refunded" against "are refunded") is unsupported;
 - semantic layer (optional, `embedder=`): a claim that passes the numbers and names but whose
-  wording differs (a paraphrase) is supported when the embedder puts it close to a passage.
+  wording differs (a paraphrase) is supported when the embedder puts it close to a passage
+  (the profile's `grounding.semantic`; on tests/data/grounding it adds little, see
+  bench/grounding.py: related but unsupported claims sit as close as paraphrases).
 
 No network and no model call. `sources_for_run(store, run_id, extra=[...])` gives the run's
 sources: the tool outputs journalled in state.db (a delegation's answer is the team's own work,
