@@ -582,7 +582,7 @@ def main() -> int:
                         progress(f"local {n:,}: skipped (an exact scan; --full measures it)")
                         continue
                     # local mode filters in Python, ~1 s per search at 10k: a few dozen queries say enough
-                    count = args.queries if engine == "edge" else min(args.queries, 24)
+                    count = args.queries if engine == "edge" else min(args.queries, 16)
                     results["engines"].append(measure_engine(engine, n, count, progress))
         if "updates" not in skip:
             results["update_path"] = [measure_updates(args.texts, progress, m) for m in embedders()]

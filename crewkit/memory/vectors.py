@@ -401,6 +401,11 @@ class ClientIndex:
             stored = int(vectors.size)
             if dimensions is not None and stored != dimensions:
                 raise _mismatch(self.collection, self.where, stored, dimensions)
+            if vectors.distance != models.Distance.COSINE:
+                raise MemoryError_(
+                    f"memory collection '{self.collection}' ({self.where}) uses {vectors.distance.value} "
+                    "distance, crewkit's memory needs Cosine; set long_term.collection to a new collection"
+                )
             return stored
         if dimensions is None:
             raise MemoryError_(f"no memory collection '{self.collection}' at {self.where}")

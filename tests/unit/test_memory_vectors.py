@@ -112,6 +112,18 @@ def test_vector_size_mismatch_is_one_line_naming_collection_sizes_and_fix(
         assert index.count() == 2
 
 
+def test_a_collection_with_another_distance_is_refused(tmp_path: Path) -> None:
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client.create_collection(
+        "crewkit_memory", vectors_config=models.VectorParams(size=DIMS, distance=models.Distance.DOT)
+    )
+    client.close()
+    with pytest.raises(MemoryError_, match="uses Dot distance, crewkit's memory needs Cosine"):
+        open_index(LongTermConfig(engine="local"), tmp_path, DIMS)
+
+
 def test_a_vector_of_the_wrong_size_is_refused(cfg: LongTermConfig, tmp_path: Path) -> None:
     with open_index(cfg, tmp_path, DIMS) as index:
         with pytest.raises(MemoryError_, match="a 3-d vector"):
