@@ -12,6 +12,11 @@ What the engine gives a step (`self.`):
 - `pin(task, tool, arguments)`: delegation pinned for this run (see `crewkit.runtime.pins`);
 - `gate(step, items)`: risk tiers -> a person's approval when the policy asks for one (the run
   is checkpointed and pauses, exit 75, until `crewkit approvals approve|reject`);
+- `recall(query)` / `remember(text)`: long-term memory (crewkit.memory: Qdrant with the role
+  map's embedder, versioned in state.db) in the run's scope: the inputs' `tenant` and `user`.
+  CrewAI's own Flow.recall/remember names, crewkit's store (never CrewAI's default memory and
+  its OpenAI embedder). Recalled text has passed the injection guard; a write inside a run is in
+  its undo log, so rolling the run back removes it;
 - checkpoints: after every finished step the state is saved to state.db; `crewkit resume`
   replays finished steps from their checkpoints (not run, not paid again) and continues.
 
@@ -33,7 +38,7 @@ from crewkit import assembly
 from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
 from crewkit.observability import ledger
 from crewkit.runtime import pins
-from crewkit.runtime.context import RunContext
+from crewkit.runtime.context import RunContext, tenant_of
 from crewkit.runtime.record import jsonable
 
 
@@ -73,6 +78,34 @@ class CrewkitFlow(Flow[S]):
         return {str(name) for name in self._start_method_names()}
 
     # -- what steps use --------------------------------------------------------------------------
+
+    def memory_scope(self, agent: str | None = None) -> Any:
+        """The run's memory scope: its inputs' tenant (else 'default') and user."""
+        from crewkit.memory.store import Scope
+
+        state = self._state
+        get = state.get if isinstance(state, dict) else lambda k, d=None: getattr(state, k, d)
+        return Scope(tenant_of({"tenant": get("tenant")}), get("user") or None, agent).checked()
+
+    def recall(self, query: str, *, agent: str | None = None, **_: Any) -> list[Any]:  # type: ignore[override]
+        """Memories relevant to `query` in the run's scope (config/memory.yaml `recall`: k and
+        min_score), as `crewkit.memory.store.Recalled`; [] when long-term memory is off."""
+        from crewkit.memory.store import MemoryStore
+
+        if not self.ctx.settings.memory.long_term.enabled:
+            return []
+        return MemoryStore.open(self.ctx.settings).recall(query, self.memory_scope(agent))
+
+    def remember(self, content: str, *, agent: str | None = None, **_: Any) -> Any:  # type: ignore[override]
+        """Store `content` as a new memory in the run's scope (versioned, audited, undone with the
+        run); returns its `MemoryRecord`, or None when long-term memory is off."""
+        from crewkit.memory.store import MemoryStore
+
+        if not self.ctx.settings.memory.long_term.enabled:
+            return None
+        return MemoryStore.open(self.ctx.settings).add(
+            content, self.memory_scope(agent), source="flow", run_id=self.ctx.run_id
+        )
 
     def run_crew(self, name: str, inputs: dict[str, Any] | None = None, *, stage: str | None = None) -> Any:
         """Build crew `name` on the role map and kick it off; its calls are labelled with the step."""
