@@ -108,3 +108,38 @@ def test_rolling_a_run_back_removes_what_it_stored_and_the_audit_log_says_so(set
         "SELECT detail FROM audit WHERE action = 'memory.undone' AND run_id = ?", (outcome.run_id,)
     )
     assert len(undone) == 1 and json.loads(undone[0][0])["run_id"] == outcome.run_id
+
+
+def test_a_memory_store_held_by_another_process_is_a_limitation_and_the_run_still_ends_done(
+    project, settings
+):
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from crewkit.settings import load_settings\n"
+            "from crewkit.memory.store import MemoryStore\n"
+            "MemoryStore.open(load_settings()).index\n"
+            "print('open', flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        outcome, planner, _ = _run(settings, "What is 2 + 2?", "2 + 2 = 4.", first=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    limits = outcome.record["limitations"]
+    assert any(
+        line.startswith("no long-term memory recalled: ") and "another process" in line for line in limits
+    )
+    assert any(line.startswith("nothing stored in long-term memory: ") for line in limits)
+    assert "Relevant memories" not in planner.calls[0].prompt
