@@ -271,9 +271,16 @@ def _install_embedders() -> None:
 
     def knowledge(original: Callable[..., Any]) -> Callable[..., Any]:
         def __init__(self: Any, *args: Any, **data: Any) -> None:
+            from crewkit.models.embedder import collection_for
+
             role_map = active()
             if role_map is not None and data.get("embedder") is None:
                 data["embedder"] = role_map.embedder_config()  # CrewAI's default: Chroma's OpenAI
+            spec = data.get("embedder")
+            ours = role_map is not None and isinstance(spec, dict) and spec == role_map.embedder_config()
+            if ours and data.get("storage") is None and isinstance(data.get("collection_name"), str):
+                # one collection per embedding model: switching the role never meets old vectors
+                data["collection_name"] = collection_for(data["collection_name"], role_map.embedder())
             original(self, *args, **data)
 
         return __init__

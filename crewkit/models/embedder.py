@@ -18,6 +18,7 @@ the first call (a wrong value is a one-line error naming the right one).
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +312,14 @@ def shared_embedder(
     if key not in _SHARED:
         _SHARED[key] = OnnxEmbedder(model_path, tokenizer_path, max_length, dimensions)
     return _SHARED[key]
+
+
+def collection_for(name: str, embedder: Any) -> str:
+    """A vector collection's name for `embedder`: its model and size first (CrewAI cuts long
+    names at the end), so vectors of two embedding models never share a collection (Chroma
+    refuses, or finds nothing, when the size changes)."""
+    model = re.sub(r"[^a-zA-Z0-9-]", "-", str(getattr(embedder, "model_name", type(embedder).__name__)))
+    return f"{model}-{getattr(embedder, 'dimensions', 0)}d_{name}"
 
 
 def crewai_embedder_config(embedder: Any) -> dict[str, Any]:

