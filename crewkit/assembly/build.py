@@ -122,7 +122,10 @@ def kickoff(crew: Any, inputs: dict[str, Any] | None = None, role_map: RoleMap |
     from crewkit.assembly import inputs as crew_inputs  # imports CrewAI's hook types
 
     role_map = role_map or wire.active()
-    if role_map is not None and inputs is not None:  # output files: the binding's INPUT hook places them
+    if role_map is not None and inputs is not None and not inputs:
+        # `{}`: checked here, as CrewAI interpolates nothing then. Other inputs are checked by the
+        # binding's INPUT hook, after the crew's @before_kickoff methods (which may fill some in)
+        # and before any model call; it also places output files.
         crew_inputs.check_variables(crew, inputs, role_map.settings, strict=True)
     with wire.bound(role_map) if role_map is not None else nullcontext():
         try:

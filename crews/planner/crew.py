@@ -1,7 +1,7 @@
 """The Planner: one agent that turns the user's task into a typed plan (reasoning role)."""
 
 from crewai import Agent, Crew, Process, Task
-from crewai.project import CrewBase, agent, crew, task
+from crewai.project import CrewBase, agent, before_kickoff, crew, task
 
 from crewkit.plan import Plan
 
@@ -10,6 +10,11 @@ from crewkit.plan import Plan
 class PlannerCrew:
     agents_config = "config/agents.yaml"
     tasks_config = "config/tasks.yaml"
+
+    @before_kickoff
+    def memory_optional(self, inputs: dict | None) -> dict:
+        """`{memory}` (what the flow recalled) is empty when a caller has none to give."""
+        return {"memory": "", **(inputs or {})}
 
     @agent
     def planner(self) -> Agent:
