@@ -35,7 +35,7 @@ class RecallConfig(_Strict):
     """What the flow recalls for its steps."""
 
     k: Annotated[int, Field(ge=1, le=100, strict=True)] = 5
-    min_score: Annotated[float, Field(ge=-1, le=1, strict=True, allow_inf_nan=False)] = 0.35
+    min_score: Annotated[float, Field(ge=-1, le=1, strict=True, allow_inf_nan=False)] = 0.25
     steps: list[StepName] = Field(default_factory=lambda: ["plan", "execute"])
 
 
