@@ -485,7 +485,13 @@ def measure_faults(ops: int, rate: float, progress: Any, seed: int = 11) -> dict
         if failed["inconsistent"] or before["lost"] or before["duplicated"] or before["stray_points"]:
             repaired = store.repair()  # what a MemoryInconsistent error tells the user to run
         after = check(store, inner, expected)
-        bad = after["lost"] + after["duplicated"] + after["stray_points"] + after["wrong_version_or_text"]
+
+        def errors(state: dict[str, int]) -> int:
+            return (
+                state["lost"] + state["duplicated"] + state["stray_points"] + state["wrong_version_or_text"]
+            )
+
+        bad = errors(after)
         return {
             "engine": engine,
             "operations": ops,
@@ -499,6 +505,7 @@ def measure_faults(ops: int, rate: float, progress: Any, seed: int = 11) -> dict
             "lost": after["lost"],
             "duplicated": after["duplicated"],
             "error_rate": round(bad / ops, 6),
+            "error_rate_before_repair": round(errors(before) / ops, 6),
         }
     finally:
         store.close()
@@ -549,7 +556,9 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
             (
                 f"error rate < {TARGETS['error_rate']:.1%} over {faults['operations']:,} ops with faults",
                 rate < TARGETS["error_rate"] and faults["lost"] == 0 and faults["duplicated"] == 0,
-                f"{rate:.4%} (lost {faults['lost']}, duplicated {faults['duplicated']})",
+                f"{rate:.4%} (lost {faults['lost']}, duplicated {faults['duplicated']}; before the repair that "
+                f"{faults['operations_failed']['inconsistent']} double faults asked for: "
+                f"{faults['error_rate_before_repair']:.4%}, state.db always right)",
             )
         )
     return lines
