@@ -124,10 +124,11 @@ def kickoff(crew: Any, inputs: dict[str, Any] | None = None, role_map: RoleMap |
     role_map = role_map or wire.active()
     if role_map is not None and inputs is not None and not inputs:
         # `{}`: checked here, as CrewAI interpolates nothing then. Other inputs are checked by the
-        # binding's INPUT hook, after the crew's @before_kickoff methods (which may fill some in)
-        # and before any model call; it also places output files.
+        # binding's INPUT hook (strictly, as here), after the crew's @before_kickoff methods
+        # (which may fill some in) and before any model call; it also places output files.
         crew_inputs.check_variables(crew, inputs, role_map.settings, strict=True)
-    with wire.bound(role_map) if role_map is not None else nullcontext():
+    checked = crew_inputs.strict() if inputs is not None else nullcontext()
+    with wire.bound(role_map) if role_map is not None else nullcontext(), checked:
         try:
             return crew.kickoff(inputs=inputs)
         except Exception as exc:

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +130,21 @@ def place_output_files(crew: Any, settings: Settings) -> None:
             task.create_directory = True
 
 
+_STRICT: ContextVar[bool] = ContextVar("crewkit_strict_inputs", default=False)
+
+
+@contextmanager
+def strict() -> Iterator[None]:
+    """Kickoffs inside the block are checked as `crewkit crew` checks (`strict=True`), at the
+    INPUT hook: after the crew's @before_kickoff methods, which may fill some inputs in."""
+    token = _STRICT.set(True)
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
 def check(crew: Any, inputs: dict[str, Any] | None, settings: Settings, *, strict: bool = False) -> None:
     """Both checks above; raises `MissingInput` (exit 2) before any model call."""
-    check_variables(crew, inputs, settings, strict=strict)
+    check_variables(crew, inputs, settings, strict=strict or _STRICT.get())
     place_output_files(crew, settings)
