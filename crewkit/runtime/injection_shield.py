@@ -56,6 +56,8 @@ def framework_fragments() -> tuple[str, ...]:
             walk(I18N()._prompts)
         except Exception:  # noqa: BLE001 - an I18N that changed shape: scan everything
             log.debug("CrewAI's prompt texts are not readable; scanning messages whole")
+        # messages are taken out paragraph by paragraph: a text's paragraphs are fragments too
+        found.update(p.strip() for f in list(found) for p in _CHUNKS.split(f) if len(p.strip()) >= 24)
         _framework_text = tuple(sorted(found, key=len, reverse=True))
     return _framework_text
 
@@ -88,6 +90,7 @@ class InjectionShield(Subscriber):
         self.run_id = run_id
         self._seen: dict[str, str | None] = {}  # sha1 of a text -> its replacement (None: as it is)
         self._clean: set[str] = set()  # paragraphs already scanned and allowed in this run
+        self._raw_clean: set[str] = set()  # the same, as they came (before framework text is cut)
         self._lock = threading.Lock()
 
     def _replacement(self, text: str, where: str) -> str | None:
@@ -97,18 +100,24 @@ class InjectionShield(Subscriber):
                 return self._seen[key]
         from crewkit.governance import injection
 
-        chunks = [c.strip() for c in _CHUNKS.split(_without_framework_text(text)) if c.strip()]
+        raw = [c.strip() for c in _CHUNKS.split(text) if c.strip()]
         with self._lock:
-            fresh = [c for c in chunks if c not in self._clean]
-        # Only what this run has not seen pass before is scanned (together, so a message's new
-        # parts keep their context): CrewAI resends the whole conversation on every call.
+            unseen = [c for c in raw if c not in self._raw_clean]
+        # Framework text is cut from the paragraphs not seen before (CrewAI resends the whole
+        # conversation on every call), then what this run has not yet allowed is scanned
+        # (together, so a message's new parts keep their context).
+        cut = [c.strip() for u in unseen for c in _CHUNKS.split(_without_framework_text(u)) if c.strip()]
+        with self._lock:
+            fresh = [c for c in cut if c not in self._clean]
         found = injection.scan("\n\n".join(fresh)) if fresh else None
         if found is None or found.verdict == "allow":
             new = None
             with self._lock:
                 if len(self._clean) >= _MAX_CACHE:
                     self._clean.clear()
+                    self._raw_clean.clear()
                 self._clean.update(fresh)
+                self._raw_clean.update(unseen)
         else:
             blocked = found.verdict == "block"
             new = withheld_text(found.reasons) if blocked else fenced_text(text, found.reasons)
