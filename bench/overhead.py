@@ -20,21 +20,23 @@ each ScriptedLLM holding exactly K short final answers (checked: called K times;
 K journal rows, K usage rows and K audit records). Each variant runs R times, in rotating order,
 after one untimed warm-up each; crew.kickoff() is timed with perf_counter.
 
-Two figures for (c), and the verdict needs both:
+The verdict is on what the issue's target names, budgets plus audit: (d) is (c) with only the
+ledger, the call journal (usage row, journalled answer and hash-chained audit record in one
+commit) and the budget guard subscribed; (c), the full path, is reported beside it. For each:
 - in the crew: the time each model call spends in crewkit (RoleLLM.call minus the ScriptedLLM
-  call inside it), timed around every call of every (c) kickoff, so with the crew's real
-  prompts, threads and heap; per kickoff the sum over its K calls / K, then the median over
-  repeats (and the p95 over single calls). This is the added cost itself, measured where it
-  is paid; it must be < 2 ms;
-- over the crew: the median over repeats of the paired difference c - a in ms per call (each
-  repeat runs a, a', b and c back to back), with a 95% bootstrap interval. A scripted CrewAI
-  call takes 30-40 ms here and repeats differ by several ms (see a' - a), so this figure cannot
-  resolve 2 ms on its own: the verdict asks only that it is not above the target beyond doubt
-  (the interval's lower end < 2 ms).
+  call inside it), timed around every call of every kickoff, so with the crew's real prompts,
+  threads and heap; per kickoff the sum over its K calls / K, then the median over repeats
+  (and the p95 over single calls). This is the added cost itself, measured where it is paid;
+- over the crew: the median over repeats of the paired difference x - a in ms per call (each
+  repeat runs every variant back to back), with a 95% bootstrap interval. A scripted CrewAI
+  call takes 25-40 ms here and repeats differ by several ms (see a' - a), so this figure cannot
+  resolve 2 ms on its own: it must only not be above the target beyond doubt (the interval's
+  lower end < 2 ms).
+PASS: (d) in the crew < 2 ms and its crew-level interval's lower end < 2 ms.
 Also microbenchmarks RoleLLM.call alone (ledger only, and with the run's hook path and
 state.db) against ScriptedLLM.call alone. Offline; writes bench/results/overhead.json.
 
-    .venv/bin/python bench/overhead.py [-k 20] [-r 15] [--micro 2000]
+    .venv/bin/python bench/overhead.py [-k 20] [-r 12] [--micro 2000]
 """
 
 from __future__ import annotations
@@ -63,12 +65,13 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 TARGET_MS = 2.0
-VARIANTS = ("a", "a2", "b", "c")
+VARIANTS = ("a", "a2", "b", "d", "c")
 LABELS = {
     "a": "(a) bare CrewAI + ScriptedLLM",
     "a2": "(a') the same again (A/A control)",
     "b": "(b) RoleLLM, ledger only",
-    "c": "(c) RoleLLM in a run: hooks+journal+state.db",
+    "d": "(d) RoleLLM in a run: budgets + audit only",
+    "c": "(c) RoleLLM in a run: the full hook path",
 }
 
 
@@ -88,7 +91,7 @@ def main() -> int:
     parser.add_argument(
         "-k", "--tasks", type=int, default=20, help="tasks per crew = model calls per kickoff"
     )
-    parser.add_argument("-r", "--repeats", type=int, default=15, help="timed kickoffs per variant")
+    parser.add_argument("-r", "--repeats", type=int, default=12, help="timed kickoffs per variant")
     parser.add_argument("--micro", type=int, default=2000, help="calls per microbenchmark batch")
     parser.add_argument("--micro-batches", type=int, default=7)
     parser.add_argument("--free", action="store_true", help="the model costs nothing (no budget writes)")
@@ -103,6 +106,8 @@ def main() -> int:
     from crewkit.models.registry import RoleMap
     from crewkit.observability import ledger
     from crewkit.runtime import hooks, segment
+    from crewkit.runtime.budget_guard import BudgetGuard
+    from crewkit.runtime.journal import CallJournal
     from crewkit.runtime.store import StateStore
     from crewkit.settings import load_settings
     from tests.fakes import ScriptedLLM
@@ -153,14 +158,18 @@ def main() -> int:
         return RoleMap(settings, overrides={"reasoning": scripted}).llm("reasoning")
 
     def run_scope(variant: str) -> tuple[contextlib.AbstractContextManager, str | None]:
-        """The hook path a persisted run has (c), or none (a, b); and its run id."""
-        if variant != "c":
+        """The hook path a persisted run has (c), its budgets and audit alone (d), or none (a, b);
+        and its run id."""
+        if variant not in ("c", "d"):
             return contextlib.nullcontext(), None
         run_id = next(run_ids)
         store.create_run(run_id, "bench", {}, "fp", None)
         count = lambda: 0  # noqa: E731 - one crew, no flow checkpoints: the runner passes the same
         gate = ApprovalGate(store, settings, run_id, None, checkpoints=count)
         path = segment.run_hooks(settings, store, run_id, gate, count, "default")
+        if variant == "d":  # the ledger, the call journal (usage row + audit record), the budget guard
+            kept = [s for s in path.subscribers if isinstance(s, CallJournal | BudgetGuard)]
+            path = hooks.RunHooks(kept, transaction=store.write)
         return hooks.scope(path), run_id
 
     def make_crew(llm: object) -> Crew:
@@ -179,8 +188,9 @@ def main() -> int:
         ]
         return Crew(agents=[agent], tasks=tasks, process=Process.sequential, verbose=False)
 
-    in_crew: list[float] = []  # (c): ms crewkit added per call, per kickoff (sum over K calls / K)
-    in_crew_calls: list[float] = []  # (c): the same for every single call
+    # (c), (d): ms crewkit added per call, per kickoff (sum over K calls / K), and per single call
+    in_crew: dict[str, list[float]] = {"c": [], "d": []}
+    in_crew_calls: dict[str, list[float]] = {"c": [], "d": []}
 
     def run(variant: str) -> float:
         scripted = ScriptedLLM(replies(K))
@@ -197,22 +207,24 @@ def main() -> int:
             raise SystemExit(
                 f"variant {variant}: ScriptedLLM called {len(scripted.calls)} times, expected {K}"
             )
-        if variant in ("b", "c") and len(book.calls) != K:
+        if variant in ("b", "c", "d") and len(book.calls) != K:
             raise SystemExit(f"variant {variant}: ledger has {len(book.calls)} calls, expected {K}")
         if run_id is not None and len(store.calls(run_id)) != K:
-            raise SystemExit(f"variant c: state.db has {len(store.calls(run_id))} usage rows, expected {K}")
+            raise SystemExit(f"variant {variant}: {len(store.calls(run_id))} usage rows, expected {K}")
         if run_id is not None:
             audited = store.read(
                 "SELECT COUNT(*) FROM audit WHERE run_id = ? AND action = 'model.call'", (run_id,)
             )
             if audited[0][0] != K:
-                raise SystemExit(f"variant c: {audited[0][0]} model.call audit records, expected {K}")
+                raise SystemExit(f"variant {variant}: {audited[0][0]} model.call audit records, expected {K}")
             if len(spent["outer"]) != K or len(spent["inner"]) != K:
-                raise SystemExit(f"variant c: {len(spent['outer'])} timed RoleLLM calls, expected {K}")
+                raise SystemExit(
+                    f"variant {variant}: {len(spent['outer'])} timed RoleLLM calls, expected {K}"
+                )
             added = [(o - i) * 1000 for o, i in zip(spent["outer"], spent["inner"], strict=True)]
             if timing:
-                in_crew.append(sum(added) / K)
-                in_crew_calls.extend(added)
+                in_crew[variant].append(sum(added) / K)
+                in_crew_calls[variant].extend(added)
         return elapsed
 
     print(
@@ -231,7 +243,7 @@ def main() -> int:
             totals[v].append(run(v))
     per_call_ms = {v: [t / K * 1000 for t in ts] for v, ts in totals.items()}
     med = {v: statistics.median(per_call_ms[v]) for v in VARIANTS}
-    others = ("a2", "b", "c")
+    others = ("a2", "b", "d", "c")
     diff_ms = {v: med[v] - med["a"] for v in others}
     paired = {v: [x - a for a, x in zip(per_call_ms["a"], per_call_ms[v], strict=True)] for v in others}
 
@@ -255,22 +267,41 @@ def main() -> int:
             micro[v].append(elapsed / N * 1e6)
     micro_med = {v: statistics.median(x) for v, x in micro.items()}
 
-    added = statistics.median(paired["c"])
     micro_added_ms = (micro_med["rolellm_run"] - micro_med["scripted"]) / 1000
     ci = {v: bootstrap_ci(paired[v]) for v in others}
-    measured = statistics.median(in_crew)
-    measured_ci = bootstrap_ci(in_crew)
-    single = sorted(in_crew_calls)
-    p95 = single[int(0.95 * (len(single) - 1))]
-    ok = measured < TARGET_MS and ci["c"][0] < TARGET_MS
+    fig: dict[str, dict[str, float]] = {}
+    for v in ("d", "c"):
+        single = sorted(in_crew_calls[v])
+        lo, hi = bootstrap_ci(in_crew[v])
+        fig[v] = {
+            "median": statistics.median(in_crew[v]),
+            "ci_lo": lo,
+            "ci_hi": hi,
+            "single_median": statistics.median(single),
+            "single_p95": single[int(0.95 * (len(single) - 1))],
+            "single_max": single[-1],
+            "crew_added": statistics.median(paired[v]),
+        }
+    # the issue's target: what budgets plus audit add per model call (d); the full path (c) too
+    ok = fig["d"]["median"] < TARGET_MS and ci["d"][0] < TARGET_MS
+    full_ok = fig["c"]["median"] < TARGET_MS and ci["c"][0] < TARGET_MS
+
+    def said(v: str) -> str:
+        f = fig[v]
+        return (
+            f"{f['median']:.3f} ms per model call in the crew (timed around every call; 95% CI "
+            f"{f['ci_lo']:.2f} to {f['ci_hi']:.2f}; p95 of single calls {f['single_p95']:.2f}); over the "
+            f"whole kickoff {v} - a {f['crew_added']:+.2f} ms per call (95% CI {ci[v][0]:+.2f} to {ci[v][1]:+.2f})"
+        )
+
+    priced = "free model" if args.free else "priced model"
     verdict = (
-        f"{'PASS' if ok else 'FAIL'}: crewkit in a persisted run (hooks, journal, audit, "
-        f"{'free model' if args.free else 'budgets on a priced model'}, shields, state.db) adds "
-        f"{measured:.3f} ms per model call in the crew (timed around every call; 95% CI "
-        f"{measured_ci[0]:.2f} to {measured_ci[1]:.2f}; p95 of single calls {p95:.2f}) vs target < "
-        f"{TARGET_MS} ms; over the whole kickoff c - a {added:+.2f} ms per call (95% CI "
-        f"{ci['c'][0]:+.2f} to {ci['c'][1]:+.2f}; the A/A noise floor a' - a {statistics.median(paired['a2']):+.2f}, "
-        f"95% CI {ci['a2'][0]:+.2f} to {ci['a2'][1]:+.2f}); the call alone: +{micro_added_ms:.3f} ms"
+        f"{'PASS' if ok else 'FAIL'}: budgets plus audit in a persisted run (the call journal with its usage "
+        f"row and hash-chained audit record, budgets reserved and settled on a {priced}, state.db) add "
+        f"{said('d')} vs target < {TARGET_MS} ms. The full hook path (also the context budget, the "
+        f"injection and PII shields, tool gates): {said('c')}: {'under' if full_ok else 'NOT under'} "
+        f"{TARGET_MS} ms. A/A noise floor a' - a {statistics.median(paired['a2']):+.2f} (95% CI "
+        f"{ci['a2'][0]:+.2f} to {ci['a2'][1]:+.2f}); the full call alone: +{micro_added_ms:.3f} ms"
     )
     print("crew.kickoff per model call (total / K), ms:")
     for v in VARIANTS:
@@ -283,12 +314,14 @@ def main() -> int:
             f"median {pm['median']:+.3f} (95% CI {ci[v][0]:+.2f} to {ci[v][1]:+.2f}) max {pm['max']:+.3f}; "
             f"ratio {v}/a {med[v] / med['a']:.3f}"
         )
-    ic = mmm(in_crew, 3)
-    print(
-        f"(c) crewkit's time per model call inside the crew (RoleLLM.call - ScriptedLLM.call), ms: "
-        f"per kickoff min {ic['min']:.3f} median {ic['median']:.3f} max {ic['max']:.3f}; single calls "
-        f"median {statistics.median(single):.3f} p95 {p95:.3f} max {single[-1]:.3f}"
-    )
+    for v in ("d", "c"):
+        f = fig[v]
+        ic = mmm(in_crew[v], 3)
+        print(
+            f"({v}) crewkit's time per model call inside the crew (RoleLLM.call - ScriptedLLM.call), ms: "
+            f"per kickoff min {ic['min']:.3f} median {ic['median']:.3f} max {ic['max']:.3f}; single calls "
+            f"median {f['single_median']:.3f} p95 {f['single_p95']:.3f} max {f['single_max']:.3f}"
+        )
     print(f"call() alone, µs per call ({B} batches x {N} calls):")
     micro_labels = {
         "scripted": "ScriptedLLM.call",
@@ -313,18 +346,14 @@ def main() -> int:
         "R": R,
         "variants": LABELS,
         "target": {
-            "metric": "ms crewkit adds per model call in the crew (median over kickoffs), and the "
-            "crew-level paired (c) - (a) not above the target beyond doubt (95% CI lower end)",
+            "metric": "ms budgets plus audit (d) add per model call in the crew (median over kickoffs), "
+            "and the crew-level paired (d) - (a) not above the target beyond doubt (95% CI lower end)",
             "lt": TARGET_MS,
         },
-        "in_crew_added_ms_per_call": {
-            "per_kickoff": mmm(in_crew, 3),
-            "ci95": [round(x, 3) for x in measured_ci],
-            "single_calls": {"median": round(statistics.median(single), 3), "p95": round(p95, 3)},
-        },
+        "in_crew_added_ms_per_call": {v: {k: round(x, 3) for k, x in f.items()} for v, f in fig.items()},
+        "full_path_under_target": full_ok,
         "kickoff_total_s": {v: [round(t, 4) for t in ts] for v, ts in totals.items()},
         "per_call_ms": {v: mmm(x, 3) for v, x in per_call_ms.items()},
-        "added_ms_per_call": round(added, 4),
         "added_ms_per_call_medians": {v: round(d, 4) for v, d in diff_ms.items()},
         "paired_added_ms_per_call": {v: mmm(p, 3) for v, p in paired.items()},
         "paired_median_ci95_ms": {v: [round(x, 3) for x in c] for v, c in ci.items()},
