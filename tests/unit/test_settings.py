@@ -77,7 +77,12 @@ def test_missing_required_role_is_rejected(project):
 
 
 def test_embedding_role_must_use_an_embedding_model(project):
-    _edit(project, "models.yaml", "embedding: {model: local-use-multilingual}", "embedding: {model: local-small}")
+    _edit(
+        project,
+        "models.yaml",
+        "embedding: {model: local-use-multilingual}",
+        "embedding: {model: local-small}",
+    )
     with pytest.raises(ConfigError, match="role 'embedding' needs an embedding model"):
         load_settings(project)
 
