@@ -1,7 +1,7 @@
 """Fakes for long-term memory tests: a bag-of-words embedder and a vector index with injectable faults.
 
-Unit tests only: the integration tests (tests/integration/test_memory_qdrant.py) use the real
-packaged embedder and the real Qdrant stores.
+The integration tests (tests/integration/test_memory_qdrant.py) use the real packaged embedder
+and the real Qdrant stores, and `commit_fails` for faults on the SQLite side.
 """
 
 from __future__ import annotations
@@ -9,11 +9,29 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 DIMS = 32
+
+
+@contextmanager
+def commit_fails(mem: Any, monkeypatch: Any) -> Iterator[None]:
+    """The SQLite side of MemoryStore `mem` fails at commit, after the vector side has changed."""
+    real = mem.state.write
+
+    @contextmanager
+    def failing() -> Iterator[sqlite3.Connection]:
+        with real() as conn:
+            yield conn
+            raise sqlite3.OperationalError("injected: disk I/O error at commit")
+
+    monkeypatch.setattr(mem.state, "write", failing)
+    yield
+    monkeypatch.setattr(mem.state, "write", real)
 
 
 class WordEmbedder:

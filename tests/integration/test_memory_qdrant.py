@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from crewkit.errors import MemoryError_, StateStoreError
 from crewkit.memory.store import MemoryStore, Scope
 from crewkit.runtime import undo
 from crewkit.settings import load_settings
-from tests.memory_fakes import WordEmbedder
+from tests.memory_fakes import WordEmbedder, commit_fails
 
 pytestmark = pytest.mark.integration
 
@@ -83,21 +81,6 @@ def test_versions_history_rollback_and_delete_on_the_real_store(mem: MemoryStore
     assert mem.index.count() == 0 and mem.index.retrieve([rec.id]) == []
 
 
-@contextmanager
-def _commit_fails(mem: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    real = mem.state.write
-
-    @contextmanager
-    def failing() -> Iterator[sqlite3.Connection]:
-        with real() as conn:
-            yield conn
-            raise sqlite3.OperationalError("injected: disk I/O error at commit")
-
-    monkeypatch.setattr(mem.state, "write", failing)
-    yield
-    monkeypatch.setattr(mem.state, "write", real)
-
-
 def test_a_failed_commit_leaves_the_real_qdrant_store_as_it_was(
     mem: MemoryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,7 +96,7 @@ def test_a_failed_commit_leaves_the_real_qdrant_store_as_it_was(
         lambda: mem.update(rec.id, "Keep the invoices for five years.", ACME),
         lambda: mem.delete(rec.id, ACME),
     ):
-        with _commit_fails(mem, monkeypatch), pytest.raises(StateStoreError, match="injected"):
+        with commit_fails(mem, monkeypatch), pytest.raises(StateStoreError, match="injected"):
             write()
         assert stored() == before
         assert mem.index.count() == 1 and [m.id for m in mem.list_memories(ACME)] == [rec.id]

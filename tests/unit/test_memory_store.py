@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from crewkit.errors import CrewkitError, StateStoreError
 from crewkit.memory.store import MemoryInconsistent, MemoryStore, MemoryStoreError, Scope
 from crewkit.runtime import undo
-from tests.memory_fakes import FakeIndex, P, WordEmbedder
+from tests.memory_fakes import FakeIndex, P, WordEmbedder, commit_fails
 
 
 @pytest.fixture
@@ -161,22 +160,6 @@ def test_delete_user_removes_only_that_users_memories(mem: MemoryStore) -> None:
 # -- atomicity: a fault on either side leaves both as they were -------------------------------------
 
 
-@contextmanager
-def _commit_fails(mem: MemoryStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The SQLite side fails at commit, after the vector side has changed."""
-    real = mem.state.write
-
-    @contextmanager
-    def failing() -> Iterator[sqlite3.Connection]:
-        with real() as conn:
-            yield conn
-            raise sqlite3.OperationalError("injected: disk I/O error at commit")
-
-    monkeypatch.setattr(mem.state, "write", failing)
-    yield
-    monkeypatch.setattr(mem.state, "write", real)
-
-
 def _ops(mem: MemoryStore, rec_id: str) -> dict[str, Any]:
     return {
         "add": lambda: mem.add("a brand new memory", A),
@@ -206,7 +189,7 @@ def test_a_fault_on_either_side_leaves_both_as_they_were(
         monkeypatch.setattr(audit, "append", broken)
     run = _ops(mem, rec.id)[op]
     if fault == "sqlite_commit":
-        with _commit_fails(mem, monkeypatch), pytest.raises(StateStoreError, match="injected"):
+        with commit_fails(mem, monkeypatch), pytest.raises(StateStoreError, match="injected"):
             run()
     else:
         uses = "delete" if op in ("delete", "delete_user") else "upsert"  # one vector call per write
@@ -225,7 +208,7 @@ def test_when_the_vectors_cannot_be_put_back_the_error_says_so_and_repair_fixes_
 ) -> None:
     rec = mem.add("kept memory", A)
     index.fail.add("upsert")  # the delete goes through, the commit fails, the re-upsert fails too
-    with _commit_fails(mem, monkeypatch), pytest.raises(MemoryInconsistent, match="memory repair"):
+    with commit_fails(mem, monkeypatch), pytest.raises(MemoryInconsistent, match="memory repair"):
         mem.delete(rec.id, A)
     index.fail.clear()
     assert index.points == {} and mem.get(rec.id, A).text == "kept memory"  # SQLite kept it
