@@ -342,23 +342,18 @@ class DefaultFlow(CrewkitFlow[RunState]):
 
     def learn_from_run(self) -> None:
         """Store what the released run found, in the run's scope (`long_term.learn`)."""
-        if self.state.memory.get("learned") or not self.state.result:
+        memory = self.state.memory
+        if memory.get("learned") or not self.state.result or not self.ctx.settings.memory.long_term.learn:
             return
         text = f"Task: {self.state.task}\nResult: {self.state.result.strip()}"
         try:
-            learned = self.ctx.settings.memory.long_term.learn and self.remember_run(text)
+            store = self.memory_store()
+            learned = store and store.learn(text, self.memory_scope(), run_id=self.ctx.run_id)
         except CrewkitError as exc:
             self.note_limitation(f"nothing stored in long-term memory: {exc}")
             return
         if learned:
-            self.state.memory["learned"] = {"id": learned.id, "version": learned.version}
-
-    def remember_run(self, text: str) -> Any:
-        from crewkit.memory.store import MemoryStore
-
-        if not self.ctx.settings.memory.long_term.enabled:
-            return None
-        return MemoryStore.open(self.ctx.settings).learn(text, self.memory_scope(), run_id=self.ctx.run_id)
+            memory["learned"] = {"id": learned.id, "version": learned.version}
 
 
 def _risk_record(assessment: risk.Assessment) -> dict[str, Any]:

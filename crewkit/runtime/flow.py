@@ -87,25 +87,28 @@ class CrewkitFlow(Flow[S]):
         get = state.get if isinstance(state, dict) else lambda k, d=None: getattr(state, k, d)
         return Scope(tenant_of({"tenant": get("tenant")}), get("user") or None, agent).checked()
 
+    def memory_store(self) -> Any:
+        """The long-term memory store (`crewkit.memory.store.MemoryStore`), or None when
+        long-term memory is off."""
+        if not self.ctx.settings.memory.long_term.enabled:
+            return None
+        from crewkit.memory.store import MemoryStore
+
+        return MemoryStore.open(self.ctx.settings)
+
     def recall(self, query: str, *, agent: str | None = None, **_: Any) -> list[Any]:  # type: ignore[override]
         """Memories relevant to `query` in the run's scope (config/memory.yaml `recall`: k and
         min_score), as `crewkit.memory.store.Recalled`; [] when long-term memory is off."""
-        from crewkit.memory.store import MemoryStore
-
-        if not self.ctx.settings.memory.long_term.enabled:
-            return []
-        return MemoryStore.open(self.ctx.settings).recall(query, self.memory_scope(agent))
+        store = self.memory_store()
+        return [] if store is None else store.recall(query, self.memory_scope(agent))
 
     def remember(self, content: str, *, agent: str | None = None, **_: Any) -> Any:  # type: ignore[override]
         """Store `content` as a new memory in the run's scope (versioned, audited, undone with the
         run); returns its `MemoryRecord`, or None when long-term memory is off."""
-        from crewkit.memory.store import MemoryStore
-
-        if not self.ctx.settings.memory.long_term.enabled:
+        store = self.memory_store()
+        if store is None:
             return None
-        return MemoryStore.open(self.ctx.settings).add(
-            content, self.memory_scope(agent), source="flow", run_id=self.ctx.run_id
-        )
+        return store.add(content, self.memory_scope(agent), source="flow", run_id=self.ctx.run_id)
 
     def run_crew(self, name: str, inputs: dict[str, Any] | None = None, *, stage: str | None = None) -> Any:
         """Build crew `name` on the role map and kick it off; its calls are labelled with the step."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -165,11 +165,8 @@ class RunHooks:
         return None
 
     def after_model(self, result: ModelResult) -> None:
-        if self.transaction is None:
-            for fn in self._lists["after_model"]:
-                fn(result)
-            return
-        with self.transaction():  # what the after hooks write about one call, in one commit
+        # what the after hooks write about one call, in one commit
+        with self.transaction() if self.transaction is not None else nullcontext():
             for fn in self._lists["after_model"]:
                 fn(result)
 
