@@ -206,6 +206,44 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (memory_id, version)
         )""",
     ),
+    (  # 4: evaluation (crewkit.evaluation): finished comparison cases, arena battles, A/B arms
+        """CREATE TABLE eval_cases (
+            suite      TEXT NOT NULL,
+            suite_hash TEXT NOT NULL,
+            model      TEXT NOT NULL,
+            model_hash TEXT NOT NULL,
+            case_id    TEXT NOT NULL,
+            result     TEXT NOT NULL,
+            created    REAL NOT NULL,
+            PRIMARY KEY (suite_hash, model_hash, case_id)
+        )""",
+        """CREATE TABLE arena_battles (
+            id       TEXT PRIMARY KEY,
+            tstamp   REAL NOT NULL,
+            prompt   TEXT NOT NULL,
+            model_a  TEXT NOT NULL,
+            model_b  TEXT NOT NULL,
+            answer_a TEXT,
+            answer_b TEXT,
+            winner   TEXT,
+            voter    TEXT,
+            voted    REAL,
+            extra    TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX arena_battles_by_vote ON arena_battles (voted, tstamp)",
+        """CREATE TABLE ab_assignments (
+            experiment TEXT NOT NULL,
+            run_id     TEXT NOT NULL,
+            arm        TEXT NOT NULL,
+            unit       TEXT NOT NULL,
+            key_hash   TEXT NOT NULL,
+            created    REAL NOT NULL,
+            outcome    TEXT,
+            ended      REAL,
+            PRIMARY KEY (experiment, run_id)
+        )""",
+        "CREATE INDEX ab_assignments_by_arm ON ab_assignments (experiment, arm)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

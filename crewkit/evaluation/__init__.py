@@ -1,0 +1,1 @@
+"""Evaluation and model selection: model comparison suites, arena ratings, A/B experiments."""
