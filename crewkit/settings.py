@@ -231,6 +231,26 @@ class GroundingPolicy(_Strict):
     semantic: bool = False  # also ask the embedding role (paraphrases pass; ~20 ms per text)
 
 
+class EvalWeights(_Strict):
+    """How `crewkit eval compare` weighs a model's metrics under a profile (crewkit.evaluation.report).
+
+    Each metric is first normalised to 0..1 (quality: the mean case score; latency and cost:
+    limit / (limit + value), so 1 at zero, 0.5 at the profile's limit, 1/3 at twice it); the score
+    is the weighted mean of the metrics the suite measured. At least one weight must be positive."""
+
+    reasoning: float = Field(1.0, ge=0, allow_inf_nan=False)
+    tool_use: float = Field(1.0, ge=0, allow_inf_nan=False)
+    drift: float = Field(1.0, ge=0, allow_inf_nan=False)
+    latency: float = Field(1.0, ge=0, allow_inf_nan=False)
+    cost: float = Field(1.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> EvalWeights:
+        if not any((self.reasoning, self.tool_use, self.drift, self.latency, self.cost)):
+            raise ValueError("eval weights are all zero; give at least one metric a positive weight")
+        return self
+
+
 class Profile(_Strict):
     """A deployment profile: targets, SLOs, budgets and the risk policy of one kind of deployment."""
 
@@ -244,6 +264,7 @@ class Profile(_Strict):
     risk: RiskPolicy | None = None  # replaces governance.yaml's `risk:` under this profile
     approvals: ApprovalPolicy | None = None  # replaces governance.yaml's `approvals:`
     grounding: GroundingPolicy = GroundingPolicy()  # the verifier's check of claims against sources
+    eval: EvalWeights = EvalWeights()  # weights of `crewkit eval compare`'s score under this profile
 
 
 class ProfilesConfig(_Strict):
@@ -261,6 +282,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "price_ceiling_per_1k": 0.01,
             "slo": {"p99_ms": 500, "availability": 0.99, "error_rate": 0.01},
             "budgets": {"per_run": 0.5, "total": 20.0},
+            "eval": {"reasoning": 1.0, "tool_use": 1.0, "drift": 0.5, "latency": 2.0, "cost": 2.0},
         },
         "mid-size": {
             "description": "several teams, an availability target",
@@ -268,6 +290,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "price_ceiling_per_1k": 0.05,
             "slo": {"p99_ms": 1000, "availability": 0.999, "error_rate": 0.005},
             "budgets": {"per_run": 2.0, "total": 200.0, "per_tenant": 50.0},
+            "eval": {"reasoning": 1.0, "tool_use": 1.0, "drift": 1.0, "latency": 1.0, "cost": 1.0},
             "pii": {"redact_hosted": True, "redact_records": True},
         },
         "enterprise": {
@@ -278,6 +301,7 @@ BUILTIN_PROFILES: dict[str, Any] = {
             "budgets": {"per_run": 10.0, "total": 2000.0, "per_tenant": 500.0, "on_exceed": "ask"},
             "pii": {"redact_hosted": True, "redact_records": True},
             "grounding": {"require": True, "max_unsupported": 0},
+            "eval": {"reasoning": 3.0, "tool_use": 3.0, "drift": 2.0, "latency": 0.5, "cost": 0.5},
         },
     },
 }
