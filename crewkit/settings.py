@@ -238,11 +238,11 @@ class EvalWeights(_Strict):
     limit / (limit + value), so 1 at zero, 0.5 at the profile's limit, 1/3 at twice it); the score
     is the weighted mean of the metrics the suite measured. At least one weight must be positive."""
 
-    reasoning: float = Field(1.0, ge=0, allow_inf_nan=False)
-    tool_use: float = Field(1.0, ge=0, allow_inf_nan=False)
-    drift: float = Field(1.0, ge=0, allow_inf_nan=False)
-    latency: float = Field(1.0, ge=0, allow_inf_nan=False)
-    cost: float = Field(1.0, ge=0, allow_inf_nan=False)
+    reasoning: float = Field(1.0, ge=0, allow_inf_nan=False, strict=True)
+    tool_use: float = Field(1.0, ge=0, allow_inf_nan=False, strict=True)
+    drift: float = Field(1.0, ge=0, allow_inf_nan=False, strict=True)
+    latency: float = Field(1.0, ge=0, allow_inf_nan=False, strict=True)
+    cost: float = Field(1.0, ge=0, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="after")
     def _not_all_zero(self) -> EvalWeights:
