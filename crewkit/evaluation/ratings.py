@@ -1,0 +1,421 @@
+"""Ratings from arena battles: online Elo and Bradley-Terry, bootstrap intervals, claimable ranks.
+
+Both methods report on the usual Elo scale (base 10, scale 400):
+
+- **Online Elo** is FastChat's `compute_online_elo`: battles in time order, every model starts at
+  1000, each battle moves both ratings by `K * (score - expected)` with K = 4; a tie (either
+  kind) scores 0.5. It depends on the order of the battles.
+- **Bradley-Terry** is the maximum-likelihood fit of `P(i beats j) = 1 / (1 + 10^((r_j - r_i)/400))`
+  (FastChat's `compute_mle_elo`), a tie counting as half a win each way ("tie (bothbad)" too).
+  The scale has no origin of its own: crewkit shifts the ratings so that their mean is 1000
+  (FastChat instead pins one reference model to a fixed value). The fit carries a tiny L2 penalty
+  (`L2`, on the natural-log strengths): it changes ordinary ratings by far less than 0.01 point
+  and keeps them finite when the maximum-likelihood estimate does not exist (a model that won or
+  lost every battle); the leaderboard notes say when that happened.
+
+Speed: battles are first counted per model pair and outcome (a few thousand cells whatever the
+number of votes), Bradley-Terry is fitted on those counts by Newton's method (~100 parameters, a
+few iterations, warm-started in the bootstrap), and a bootstrap round draws the cell counts from a
+multinomial distribution, which is the same thing as resampling the battles with replacement.
+Elo cannot be aggregated (its result depends on the order); its bootstrap follows FastChat (each
+round replays N battles drawn with replacement, in the order drawn), exactly, vectorised across
+rounds: one pass of N steps updates a (rounds x models) array.
+
+Intervals are the 2.5th and 97.5th percentiles of the bootstrap ratings; the rating itself is the
+estimate on all battles. A model's claimable rank is FastChat's rule: 1 + the number of models
+whose lower bound is above its upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from crewkit.errors import UsageError
+from crewkit.evaluation.votes import TIES, Battle
+
+SCALE = 400.0
+BASE = 10.0
+INIT = 1000.0
+K = 4.0
+L2 = 1e-4  # on natural-log strengths: 0.5 * L2 * sum(theta^2) added to the negative log-likelihood
+ALPHA = 0.05  # 95% percentile intervals
+_NATS = math.log(BASE) / SCALE  # rating points -> natural-log strength
+
+
+@dataclass(frozen=True)
+class Rating:
+    rank: int
+    model: str
+    rating: float
+    ci_lower: float
+    ci_upper: float
+    battles: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The design's leaderboard JSON object, ratings rounded to 0.01."""
+        return {
+            "rank": self.rank,
+            "model": self.model,
+            "rating": round(self.rating, 2),
+            "ci_lower": round(self.ci_lower, 2),
+            "ci_upper": round(self.ci_upper, 2),
+            "battles": self.battles,
+        }
+
+
+class Leaderboard(list[Rating]):
+    """The ratings, best first, plus `notes` (what the numbers need said beside them) and how
+    they were made (`method`, `bootstrap`, `seed`)."""
+
+    def __init__(
+        self, ratings: Sequence[Rating] = (), *, notes: Sequence[str] = (), method: str = "bt",
+        bootstrap: int = 0, seed: int = 0,
+    ) -> None:  # fmt: skip
+        super().__init__(ratings)
+        self.notes = list(notes)
+        self.method = method
+        self.bootstrap = bootstrap
+        self.seed = seed
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Battles as arrays, in time order (stable): model indices and model_a's score (1, 0.5, 0)."""
+
+    models: list[str]
+    a: np.ndarray  # int64 index into models
+    b: np.ndarray
+    score: np.ndarray  # float64
+
+    @property
+    def n(self) -> int:
+        return int(self.a.size)
+
+
+def encode(battles: Sequence[Battle]) -> Encoded:
+    """Battles -> arrays, sorted by tstamp (stable: equal stamps keep file order), as FastChat does."""
+    order = sorted(range(len(battles)), key=lambda i: battles[i].tstamp)
+    index: dict[str, int] = {}
+    a = np.empty(len(battles), dtype=np.int64)
+    b = np.empty(len(battles), dtype=np.int64)
+    score = np.empty(len(battles), dtype=np.float64)
+    points = {"model_a": 1.0, "model_b": 0.0, "tie": 0.5, "tie (bothbad)": 0.5}
+    for k, i in enumerate(order):
+        battle = battles[i]
+        a[k] = index.setdefault(battle.model_a, len(index))
+        b[k] = index.setdefault(battle.model_b, len(index))
+        score[k] = points[battle.winner]
+    return Encoded(list(index), a, b, score)
+
+
+def battle_counts(enc: Encoded) -> np.ndarray:
+    m = len(enc.models)
+    return np.bincount(enc.a, minlength=m) + np.bincount(enc.b, minlength=m)
+
+
+def check_min_battles(battles: Sequence[Battle], min_battles: int) -> None:
+    """A model with fewer than `min_battles` battles: one line naming it (and its line in a file)."""
+    if min_battles <= 1:
+        return
+    seen: dict[str, list[Battle]] = {}
+    for battle in battles:
+        for name in (battle.model_a, battle.model_b):
+            found = seen.setdefault(name, [])
+            if len(found) < min_battles:
+                found.append(battle)
+    for name, found in seen.items():
+        if len(found) < min_battles:
+            where = f"{found[0].where}: " if found[0].where else ""
+            count = "a single battle" if len(found) == 1 else f"only {len(found)} battles"
+            raise UsageError(
+                f"{where}model '{name}' appears in {count}, too few to rate (at least {min_battles}); "
+                f"add votes for it, or pass --min-battles {len(found)} to rate it anyway"
+            )
+
+
+def leaderboard(
+    battles: Sequence[Battle],
+    *,
+    method: Literal["elo", "bt"] = "bt",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    min_battles: int = 1,
+) -> Leaderboard:
+    """Ratings of every model in `battles`, best first; an empty Leaderboard (with a note) for none.
+
+    `bootstrap` rounds (0: none; the interval is then the rating itself), seeded by `seed`.
+    `min_battles`: a model in fewer battles is a UsageError naming it (the CLI passes 2).
+    """
+    check_min_battles(battles, min_battles)
+    return rate(encode(battles), method=method, bootstrap=bootstrap, seed=seed)
+
+
+def rate(
+    enc: Encoded, *, method: Literal["elo", "bt"] = "bt", bootstrap: int = 1000, seed: int = 0
+) -> Leaderboard:
+    """`leaderboard` on encoded battles (what the benchmark times)."""
+    if method not in ("elo", "bt"):
+        raise UsageError(f"unknown rating method '{method}'; use elo or bt")
+    if bootstrap < 0:
+        raise UsageError(f"--bootstrap {bootstrap}: give 0 (no intervals) or a positive number of rounds")
+    if enc.n == 0:
+        return Leaderboard(notes=["no voted battles to rate"], method=method, bootstrap=bootstrap, seed=seed)
+    rng = np.random.default_rng(seed)
+    notes: list[str] = []
+    if method == "bt":
+        cells, counts = _cells(enc)
+        point = _bt_ratings(cells, counts, len(enc.models), notes=notes, names=enc.models)
+        samples = _bt_bootstrap(cells, counts, len(enc.models), bootstrap, rng, point)
+    else:
+        point = elo_ratings(enc)
+        samples = _elo_bootstrap(enc, bootstrap, rng)
+        notes.append(
+            "online Elo depends on the order of the battles (time order here); "
+            "Bradley-Terry (--method bt) does not"
+        )
+    _disconnected(enc, notes)
+    return _board(enc, point, samples, notes, method, bootstrap, seed)
+
+
+def _board(
+    enc: Encoded, point: np.ndarray, samples: np.ndarray | None, notes: list[str], method: str,
+    bootstrap: int, seed: int,
+) -> Leaderboard:  # fmt: skip
+    if samples is None or samples.shape[0] == 0:
+        lower = upper = point
+    else:
+        with np.errstate(all="ignore"):
+            lower = np.nanpercentile(samples, 100 * ALPHA / 2, axis=0)
+            upper = np.nanpercentile(samples, 100 * (1 - ALPHA / 2), axis=0)
+        lower = np.where(np.isnan(lower), point, lower)
+        upper = np.where(np.isnan(upper), point, upper)
+    ranks = claimable_ranks(lower, upper)
+    counts = battle_counts(enc)
+    order = sorted(range(len(enc.models)), key=lambda i: (ranks[i], -point[i], enc.models[i]))
+    rows = [
+        Rating(
+            rank=int(ranks[i]),
+            model=enc.models[i],
+            rating=float(point[i]),
+            ci_lower=float(lower[i]),
+            ci_upper=float(upper[i]),
+            battles=int(counts[i]),
+        )
+        for i in order
+    ]
+    return Leaderboard(rows, notes=notes, method=method, bootstrap=bootstrap, seed=seed)
+
+
+def claimable_ranks(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """FastChat's rule: rank = 1 + the number of models whose lower bound is above this one's upper bound."""
+    lower = np.asarray(lower, dtype=float)
+    upper = np.asarray(upper, dtype=float)
+    return 1 + (lower[None, :] > upper[:, None]).sum(axis=1)
+
+
+# --- Bradley-Terry ------------------------------------------------------------------------------
+
+# A cell is (lower index, higher index, outcome): outcome 0 the lower-index model won, 1 the
+# higher-index one won, 2 a tie. Side (model_a/model_b) does not matter to Bradley-Terry.
+
+
+def _cells(enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """The non-empty (pair, outcome) cells and their counts."""
+    m = len(enc.models)
+    lo = np.minimum(enc.a, enc.b)
+    hi = np.maximum(enc.a, enc.b)
+    lo_won = np.where(enc.a == lo, enc.score, 1.0 - enc.score)
+    outcome = np.where(lo_won == 0.5, 2, np.where(lo_won == 1.0, 0, 1))
+    key = (lo * m + hi) * 3 + outcome
+    counts = np.bincount(key, minlength=m * m * 3)
+    cells = np.flatnonzero(counts)
+    return cells, counts[cells].astype(np.float64)
+
+
+def _tables(cells: np.ndarray, counts: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """W[i, j]: i's score against j (wins + half the ties); N[i, j]: battles between i and j."""
+    pair, outcome = np.divmod(cells, 3)
+    lo, hi = np.divmod(pair, m)
+    size = m * m
+    w_lo = counts * np.where(outcome == 0, 1.0, np.where(outcome == 2, 0.5, 0.0))
+    w_hi = counts - w_lo
+    w = np.bincount(lo * m + hi, weights=w_lo, minlength=size) + np.bincount(
+        hi * m + lo, weights=w_hi, minlength=size
+    )
+    w = w.reshape(m, m)
+    return w, w + w.T
+
+
+def _bt_loss(theta: np.ndarray, w: np.ndarray) -> float:
+    d = theta[:, None] - theta[None, :]
+    return float((w * np.logaddexp(0.0, -d)).sum() + 0.5 * L2 * theta @ theta)
+
+
+def bt_fit(w: np.ndarray, n: np.ndarray, theta0: np.ndarray | None = None, tol: float = 1e-10) -> np.ndarray:
+    """Natural-log strengths maximising the penalised likelihood, by damped Newton steps."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    m = w.shape[0]
+    theta = np.zeros(m) if theta0 is None else np.array(theta0, dtype=float)
+    theta = np.where(np.isfinite(theta), theta, 0.0)
+    loss = _bt_loss(theta, w)
+    for _ in range(200):
+        d = theta[:, None] - theta[None, :]
+        p = 0.5 * (1.0 + np.tanh(0.5 * d))  # P(i beats j), overflow-free
+        grad = -(w - n * p).sum(axis=1) + L2 * theta
+        c = n * p * (1.0 - p)
+        hess = -c
+        hess[np.diag_indices(m)] = c.sum(axis=1) + L2
+        try:  # the Hessian is a graph Laplacian plus L2 * I: positive definite
+            step = cho_solve(cho_factor(hess, check_finite=False), grad, check_finite=False)
+        except LinAlgError:
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        t = 1.0
+        while True:
+            trial = theta - t * step
+            new = _bt_loss(trial, w)
+            if new <= loss + 1e-12 * abs(loss) or t < 1e-6:
+                break
+            t *= 0.5
+        theta, loss = trial, new
+        if np.max(np.abs(t * step)) < tol:
+            break
+    return theta - theta.mean()
+
+
+def _to_points(theta: np.ndarray) -> np.ndarray:
+    return INIT + (theta - theta.mean()) / _NATS
+
+
+def _bt_ratings(
+    cells: np.ndarray, counts: np.ndarray, m: int, *, notes: list[str], names: list[str]
+) -> np.ndarray:
+    w, n = _tables(cells, counts, m)
+    _divergence(w, n, names, notes)
+    return _to_points(bt_fit(w, n))
+
+
+def _divergence(w: np.ndarray, n: np.ndarray, names: list[str], notes: list[str]) -> None:
+    """Say when the maximum-likelihood ratings do not exist (the penalty holds them finite)."""
+    from scipy.sparse.csgraph import connected_components
+
+    played = n.sum(axis=1) > 0
+    scored = w.sum(axis=1)
+    always_won = [names[i] for i in range(len(names)) if played[i] and scored[i] == n[i].sum()]
+    always_lost = [names[i] for i in range(len(names)) if played[i] and scored[i] == 0]
+    penalty = (
+        f"a small L2 penalty (lambda={L2:g} on natural-log strengths) keeps the Bradley-Terry ratings "
+        "finite; read them as bounds"
+    )
+    if always_won or always_lost:
+        parts = []
+        if always_won:
+            parts.append(f"{', '.join(always_won)} won every battle")
+        if always_lost:
+            parts.append(f"{', '.join(always_lost)} lost every battle")
+        notes.append(f"{' and '.join(parts)}: {penalty}")
+        return
+    components, _ = connected_components(w > 0, directed=True, connection="strong")
+    weak, _ = connected_components(n > 0, directed=False)
+    if components > weak:
+        notes.append(
+            "some models never lost (or never won) against another group of models, so their "
+            f"maximum-likelihood ratings are infinite: {penalty}"
+        )
+
+
+def _disconnected(enc: Encoded, notes: list[str]) -> None:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    m = len(enc.models)
+    graph = coo_matrix((np.ones(enc.n), (enc.a, enc.b)), shape=(m, m))
+    count, labels = connected_components(graph, directed=False)
+    if count > 1:
+        groups = []
+        for g in range(count):
+            members = [enc.models[i] for i in np.flatnonzero(labels == g)]
+            groups.append(", ".join(members[:5]) + (f" (+{len(members) - 5})" if len(members) > 5 else ""))
+        notes.append(
+            f"the models form {count} groups that never met each other ({' | '.join(groups)}): "
+            "ratings compare only within a group (each group is centred on 1000); add battles across groups"
+        )
+
+
+def _bt_bootstrap(
+    cells: np.ndarray, counts: np.ndarray, m: int, rounds: int, rng: np.random.Generator, point: np.ndarray
+) -> np.ndarray | None:
+    if rounds <= 0:
+        return None
+    total = int(counts.sum())
+    drawn = rng.multinomial(total, counts / total, size=rounds)
+    start = (point - INIT) * _NATS
+    out = np.empty((rounds, m))
+    for r in range(rounds):
+        w, n = _tables(cells, drawn[r].astype(np.float64), m)
+        theta = bt_fit(w, n, start)
+        ratings = _to_points(theta)
+        present = n.sum(axis=1) > 0
+        out[r] = np.where(present, ratings, np.nan)
+    return out
+
+
+# --- online Elo ---------------------------------------------------------------------------------
+
+
+def elo_ratings(enc: Encoded, k: float = K) -> np.ndarray:
+    """FastChat's `compute_online_elo`, step for step (the same float operations)."""
+    rating = [INIT] * len(enc.models)
+    for ia, ib, sa in zip(enc.a.tolist(), enc.b.tolist(), enc.score.tolist(), strict=True):
+        ra = rating[ia]
+        rb = rating[ib]
+        ea = 1 / (1 + BASE ** ((rb - ra) / SCALE))
+        eb = 1 / (1 + BASE ** ((ra - rb) / SCALE))
+        rating[ia] += k * (sa - ea)
+        rating[ib] += k * (1 - sa - eb)
+    return np.array(rating)
+
+
+def _elo_bootstrap(enc: Encoded, rounds: int, rng: np.random.Generator, k: float = K) -> np.ndarray | None:
+    """FastChat's Elo bootstrap: each round replays N battles drawn with replacement, in the
+    order drawn. All rounds advance together: step t updates every round's two models at once.
+
+    Ratings are held as u = r * ln(10) / 800, so P(a beats b) = (1 + tanh(u_a - u_b)) / 2 and one
+    step is a gather, a tanh and a scatter (the same update as the point estimate, up to rounding).
+    """
+    if rounds <= 0:
+        return None
+    m, n = len(enc.models), enc.n
+    half = _NATS / 2  # rating points -> u
+    u = np.full(rounds * m, INIT * half)
+    offset = np.arange(rounds, dtype=np.int64) * m
+    present = np.zeros((rounds, m), dtype=bool)
+    rows = np.arange(rounds)[None, :]
+    chunk = max(1, min(n, 2_000_000 // rounds))
+    gain = half * k  # u moves by gain * (score - expected)
+    take, put, tanh = u.take, u.put, np.tanh
+    for start in range(0, n, chunk):
+        size = min(chunk, n - start)
+        idx = rng.integers(0, n, size=(size, rounds))
+        ia, ib = enc.a[idx], enc.b[idx]
+        present[np.broadcast_to(rows, ia.shape), ia] = True
+        present[np.broadcast_to(rows, ib.shape), ib] = True
+        both = np.concatenate([ia + offset, ib + offset], axis=1)
+        base = gain * (enc.score[idx] - 0.5)
+        for t in range(size):
+            where = both[t]
+            x = take(where)
+            d = x[:rounds] - x[rounds:]
+            tanh(d, out=d)
+            d *= -0.5 * gain
+            d += base[t]
+            x[:rounds] += d
+            x[rounds:] -= d
+            put(where, x)
+    ratings = (u / half).reshape(rounds, m)
+    return np.where(present, ratings, np.nan)
