@@ -789,6 +789,51 @@ def memory_migrate(url: str, api_key_env: str | None) -> None:
     )
 
 
+# --- ab: A/B experiments (crewkit.evaluation.experiments, crewkit.evaluation.ab_report) -------
+@app.group("ab", context_settings=CONTEXT, no_args_is_help=True)
+def ab_app() -> None:
+    """A/B experiments of config/experiments.yaml: list them, report one, see a key's arm."""
+
+
+@ab_app.command("report", context_settings=CONTEXT)
+@click.argument("experiment")
+@FORMAT
+def ab_report(experiment: str, fmt: str) -> None:
+    """Per-arm metrics of EXPERIMENT, each arm against the control, and the verdict on its primary metric."""
+    from crewkit.evaluation import ab_report as reporting
+    from crewkit.evaluation import experiments
+
+    settings = _settings()
+    config = experiments.require(settings, experiment)
+    report = reporting.build(experiment, config, experiments.rows(_store(settings), experiment))
+    if fmt == "json":
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        reporting.render(report)
+
+
+@ab_app.command("list", context_settings=CONTEXT)
+@FORMAT
+def ab_list(fmt: str) -> None:
+    """The experiments: enabled or not, unit, arms with their weights, runs so far (finished/assigned)."""
+    from crewkit.evaluation import ab_report as reporting
+
+    settings = _settings()
+    reporting.render_list(reporting.listing(settings, _store(settings)), fmt)
+
+
+@ab_app.command("assign", context_settings=CONTEXT)
+@click.argument("experiment")
+@click.argument("key")
+def ab_assign(experiment: str, key: str) -> None:
+    """The arm KEY (a tenant, or a user, as the experiment's unit says) gets in EXPERIMENT."""
+    from crewkit.evaluation import experiments
+
+    settings = _settings()
+    config = experiments.require(settings, experiment)
+    click.echo(experiments.explain(experiment, config, key))
+
+
 def _usage_error(exc: click.ClickException) -> int:
     """click's usage errors as one line: `error: MESSAGE (see 'crewkit CMD --help')`, exit 2."""
     ctx = getattr(exc, "ctx", None)

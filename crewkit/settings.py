@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from crewkit import yamlfile
 from crewkit.errors import ConfigError
+from crewkit.evaluation.experiments import ExperimentsConfig, check_config
 from crewkit.memory.config import MemoryConfig
 
 Capability = Literal["text", "tools", "vision", "embedding"]
@@ -339,6 +340,8 @@ class Settings:
     _base: GovernanceConfig | None = None
     memory: MemoryConfig = MemoryConfig()  # config/memory.yaml (missing: the defaults)
     memory_doc: yamlfile.YamlDoc | None = None
+    experiments: ExperimentsConfig = ExperimentsConfig()  # config/experiments.yaml (missing: none)
+    experiments_doc: yamlfile.YamlDoc | None = None
 
     @property
     def base_governance(self) -> GovernanceConfig:
@@ -545,6 +548,9 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
         )
     memory_doc = yamlfile.load(config / "memory.yaml", required=False)
     memory = _validate(MemoryConfig, memory_doc)
+    experiments_doc = yamlfile.load(config / "experiments.yaml", required=False)
+    experiments = _validate(ExperimentsConfig, experiments_doc)
+    check_config(experiments, experiments_doc, models)
     settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
@@ -557,6 +563,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
         profile_name="",
         memory=memory,
         memory_doc=memory_doc if memory_doc.path.exists() else None,
+        experiments=experiments,
+        experiments_doc=experiments_doc if experiments_doc.path.exists() else None,
     )
     return settings.with_profile(profile or env("CREWKIT_PROFILE") or default)
 
@@ -568,4 +576,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "governance.schema.json": GovernanceConfig.model_json_schema(),
         "profiles.schema.json": ProfilesConfig.model_json_schema(),
         "memory.schema.json": MemoryConfig.model_json_schema(),
+        "experiments.schema.json": ExperimentsConfig.model_json_schema(),
     }

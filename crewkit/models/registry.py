@@ -50,6 +50,15 @@ class RoleMap:
             provider = PROVIDERS.get(model.provider)
             redact.register_env(model.api_key_env, provider.key_env(model) if provider else None)
 
+    def derive(self, settings: Settings) -> RoleMap:
+        """A role map for `settings` that map roles differently (an A/B arm): the same overrides,
+        and the models already built are shared, not loaded again."""
+        derived = RoleMap(settings, self.overrides)
+        derived._models, derived._lock = self._models, self._lock
+        if settings.models.roles.get("embedding") == self.settings.models.roles.get("embedding"):
+            derived._embedder = self._embedder
+        return derived
+
     @property
     def roles(self) -> list[str]:
         return list(self.settings.models.roles)

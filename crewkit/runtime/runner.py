@@ -16,16 +16,22 @@ One segment of a run: the run's hook path (the tool gate, the call journal, the 
 undo log are opened, CrewAI's `@human_feedback` asks through the approval queue, the flow is
 kicked off in a worker thread (replaying finished steps on resume), then a pause (exit 75), a
 rollback (the flow's `ROLLBACK_ON` failures) or the end is written to the record and state.db.
+
+A/B experiments (`crewkit.evaluation.experiments`): a new run gets an arm of every enabled
+experiment and runs under it (a resumed run under the arms it started with); the record names
+them (`experiment`) and the run's outcome is kept for `crewkit ab report`.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from crewkit import yamlfile
 from crewkit.assembly import wire
 from crewkit.errors import ApprovalRequired, UsageError
+from crewkit.evaluation import experiments as ab
 from crewkit.models.registry import RoleMap
 from crewkit.runtime import rollback, segment
 from crewkit.runtime.checkpoints import CheckpointLog
@@ -88,15 +94,18 @@ def run_flow(
     """Run flow `name` on `inputs`; `trigger_payload` reaches start steps as `crewai_trigger_payload`."""
     from crewkit.governance.approvals import requester_of
 
+    run_id = new_run_id()
+    arms = ab.assign(settings, inputs, run_id)  # one arm of each enabled A/B experiment, by its key's hash
+    settings, role_map = ab.under_arms(settings, role_map, arms)
     flow_cls, inputs = prepare_flow(settings, role_map, name, inputs)
     store = StateStore.open(settings.home)
-    run_id = new_run_id()
     stored = {**inputs, TRIGGER_KEY: trigger_payload} if trigger_payload is not None else dict(inputs)
     requester = requester_of(inputs)
     store.create_run(
         run_id, name, stored, fingerprint(settings, name), requester,
         profile=settings.profile_name, tenant=tenant_of(inputs),
     )  # fmt: skip
+    ab.store_assignments(store, run_id, arms)
     return _run(
         settings,
         role_map,
@@ -158,6 +167,7 @@ def resume_run(
         store.claim(run_id, set(RESUMABLE))
         return run_crew_segment(settings, role_map, store, run_id, name, inputs, row.requester, progress)
     trigger_payload = inputs.pop(TRIGGER_KEY, None)
+    settings, role_map = ab.under_arms(settings, role_map, ab.stored(store, run_id))  # the arms it started with
     flow_cls, inputs = prepare_flow(settings, role_map, row.flow, inputs)
     if fingerprint(settings, row.flow) != row.fingerprint:
         path = yamlfile.display_path(check_flow_name(settings, row.flow))
@@ -191,6 +201,7 @@ def _run(
     from crewkit.governance.approvals import ApprovalGate
     from crewkit.runtime.flow import CrewkitFlow
 
+    started = time.monotonic()
     flow = flow_cls(suppress_flow_events=not verbose)  # crewkit prints its own progress
     log = (
         CheckpointLog(store, run_id, flow.stable_steps(), previous) if isinstance(flow, CrewkitFlow) else None
@@ -227,4 +238,10 @@ def _run(
         record["rollback"] = rollback.to_stable(store, run_id)
     if log is not None and log.replayed:
         record["resumed"] = {"replayed_steps": list(log.replayed)}
-    return finish(settings, run_id, record, run_ledger, ended, store=store)
+    arms = ab.stored(store, run_id)
+    if arms:
+        record["experiment"] = ab.record_field(arms)
+    outcome = finish(settings, run_id, record, run_ledger, ended, store=store)
+    if arms:  # the run's outcome for the A/B report (its segments' wall time add up)
+        ab.record_outcome(store, run_id, outcome.record, time.monotonic() - started)
+    return outcome
