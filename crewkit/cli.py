@@ -834,6 +834,187 @@ def ab_assign(experiment: str, key: str) -> None:
     click.echo(experiments.explain(experiment, config, key))
 
 
+# --- eval: model comparison (crewkit.evaluation.compare) -------------------------------------
+@app.group("eval", context_settings=CONTEXT, no_args_is_help=True)
+def eval_app() -> None:
+    """Model comparison: run a suite on several models; quality, latency and cost under a profile."""
+
+
+@eval_app.command("compare", context_settings=CONTEXT)
+@click.option(
+    "--models",
+    required=True,
+    metavar="A,B[,..]",
+    help="Model names from config/models.yaml, comma-separated.",
+)
+@click.option(
+    "--suite",
+    "suite_name",
+    default="default",
+    metavar="NAME|PATH",
+    help="config/suites/NAME.yaml, or a suite file.",
+)
+@_profile_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Report folder (default: output/eval/SUITE-UTCTIME/).",
+)
+@click.option(
+    "--fresh", is_flag=True, help="Run every case again (default: keep the cases an earlier run finished)."
+)
+def eval_compare(models: str, suite_name: str, profile: str | None, out: Path | None, fresh: bool) -> int:
+    """Run a suite on each model and write results.json, report.md, report.html and two plots.
+    Ctrl-C keeps the finished cases; the same command continues from them."""
+    from datetime import UTC, datetime
+
+    from crewkit.evaluation import compare, compare_view, suite
+
+    settings = _settings(profile)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    compare.check_models(settings, names)
+    cases = suite.load(suite.resolve(settings.project_dir, suite_name))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = out or settings.output_dir / "eval" / f"{cases.name}-{stamp}"
+    try:
+        with compare_view.progress_bar() as bar:
+            comparison = compare.compare(settings, names, cases, progress=bar, fresh=fresh)
+    except compare.Interrupted as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 130
+    rep, paths = compare_view.write(comparison, settings, out_dir)
+    compare_view.summary(comparison, rep, paths)
+    return 0
+
+
+# --- arena: pairwise battles, votes and ratings (crewkit.evaluation.arena, .ratings) ---------
+@app.group("arena", context_settings=CONTEXT, no_args_is_help=True)
+def arena_app() -> None:
+    """Pairwise battles of two anonymised models, human votes, Elo and Bradley-Terry leaderboards."""
+
+
+@arena_app.command("battle", context_settings=CONTEXT)
+@click.argument("prompt")
+@click.option("--models", required=True, metavar="A,B", help="Two model names from config/models.yaml.")
+@click.option(
+    "--vote",
+    "choice",
+    type=click.Choice(["a", "b", "tie", "bothbad"]),
+    default=None,
+    help="Record this vote at once (default: ask on a terminal, else keep the battle pending).",
+)
+def arena_battle(prompt: str, models: str, choice: str | None) -> None:
+    """Ask two models PROMPT ('-': read stdin) in random order, shown as Model A and Model B; the
+    names are revealed after the vote. Without a vote the battle waits for 'crewkit arena vote'."""
+    from crewkit.evaluation import arena, arena_view
+
+    settings = _settings()
+    store = _store(settings)
+    fight = arena.battle(settings, _memory_text(prompt), models.split(","), store=store)
+    arena_view.answers(fight)
+    if choice is None and sys.stdin.isatty() and sys.stdout.isatty():
+        choice = click.prompt(
+            "Which is better?", type=click.Choice(["a", "b", "tie", "bothbad", "skip"]), default="skip"
+        )
+        choice = None if choice == "skip" else choice
+    if choice is None:
+        arena_view.pending_hint(fight)
+        return
+    arena_view.revealed(arena.vote(store, fight.id, choice, voter=_actor()))
+
+
+@arena_app.command("vote", context_settings=CONTEXT)
+@click.argument("battle_id")
+@click.argument("choice", type=click.Choice(["a", "b", "tie", "bothbad"]))
+def arena_vote(battle_id: str, choice: str) -> None:
+    """Record the vote on a pending battle (once only) and reveal which model was which."""
+    from crewkit.evaluation import arena, arena_view
+
+    arena_view.revealed(arena.vote(_store(), battle_id, choice, voter=_actor()))
+
+
+@arena_app.command("pending", context_settings=CONTEXT)
+@FORMAT
+def arena_pending(fmt: str) -> None:
+    """Battles still waiting for a vote, newest first."""
+    from crewkit.evaluation import arena, arena_view
+
+    arena_view.pending(arena.pending(_store()), fmt)
+
+
+@arena_app.command("leaderboard", context_settings=CONTEXT)
+@click.option("--votes", "votes_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="Votes JSONL (FastChat format) instead of state.db; repeatable.")  # fmt: skip
+@click.option("--method", type=click.Choice(["bt", "elo"]), default="bt", show_default=True,
+              help="bt: Bradley-Terry maximum likelihood; elo: online Elo (K=4), order-dependent.")  # fmt: skip
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Bootstrap rounds for the 95% intervals (0: none).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@FORMAT
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also draw ratings with their intervals: FILE.png or FILE.html (PNG inlined).")  # fmt: skip
+@click.option("--min-battles", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Refuse to rate a model seen in fewer battles (1: rate every model).")  # fmt: skip
+@click.option("--on-bad-line", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+              help="A malformed votes line: stop with its line number, or skip it (reported on stderr).")  # fmt: skip
+def arena_leaderboard(
+    votes_files: tuple[Path, ...], method: str, bootstrap: int, seed: int, fmt: str,
+    plot_path: Path | None, min_battles: int, on_bad_line: str,
+) -> None:  # fmt: skip
+    """Ratings with bootstrap intervals and the rank each model can claim (1 + models surely better)."""
+    from crewkit.evaluation import arena, arena_view, leaderboard, ratings, votes
+
+    battles: list[Any] = []
+    if votes_files:
+        for path in votes_files:
+            read = votes.read_jsonl(path, on_bad=on_bad_line)  # type: ignore[arg-type]
+            if read.skipped:
+                arena_view.note(f"warning: {read.skipped_summary()}")
+            battles.extend(read.battles)
+        source = ", ".join(str(p) for p in votes_files)
+    else:
+        battles = arena.voted(_store())
+        source = "state.db"
+    if not battles:
+        raise UsageError(
+            f"no voted battles in {source}; vote with 'crewkit arena battle PROMPT --models A,B' "
+            "or read a dump with --votes FILE"
+        )
+    result = ratings.leaderboard(
+        battles,
+        method=method,  # type: ignore[arg-type]
+        bootstrap=bootstrap,
+        seed=seed,
+        min_battles=min_battles,
+    )
+    arena_view.board(result, fmt)
+    if plot_path is not None:
+        arena_view.note(f"wrote {leaderboard.plot(result, plot_path)}")
+
+
+@arena_app.command("export", context_settings=CONTEXT)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to FILE (default: stdout).")  # fmt: skip
+def arena_export(out: Path | None) -> None:
+    """The voted battles of state.db as FastChat-compatible JSONL (prompts and answers included)."""
+    from crewkit.evaluation import arena, arena_view
+
+    store = _store()
+    if out is None:
+        arena.export(store, sys.stdout)
+        sys.stdout.flush()
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            count = arena.export(store, handle)
+        tmp.replace(out)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write: {exc.strerror}") from None
+    arena_view.note(f"wrote {count} battle(s) to {out}")
+
+
 def _usage_error(exc: click.ClickException) -> int:
     """click's usage errors as one line: `error: MESSAGE (see 'crewkit CMD --help')`, exit 2."""
     ctx = getattr(exc, "ctx", None)

@@ -7,6 +7,8 @@ model entry's own LLM (`RoleMap._model`, no role fallbacks: the comparison measu
 timing each call (`perf_counter`), reading its tokens (the per-call usage cell, else the change
 in the LLM's token counters), and pricing them with the entry's price. Tool-use cases pass
 `tools=` without `available_functions`, so the model returns its call instead of running it.
+Time to first token: text cases on the embedded llama.cpp model are streamed (same prompt and
+sampling as its `call`); other providers and constrained tool calls report None ("n/a").
 
 Resume: every finished case is written at once to state.db (`eval_cases`, keyed by the suite's
 hash, the model entry's hash and the case id), and a rerun skips them (`fresh=True` runs all
@@ -287,10 +289,54 @@ def _usage_delta(before: Any, after: Any) -> tuple[int, int]:
     )
 
 
-def _call(llm: Any, case: Case) -> tuple[Any, float, int, int]:
-    """One model call: (reply, seconds, input tokens, output tokens)."""
+def _streams(llm: Any, case: Case) -> bool:
+    """Text cases on the embedded llama.cpp model are streamed, to time the first token."""
+    return case.kind != "tool_use" and getattr(llm, "llm_type", None) == "llamacpp" and hasattr(llm, "_fit")
+
+
+def _call_streamed(llm: Any, case: Case) -> tuple[str, float, float | None, int, int]:
+    """One text call on the embedded model through llama.cpp's streaming API, with the same
+    prompt fitting, chat template and sampling params as `LlamaCppLLM.call` (which does not
+    stream): (reply, seconds, time to first token, input tokens, output tokens). Output tokens
+    are the reply re-tokenised (llama.cpp's stream carries no usage)."""
+    from crewkit.models.llamacpp import _chat_messages, _count_tokens
+
+    llama, lock = llm._model()  # loaded before the clock starts: a file load is not a call
+    kwargs: dict[str, Any] = {
+        "max_tokens": case.max_tokens,
+        "temperature": llm.temperature or 0.0,
+        "repeat_penalty": llm.repeat_penalty,
+    }
+    if llm.top_p is not None:
+        kwargs["top_p"] = llm.top_p
+    if llm.seed is not None:
+        kwargs["seed"] = llm.seed
+    parts: list[str] = []
+    ttft = None
+    with lock:
+        t0 = time.perf_counter()
+        turns = llm._fit(llama, _chat_messages([dict(m) for m in case.messages]), case.max_tokens)
+        llm._set_threads(llama)
+        for chunk in llama.create_chat_completion(messages=turns, stream=True, **kwargs):
+            text = chunk["choices"][0]["delta"].get("content")
+            if text:
+                ttft = ttft if ttft is not None else time.perf_counter() - t0
+                parts.append(text)
+        seconds = time.perf_counter() - t0
+        tokens_in = _count_tokens(llama, turns)
+    reply = "".join(parts)
+    tokens_out = len(llama.tokenize(reply.encode("utf-8"), add_bos=False)) if reply else 0
+    return reply, seconds, ttft, tokens_in, tokens_out
+
+
+def _call(llm: Any, case: Case) -> tuple[Any, float, float | None, int, int]:
+    """One model call: (reply, seconds, time to first token or None, input tokens, output tokens)."""
     from crewkit.models import usage_cell
 
+    if _streams(llm, case):
+        return _call_streamed(llm, case)
+    if getattr(llm, "llm_type", None) == "llamacpp" and hasattr(llm, "_model"):
+        llm._model()  # load the file before the clock starts
     tools = case.openai_tools if case.kind == "tool_use" else None
     before = llm.get_token_usage_summary()
     with usage_cell.open_cell() as cell, _max_tokens(llm, case.max_tokens):
@@ -301,7 +347,7 @@ def _call(llm: Any, case: Case) -> tuple[Any, float, int, int]:
         tokens_in, tokens_out = int(cell["input_tokens"]), int(cell.get("output_tokens", 0))
     else:
         tokens_in, tokens_out = _usage_delta(before, llm.get_token_usage_summary())
-    return reply, seconds, tokens_in, tokens_out
+    return reply, seconds, None, tokens_in, tokens_out
 
 
 def score_reply(case: Case, reply: Any) -> scoring.Score:
@@ -314,18 +360,20 @@ def score_reply(case: Case, reply: Any) -> scoring.Score:
 
 def run_case(name: str, entry: ModelEntry, llm: Any, case: Case, repeat: int = 1) -> CaseResult:
     """Call the model `repeat` times on one case and score each reply."""
-    latencies, scores, passes = [], [], []
+    latencies, ttfts, scores, passes = [], [], [], []
     tokens_in = tokens_out = 0
     detail: dict[str, Any] = dict(case.detail)
     for _ in range(repeat):
         try:
-            reply, seconds, t_in, t_out = _call(llm, case)
+            reply, seconds, ttft, t_in, t_out = _call(llm, case)
         except Exception as exc:  # noqa: BLE001 - a failed call is a row, not a crash
             fatal = isinstance(exc, FatalModelError)
             return _base(
                 name, case, error=_one_line(exc), detail={**case.detail, **({"fatal": True} if fatal else {})}
             )
         latencies.append(seconds)
+        if ttft is not None:
+            ttfts.append(ttft)
         tokens_in += t_in
         tokens_out += t_out
         result = score_reply(case, reply)
@@ -343,6 +391,7 @@ def run_case(name: str, entry: ModelEntry, llm: Any, case: Case, repeat: int = 1
         score=sum(scores) / len(scores),
         passed=all(passes),
         latency_s=statistics.median(latencies),
+        ttft_s=statistics.median(ttfts) if ttfts else None,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         cost_usd=cost,
