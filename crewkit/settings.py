@@ -27,6 +27,8 @@ from crewkit import yamlfile
 from crewkit.errors import ConfigError
 from crewkit.evaluation.experiments import ExperimentsConfig, check_config
 from crewkit.memory.config import MemoryConfig
+from crewkit.models.routing import RoutingConfig
+from crewkit.models.routing import check as check_routing
 
 Capability = Literal["text", "tools", "vision", "embedding"]
 
@@ -87,6 +89,7 @@ class ModelsConfig(_Strict):
     models: dict[str, ModelEntry]
     roles: dict[str, RoleEntry]
     default_role: str = "reasoning"
+    routing: RoutingConfig = RoutingConfig()  # which model of a role's chain a subtask gets first
 
 
 class GuardrailPolicy(_Strict):
@@ -485,6 +488,7 @@ def _check_models(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
             f"{doc.where(('default_role',))}: default_role '{cfg.default_role}' is not a role"
             f"{suggest(cfg.default_role, cfg.roles)}"
         )
+    check_routing(cfg, doc)
 
 
 def apply_environment(project_dir: Path) -> None:

@@ -18,7 +18,10 @@
            the embedded model (coworker and task are fixed by the plan, see
            crewkit.runtime.pins); hosted models follow the task text.
            A subtask whose role lacks the capability it needs (an image for a text-only model)
-           is answered with that limitation, without a model call.
+           is answered with that limitation, without a model call. Each subtask is routed first
+           (`routing:` in config/models.yaml): which model of its role's chain answers it, from
+           its task type, its complexity and the budget left; the run record's `routing` and the
+           audit log ("route") say what was chosen and why, and which model answered.
 - verify:  deterministic acceptance checks, the grounding check (each claim of the result
            against the run's sources: tool outputs, recalled memory, knowledge; the profile's
            `grounding.require` decides whether unsupported claims fail the result, else they are
@@ -81,6 +84,9 @@ class RunState(EngineState):
     approvals: list[dict[str, Any]] = Field(default_factory=list)  # every gate's decision, in order
     # recalled: [{id, version, score, verdict, text}] (text as the agents saw it); learned: {id, version}
     memory: dict[str, Any] = Field(default_factory=dict)
+    # one entry per routed subtask and round: subtask, task_type, role, complexity, level, model,
+    # reason, policy, order, round, answered_by (the models that answered), skipped (cooling down)
+    routing: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class DefaultFlow(CrewkitFlow[RunState]):
@@ -93,6 +99,7 @@ class DefaultFlow(CrewkitFlow[RunState]):
         "approval",
         "approvals",
         "memory",
+        "routing",
     )
     STABLE_STEPS: ClassVar[tuple[str, ...]] = ("plan",)  # a rollback returns to the plan
     # the task reaches the executor's prompts through {context} and the delegated text
@@ -173,6 +180,7 @@ class DefaultFlow(CrewkitFlow[RunState]):
             fixes = acceptance.feedback_for(sub["id"], self.state.feedback)
             description = sub["description"] + (" Fix: " + "; ".join(fixes) if fixes else "")
             whole = sub["description"] == task  # a one-part task: its subtask is the task itself
+            role = spec.role_of(specialist, role_map)
             values.append(
                 {
                     **sub,
@@ -180,6 +188,7 @@ class DefaultFlow(CrewkitFlow[RunState]):
                     "context": recalled + ("" if whole else f"Overall task: {task}\n\n"),
                     "delegated": description if whole else f"{description} (part of: {task})",
                     "specialist": specialist.role,
+                    "route": self.route(sub["id"], sub["task_type"], role, description),
                 }
             )
         for n, v in enumerate(values, start=1):
@@ -194,7 +203,11 @@ class DefaultFlow(CrewkitFlow[RunState]):
                 )
                 for crew_task, v in zip(crew.tasks, values, strict=True)
             }
-            with pins.pinned(delegations, answer_with_tool_result=True):
+            routed = {crew_task.id: v["route"] for crew_task, v in zip(crew.tasks, values, strict=True)}
+            with (
+                pins.pinned(delegations, answer_with_tool_result=True),
+                self.routed(routed, into=self.state.routing, round=self.state.rounds),
+            ):
                 output = assembly.kickoff(crew)
             for v, t in zip(values, output.tasks_output, strict=True):
                 answers[v["id"]] = {"subtask": v["id"], "specialist": v["specialist"], "output": t.raw}

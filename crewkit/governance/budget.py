@@ -379,6 +379,27 @@ class Budgets:
             period=scope.period,
         )
 
+    def remaining(self, scopes: Sequence[Scope]) -> float | None:
+        """USD left on the tightest limited scope (limit + granted - spent - held, at least 0);
+        None when no scope is limited. A read (no lock taken): routing uses it to plan, the
+        reservation before each call stays the check."""
+        limited = [s for s in scopes if s.limit is not None]
+        if not limited:
+            return None
+        where, args = _matching(limited)
+        rows = self.store.read(
+            f"SELECT 0, scope, spent FROM budget_totals WHERE {where} "
+            f"UNION ALL SELECT 1, scope, SUM(amount) FROM budget_holds WHERE {where} GROUP BY scope "
+            f"UNION ALL SELECT 2, scope, SUM(amount) FROM budget_grants WHERE {where} GROUP BY scope",
+            args * 3,
+        )
+        state: dict[str, list[float]] = {s.key: [0.0, 0.0, 0.0] for s in limited}
+        for kind, key, amount in rows:
+            state[key][kind] = float(amount or 0.0)
+        return max(
+            0.0, min((s.limit or 0.0) + state[s.key][2] - state[s.key][0] - state[s.key][1] for s in limited)
+        )
+
     def over(self, scopes: Sequence[Scope]) -> bool:
         """Whether some limited scope is already over its limit (a read; no lock taken)."""
         limited = [s for s in scopes if s.limit is not None]

@@ -8,8 +8,15 @@ fallbacks in order. Each attempt goes through the run's hook path (`crewkit.runt
 cost, latency and error (the usage ledger is its first subscriber). Budgets, audit and metrics
 are further subscribers, never edits here; keep this small and fast.
 
+Routing and cooldowns: a call made for a routed subtask (`crewkit.runtime.routes`, decided by
+`crewkit.models.routing`) tries the route's model first, then the rest of the chain in order.
+A model cooling down after repeated transient failures (`crewkit.models.cooldown`, LiteLLM's
+router semantics) is skipped: no call, a "cooling down" step in the ledger and the audit log;
+when every model of the chain is cooling down they are all tried anyway, in order.
+
 Failures (see `provider_errors`): a timeout, rate limit, connection or server error moves on
-to the next fallback, quietly (the ledger keeps an error step); a refused key or request stops
+to the next fallback, quietly (the ledger keeps an error step) and counts towards the model's
+cooldown; a refused key or request stops
 at once with a `FatalModelError` naming the role, the model and the fix, which CrewAI does not
 retry (`crewkit.models.fatal`). Provider text is redacted before it is recorded or raised.
 The tokens of each successful call also feed CrewAI's own counters, so a crew's
@@ -37,9 +44,10 @@ from crewkit.errors import (
     ModelRequestError,
     ModelUnavailable,
 )
-from crewkit.models import fatal, provider_errors, usage_cell
+from crewkit.models import cooldown, fatal, provider_errors, usage_cell
+from crewkit.models.routing import Cooldown
 from crewkit.observability import ledger
-from crewkit.runtime import hooks
+from crewkit.runtime import hooks, routes
 
 log = logging.getLogger(__name__)
 _LOCATED = re.compile(r"^\S+:\d+: ")  # a message that already starts with FILE:LINE
@@ -86,6 +94,8 @@ class RoleLLM(BaseLLM):
     provider: str = "crewkit"
     role: str
     candidates: list[Candidate]
+    cooldown: Cooldown = Cooldown()  # routing.cooldown of config/models.yaml
+    cooldowns: Any = None  # the cooldown registry; None: the process's (`cooldown.REGISTRY`)
 
     _built: dict[str, BaseLLM] = PrivateAttr(default_factory=dict)
     # A model that failed fatally outside a call (CrewAI's token-count preflight, whose errors
@@ -136,10 +146,28 @@ class RoleLLM(BaseLLM):
         errors: list[str] = []
         path = hooks.current()
         stage = ledger.current_stage()
+        route = routes.for_call(from_task, self.role)  # None unless the call is for a routed subtask
+        candidates = self.candidates if route is None else self._routed(route.route.model)
+        registry = self.cooldowns or cooldown.REGISTRY
+        cooling = self._cooling(registry, candidates, needs_vision, errors)
         attempt = -1
-        for candidate in self.candidates:
+        for candidate in candidates:
             if needs_vision and "vision" not in candidate.capabilities:
                 errors.append(f"{candidate.name}: no vision capability")
+                continue
+            if cooling and candidate.name in cooling:  # skipped: a record says so, no call
+                text = cooldown.describe(cooling[candidate.name], self.cooldown)
+                errors.append(f"{candidate.name}: {text}")
+                skipped = hooks.ModelCall(
+                    self.role, candidate.name, agent, stage, messages, tools, response_model, attempt + 1
+                )
+                path.after_model(
+                    hooks.ModelResult(
+                        skipped, None, 0, 0, 0.0, time.time(), 0.0, error=text, not_run="cooling down"
+                    )
+                )
+                if route is not None:
+                    routes.note(route, candidate.name, skipped=True)
                 continue
             attempt += 1
             hook_call = hooks.ModelCall(
@@ -211,11 +239,20 @@ class RoleLLM(BaseLLM):
                     _redact_exception(exc)
                     raise
                 log.debug("role %s: model %s failed, trying the next: %s", self.role, candidate.name, text)
+                if registry.failure(candidate.name, self.cooldown):
+                    log.warning(
+                        "model %s cools down for %g s (more than %d transient failure(s) in %g s): %s",
+                        candidate.name, self.cooldown.cooldown_s, self.cooldown.allowed_fails,
+                        self.cooldown.window_s, text,
+                    )  # fmt: skip
                 hint = f" (is the server at {candidate.server} running?)" if candidate.server else ""
                 errors.append(f"{candidate.name}: {text}{hint}")
                 continue
             seconds = time.perf_counter() - t0
             relayed = bool(cell.get("relayed"))
+            registry.success(candidate.name)
+            if route is not None and not relayed:
+                routes.note(route, candidate.name)
             if "input_tokens" in cell:
                 usage = {
                     "prompt_tokens": cell["input_tokens"],
@@ -246,6 +283,35 @@ class RoleLLM(BaseLLM):
                 "are text-only; map the role to a model with 'vision' in config/models.yaml"
             )
         raise ModelCallFailed(f"role '{self.role}': every model failed: {'; '.join(errors)}")
+
+    def _routed(self, model: str) -> list[Candidate]:
+        """The chain with the route's model first, the rest in their order."""
+        first = next((c for c in self.candidates if c.name == model), None)
+        if first is None or first is self.candidates[0]:
+            return self.candidates
+        return [first, *(c for c in self.candidates if c is not first)]
+
+    def _cooling(
+        self, registry: cooldown.Cooldowns, candidates: list[Candidate], needs_vision: bool, errors: list[str]
+    ) -> dict[str, float] | None:
+        """Seconds left per cooling candidate, to skip; None when none cools, or when every usable
+        one does (then all are tried anyway, in order, and `errors` says so)."""
+        cooling = None
+        for c in candidates:
+            left = registry.cooling(c.name)
+            if left is not None:
+                if cooling is None:
+                    cooling = {}
+                cooling[c.name] = left
+        if cooling is None:
+            return None
+        usable = [c.name for c in candidates if not (needs_vision and "vision" not in c.capabilities)]
+        if usable and all(n in cooling for n in usable):
+            note = f"every model of role '{self.role}' is cooling down ({', '.join(usable)}); trying them anyway, in order"
+            log.warning("%s", note)
+            errors.append(note)
+            return None
+        return cooling
 
     def _where(self, candidate: Candidate) -> str:
         return f"{candidate.where}: " if candidate.where else ""

@@ -5,7 +5,8 @@
 and shared), `embedder()` the embedding role's model, `check()` lists what is missing on this
 machine (API keys, placeholder keys, model files) with the role and the variable to set.
 Every API key variable the config names is registered with `crewkit.redact`.
-Tests pass `overrides={"reasoning": ScriptedLLM([...])}` to script a role.
+Tests pass `overrides={"reasoning": ScriptedLLM([...])}` to script a role (its primary model),
+or a model entry's name (`{"gpt-4o-mini": ScriptedLLM([...])}`) to script it in every chain.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class RoleMap:
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._embedder: Any = None
-        for role in self.overrides:
-            if role not in settings.models.roles:
+        for role in self.overrides:  # a role (its primary model), or a model entry wherever it is used
+            if role not in settings.models.roles and role not in settings.models.models:
                 raise ConfigError(f"override for unknown role '{role}'{suggest(role, settings.models.roles)}")
         for model in settings.models.models.values():
             provider = PROVIDERS.get(model.provider)
@@ -106,8 +107,8 @@ class RoleMap:
         candidates = []
         for name in [entry.model, *entry.fallbacks]:
             model = self.settings.models.models[name]
-            if role in self.overrides and name == entry.model:
-                scripted = self.overrides[role]
+            if (role in self.overrides and name == entry.model) or name in self.overrides:
+                scripted = self.overrides[role if role in self.overrides and name == entry.model else name]
                 build = lambda scripted=scripted: scripted  # noqa: E731
             else:
                 build = lambda name=name: self._model(name)  # noqa: E731
@@ -124,7 +125,8 @@ class RoleMap:
                     server=PROVIDERS[model.provider].server_url(model),
                 )
             )
-        return RoleLLM(model=f"crewkit/{role}", role=role, candidates=candidates)
+        cooldown = self.settings.models.routing.cooldown
+        return RoleLLM(model=f"crewkit/{role}", role=role, candidates=candidates, cooldown=cooldown)
 
     def embedder(self) -> Any:
         if self._embedder is None:
@@ -173,6 +175,8 @@ class RoleMap:
             if role in self.overrides:
                 continue
             for name in [entry.model, *entry.fallbacks]:
+                if name in self.overrides:
+                    continue
                 model = self.settings.models.models[name]
                 problem = PROVIDERS[model.provider].missing(role, name, model)
                 if problem:

@@ -23,12 +23,15 @@ def _text(value: Any, mode: str) -> Any:
 
 
 def model_call(run_id: str, result: ModelResult, mode: str = "hash") -> Entry:
-    """`model.call` (answered by the model), `model.replayed`, `model.refused` or `model.failed`."""
+    """`model.call` (answered by the model), `model.replayed`, `model.refused`, `model.skipped`
+    (cooling down) or `model.failed`."""
     call = result.call
     if result.replayed:
         action = "model.replayed"
     elif result.not_run == "refused":
         action = "model.refused"
+    elif result.not_run == "cooling down":
+        action = "model.skipped"  # crewkit.models.cooldown: no call was made
     elif result.error is not None:
         action = "model.failed"
     else:

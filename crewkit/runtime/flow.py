@@ -10,6 +10,10 @@ What the engine gives a step (`self.`):
 - `run_crew(name, inputs)`: a crew from crews/ built on the role map and kicked off, its model
   calls labelled with the step's name in the run record;
 - `pin(task, tool, arguments)`: delegation pinned for this run (see `crewkit.runtime.pins`);
+- `route(subtask, task_type, role, description)`: which model of the role's chain answers a
+  subtask first (`crewkit.models.routing`: the routing policy, a complexity estimate, the
+  budget left), audited; `routed({task_id: route}, into=...)` applies routes to a crew's tasks
+  while it runs and adds what happened to a list for the run record (`crewkit.runtime.routes`);
 - `gate(step, items)`: risk tiers -> a person's approval when the policy asks for one (the run
   is checkpointed and pauses, exit 75, until `crewkit approvals approve|reject`);
 - `recall(query)` / `remember(text)`: long-term memory (crewkit.memory: Qdrant with the role
@@ -29,6 +33,8 @@ State fields the runner reads when present: plan, results, result, status, error
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 from crewai.flow.flow import Flow
@@ -37,7 +43,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from crewkit import assembly
 from crewkit.errors import GuardrailBlocked, RunFailed, RunRejected
 from crewkit.observability import ledger
-from crewkit.runtime import pins
+from crewkit.runtime import pins, routes
 from crewkit.runtime.context import RunContext, tenant_of
 from crewkit.runtime.record import jsonable
 
@@ -118,6 +124,43 @@ class CrewkitFlow(Flow[S]):
 
     def pin(self, task_id: Any, tool: str, arguments: dict[str, Any], *, relay: bool = False) -> None:
         pins.pin(task_id, tool, arguments, answer_with_tool_result=relay)
+
+    def route(self, subtask: str, task_type: str, role: str, description: str) -> Any:
+        """Route a subtask (`crewkit.models.routing.decide` under the active policy, with the budget
+        left for a call of `role` in this run) and audit the decision ("route"); returns the Route."""
+        from crewkit.governance import audit
+        from crewkit.models import routing
+
+        ctx = self.ctx
+        state = self._state
+        tenant = state.get("tenant") if isinstance(state, dict) else getattr(state, "tenant", None)
+        left = None
+        if ctx.store is not None:
+            left = routing.budget_left(
+                ctx.settings, ctx.store, ctx.run_id, tenant_of({"tenant": tenant}), role
+            )
+        decided = routing.decide(
+            ctx.settings, role, task_type, description, budget_left=left, subtask=subtask
+        )
+        if ctx.store is not None:
+            detail = {**decided.as_record(), "budget_left": None if left is None else round(left, 9)}
+            with ctx.store.write() as conn:
+                audit.append(conn, audit.Entry("route", subtask, detail, run_id=ctx.run_id))
+        return decided
+
+    @contextmanager
+    def routed(
+        self, by_task: dict[Any, Any], *, into: list[dict[str, Any]] | None = None, **extra: Any
+    ) -> Iterator[None]:
+        """Apply routes to the crew tasks they are keyed by ({task id: Route}) while the block runs;
+        then add each route's record (with the models that answered, `answered_by`, and `extra`)
+        to `into`."""
+        with routes.routed(by_task) as table:
+            try:
+                yield
+            finally:
+                if into is not None:
+                    into.extend(table.records(**extra))
 
     def gate(self, step: str, items: list[tuple[str, Any]], *, content: str | None = None) -> Any:
         """Ask the run's approval gate about `items` ([(id, risk Assessment)]); may pause the run.
