@@ -36,7 +36,7 @@ from typing import Any, Literal
 import numpy as np
 
 from crewkit.errors import UsageError
-from crewkit.evaluation.votes import TIES, Battle
+from crewkit.evaluation.votes import Battle
 
 SCALE = 400.0
 BASE = 10.0
@@ -300,10 +300,32 @@ def _bt_ratings(
     return _to_points(bt_fit(w, n))
 
 
-def _divergence(w: np.ndarray, n: np.ndarray, names: list[str], notes: list[str]) -> None:
-    """Say when the maximum-likelihood ratings do not exist (the penalty holds them finite)."""
-    from scipy.sparse.csgraph import connected_components
+def _reach(adj: np.ndarray, start: int) -> set[int]:
+    """Nodes reachable from `start` along the True entries of `adj` (row -> column)."""
+    seen = {start}
+    todo = [start]
+    while todo:
+        for j in np.flatnonzero(adj[todo.pop()]).tolist():
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return seen
 
+
+def _groups(adj: np.ndarray) -> list[list[int]]:
+    """Connected components of an undirected graph, in index order."""
+    left = set(range(adj.shape[0]))
+    out = []
+    while left:
+        found = _reach(adj, min(left))
+        out.append(sorted(found))
+        left -= found
+    return out
+
+
+def _divergence(w: np.ndarray, n: np.ndarray, names: list[str], notes: list[str]) -> None:
+    """Say when the maximum-likelihood ratings do not exist (the penalty holds them finite): some
+    group of models never lost (or never won) against the rest of its component."""
     played = n.sum(axis=1) > 0
     scored = w.sum(axis=1)
     always_won = [names[i] for i in range(len(names)) if played[i] and scored[i] == n[i].sum()]
@@ -320,29 +342,29 @@ def _divergence(w: np.ndarray, n: np.ndarray, names: list[str], notes: list[str]
             parts.append(f"{', '.join(always_lost)} lost every battle")
         notes.append(f"{' and '.join(parts)}: {penalty}")
         return
-    components, _ = connected_components(w > 0, directed=True, connection="strong")
-    weak, _ = connected_components(n > 0, directed=False)
-    if components > weak:
-        notes.append(
-            "some models never lost (or never won) against another group of models, so their "
-            f"maximum-likelihood ratings are infinite: {penalty}"
-        )
+    beat = w > 0  # i scored (won or tied) against j
+    for group in _groups(n > 0):
+        members = set(group)
+        if len(group) > 1 and (_reach(beat, group[0]) != members or _reach(beat.T, group[0]) != members):
+            notes.append(
+                "some models never lost (or never won) against another group of models, so their "
+                f"maximum-likelihood ratings are infinite: {penalty}"
+            )
+            return
 
 
 def _disconnected(enc: Encoded, notes: list[str]) -> None:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     m = len(enc.models)
-    graph = coo_matrix((np.ones(enc.n), (enc.a, enc.b)), shape=(m, m))
-    count, labels = connected_components(graph, directed=False)
-    if count > 1:
-        groups = []
-        for g in range(count):
-            members = [enc.models[i] for i in np.flatnonzero(labels == g)]
-            groups.append(", ".join(members[:5]) + (f" (+{len(members) - 5})" if len(members) > 5 else ""))
+    met = np.zeros((m, m), dtype=bool)
+    met[enc.a, enc.b] = True
+    groups = _groups(met | met.T)
+    if len(groups) > 1:
+        shown = []
+        for members in groups:
+            names = [enc.models[i] for i in members]
+            shown.append(", ".join(names[:5]) + (f" (+{len(names) - 5})" if len(names) > 5 else ""))
         notes.append(
-            f"the models form {count} groups that never met each other ({' | '.join(groups)}): "
+            f"the models form {len(groups)} groups that never met each other ({' | '.join(shown)}): "
             "ratings compare only within a group (each group is centred on 1000); add battles across groups"
         )
 
@@ -398,7 +420,10 @@ def _elo_bootstrap(enc: Encoded, rounds: int, rng: np.random.Generator, k: float
     rows = np.arange(rounds)[None, :]
     chunk = max(1, min(n, 2_000_000 // rounds))
     gain = half * k  # u moves by gain * (score - expected)
-    take, put, tanh = u.take, u.put, np.tanh
+    x = np.empty(2 * rounds)  # this step's two ratings per round: model_a's, then model_b's
+    xa, xb, d = x[:rounds], x[rounds:], np.empty(rounds)
+    take, put, tanh, sub, add, mul = u.take, u.put, np.tanh, np.subtract, np.add, np.multiply
+    slope = -0.5 * gain
     for start in range(0, n, chunk):
         size = min(chunk, n - start)
         idx = rng.integers(0, n, size=(size, rounds))
@@ -407,15 +432,14 @@ def _elo_bootstrap(enc: Encoded, rounds: int, rng: np.random.Generator, k: float
         present[np.broadcast_to(rows, ib.shape), ib] = True
         both = np.concatenate([ia + offset, ib + offset], axis=1)
         base = gain * (enc.score[idx] - 0.5)
-        for t in range(size):
-            where = both[t]
-            x = take(where)
-            d = x[:rounds] - x[rounds:]
+        for where, bias in zip(both, base, strict=True):
+            take(where, out=x)
+            sub(xa, xb, out=d)
             tanh(d, out=d)
-            d *= -0.5 * gain
-            d += base[t]
-            x[:rounds] += d
-            x[rounds:] -= d
+            mul(d, slope, out=d)
+            add(d, bias, out=d)
+            add(xa, d, out=xa)
+            sub(xb, d, out=xb)
             put(where, x)
     ratings = (u / half).reshape(rounds, m)
     return np.where(present, ratings, np.nan)
