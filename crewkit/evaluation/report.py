@@ -398,23 +398,16 @@ def correlate(
 
 def _stored_battles(settings: Settings) -> list[Any]:
     """Voted battles of state.db's arena_battles (none when there is no state.db yet)."""
-    from crewkit.evaluation.votes import Battle
+    from crewkit.evaluation import arena
     from crewkit.runtime.store import DB_NAME, StateStore
 
     if not (settings.home / DB_NAME).exists():
         return []
     store = StateStore.open(settings.home)
     try:
-        rows = store.read(
-            "SELECT model_a, model_b, winner, tstamp, extra FROM arena_battles "
-            "WHERE winner IS NOT NULL ORDER BY tstamp"
-        )
+        return arena.voted(store)
     finally:
         store.close()
-    return [
-        Battle(model_a=a, model_b=b, winner=w, tstamp=float(t), extra=json.loads(extra or "{}"))
-        for a, b, w, t, extra in rows
-    ]
 
 
 def _arena(settings: Settings, votes: Sequence[Any] | None) -> tuple[dict[str, float], str | None]:
