@@ -11,7 +11,8 @@ was expected and what was got, so a report can show why a case failed.
 - Tool calls (`check_tool_calls`) as BFCL's AST checker does: the function name is equal, every
   required parameter is present, no unknown parameter, and each value equals an acceptable one
   after type-aware normalisation (numbers by value, an integer for a `number` parameter; strings
-  case-, whitespace- and punctuation-insensitive; lists in order and dicts by key, recursively).
+  as BFCL compares them: lower case, spaces and , . / - _ * ^ dropped; lists in order and dicts by
+  key, recursively).
   An optional parameter the expected call does not list may be left out or have any value of its
   type. Several expected calls match the reply's calls in any order; the score is the share of
   calls matched (an extra call counts against it).
@@ -277,13 +278,12 @@ def type_problem(value: Any, schema: dict[str, Any]) -> str | None:
     return None
 
 
-_BFCL_STRIP = re.compile(r"[,./\-_*^]")
+_BFCL_STRIP = re.compile(r"[\s,./\-_*^]")
 
 
 def _norm_str(text: str) -> str:
-    """BFCL's string normalisation, plus Unicode NFKC and collapsed whitespace."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_BFCL_STRIP.sub("", text).split())
+    """BFCL's string normalisation (lower case; spaces and , . / - _ * ^ dropped), after Unicode NFKC."""
+    return _BFCL_STRIP.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 def values_equal(expected: Any, got: Any) -> bool:
@@ -371,7 +371,9 @@ def check_tool_calls(expected: list[ExpectedCall], tools: list[Tool], reply: Any
 
 
 # --- long-context drift --------------------------------------------------------------------
-CHARS_PER_TOKEN = 5.0  # this filler measured 4.7-5.0 chars per token with SmolLM2's tokenizer; calls report real counts
+CHARS_PER_TOKEN = (
+    5.0  # this filler measured 4.7-5.0 chars per token with SmolLM2's tokenizer; calls report real counts
+)
 
 _SUBJECTS = (
     "The old harbour",

@@ -135,10 +135,18 @@ class ExpectedCall(_Strict):
 
 
 class _CaseBase(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,80}$")
+    id: str
     role: str | None = None
     max_tokens: int | None = Field(None, gt=0, le=8192)
     system: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        # '@' and '/' are kept for drift ids (ID@LENGTH/DEPTH), so no id can collide with one
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,80}", value):
+            raise ValueError(f"case id '{value}' may use letters, digits and _ . : - only (at most 80)")
+        return value
 
 
 class ReasoningSpec(_CaseBase):
@@ -270,13 +278,25 @@ def resolve(project_dir: Path, name: str | None) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class _PartDoc(yamlfile.YamlDoc):
+    """The part of a document under one key: same file and lines; its own line when none is closer."""
+
+    start: int = 1
+
+    def line_of(self, loc: tuple[Any, ...]) -> int:
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.start
+
+
 def _sub(doc: yamlfile.YamlDoc, prefix: tuple[Any, ...], data: Any) -> yamlfile.YamlDoc:
-    """The part of `doc` under `prefix`, as a document of its own (same file, same lines)."""
     n = len(prefix)
-    lines = {loc[n:]: line for loc, line in doc.lines.items() if loc[:n] == prefix}
-    if () not in lines:
-        lines[()] = doc.line_of(prefix)
-    return yamlfile.YamlDoc(doc.path, data, lines)
+    lines = {loc[n:]: line for loc, line in doc.lines.items() if loc[:n] == prefix and len(loc) > n}
+    return _PartDoc(doc.path, data, lines, start=doc.line_of(prefix))
 
 
 def load(path: Path) -> Suite:
@@ -285,6 +305,17 @@ def load(path: Path) -> Suite:
     from crewkit.settings import _validate, suggest
 
     doc = yamlfile.load(path)
+    if isinstance(doc.data, dict):
+        for key in doc.data:  # before pydantic, which names a missing field first
+            if key not in SuiteHead.model_fields:
+                raise ConfigError(
+                    f"{doc.where((key,))}: unknown field '{key}'{suggest(key, SuiteHead.model_fields)}; "
+                    f"allowed at the top of a suite: {', '.join(SuiteHead.model_fields)}"
+                )
+        if not doc.data.get("cases"):
+            raise ConfigError(
+                f"{doc.where(('cases',))}: the suite has no cases; list them under 'cases:' (see docs/evaluation.md)"
+            )
     head: SuiteHead = _validate(SuiteHead, doc)
     specs: list[_CaseBase] = []
     seen: dict[str, int] = {}
@@ -305,10 +336,17 @@ def load(path: Path) -> Suite:
             raise ConfigError(
                 f"{doc.where(('cases', i, 'kind'))}: case kind {got}; set kind: to one of {', '.join(KINDS)}"
             )
+        allowed = SPECS[kind].model_fields
+        for key in raw:  # before pydantic, which names a missing field first
+            if key not in allowed:
+                raise ConfigError(
+                    f"{doc.where(('cases', i, key))}: unknown field '{key}'{suggest(key, allowed)}; "
+                    f"allowed in a {kind} case: {', '.join(sorted(allowed))}"
+                )
         spec = _validate(SPECS[kind], _sub(doc, ("cases", i), raw))
         specs.append(spec)
         if isinstance(spec, ToolUseSpec):
-            _check_expected(spec, doc, i)
+            _check_expected(spec, doc, i, single=isinstance(raw.get("expected"), dict))
         for case in _expand(spec, head, doc.line_of(("cases", i)), scoring):
             if case.id in seen:
                 raise ConfigError(
@@ -393,7 +431,7 @@ def _expand(spec: _CaseBase, head: SuiteHead, line: int, scoring: Any) -> list[C
     return out
 
 
-def _check_expected(spec: ToolUseSpec, doc: yamlfile.YamlDoc, i: int) -> None:
+def _check_expected(spec: ToolUseSpec, doc: yamlfile.YamlDoc, i: int, *, single: bool = False) -> None:
     """Every expected call names one of the case's tools, gives its required parameters, no unknown
     ones, and values of the declared types: else a suite error at the offending line."""
     from crewkit.evaluation import scoring
@@ -401,7 +439,7 @@ def _check_expected(spec: ToolUseSpec, doc: yamlfile.YamlDoc, i: int) -> None:
 
     tools = {t.name: t for t in spec.tools}
     for j, call in enumerate(spec.expected):
-        loc = ("cases", i, "expected", j)
+        loc: tuple[Any, ...] = ("cases", i, "expected") if single else ("cases", i, "expected", j)
         if call.name not in tools:
             raise ConfigError(
                 f"{doc.where(loc + ('name',))}: expected call names tool '{call.name}', which is not among "
