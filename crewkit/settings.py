@@ -419,7 +419,11 @@ def _validate(model: type[BaseModel], doc: yamlfile.YamlDoc) -> Any:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # a misspelt required field is reported as the typo ('wieght': did you mean 'weight'?), not as missing
+        missing = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "missing"}
+        typo = [e for e in errors if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) in missing]
+        err = (typo or errors)[0]
         loc = tuple(err["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":

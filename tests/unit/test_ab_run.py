@@ -145,3 +145,20 @@ def test_a_resumed_run_keeps_its_stored_arm_and_its_outcome_adds_up(project, ste
     kept = json.loads(row[5])
     assert row[2] == "treatment" and kept["status"] == "done" and row[6] is not None
     assert kept["seconds"] > paused_seconds  # both segments' wall time
+
+
+def test_a_routing_arm_sets_the_policy_the_executor_routes_by(project):
+    settings = load_settings(project)
+    assert settings.models.routing.policy != "static"  # the shipped models.yaml routes by complexity
+    (project / "config" / "experiments.yaml").write_text(
+        "experiments:\n  routing-v2:\n    enabled: true\n    unit: run\n    arms:\n"
+        "      control: {weight: 0, routing: by-complexity}\n      treatment: {weight: 1, routing: static}\n"
+    )
+    settings = load_settings(project)
+    outcome = run_flow(settings, RoleMap(settings, overrides=default_flow_fakes()), "default",
+                       {"task": "Write a palindrome checker in Python"})  # fmt: skip
+    assert outcome.status == "done", outcome.record.get("error")
+    assert outcome.record["experiment"] == {"name": "routing-v2", "arm": "treatment"}
+    assert outcome.record["routing"] and {r["policy"] for r in outcome.record["routing"]} == {"static"}
+    [row] = rows(settings)
+    assert row[3] == "run" and row[4] == ab.key_hash("routing-v2", outcome.run_id)
