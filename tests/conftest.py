@@ -120,6 +120,15 @@ def netless() -> list[str]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_cooldowns() -> None:
+    """Model cooldowns are per process (crewkit.models.cooldown): each test starts with none, so
+    one test's failing models are not skipped in the next."""
+    from crewkit.models.cooldown import REGISTRY
+
+    REGISTRY.clear()
+
+
+@pytest.fixture(autouse=True)
 def crewkit_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path_factory.mktemp("crewkit-home")
     monkeypatch.setenv("CREWKIT_HOME", str(home))
