@@ -366,7 +366,7 @@ def _verdict(c: Comparison, label: str, alpha: float) -> str:
     if c.p is None:
         return f"{c.arm}: no comparison on {label} ({c.note or 'no data'})"
     p = c.p_adjusted if c.p_adjusted is not None else c.p
-    p_text = f"p={_p(c.p)}" + (f", Holm-adjusted {_p(c.p_adjusted)}" if c.p_adjusted is not None else "")
+    p_text = _p_is(c.p) + (f", Holm-adjusted {_p_is(c.p_adjusted)}" if c.p_adjusted is not None else "")
     detail = f"{_value(c.metric, c.arm_value)} vs {_value(c.metric, c.control_value)}, {_diff(c)}"
     if p >= alpha:
         return f"{c.arm}: no significant difference on {label} ({p_text}; {detail})"
@@ -424,7 +424,7 @@ def _sample_ratio(experiment: Experiment, arms: list[ArmStats]) -> str | None:
         for a, k, w in zip(arms, keys, weights, strict=True)
     )
     return (
-        f"sample-ratio mismatch: keys per arm {shares} (chi-square p={_p(p)}); were the weights changed during the "
+        f"sample-ratio mismatch: keys per arm {shares} (chi-square {_p_is(p)}); were the weights changed during the "
         "experiment, or do some runs fail before they are recorded?"
     )
 
@@ -433,9 +433,20 @@ def _sample_ratio(experiment: Experiment, arms: list[ArmStats]) -> str | None:
 
 
 def _p(p: float | None) -> str:
+    """A p-value as a table cell: 0.012, <0.001."""
     if p is None:
         return "-"
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_is(p: float | None) -> str:
+    """A p-value in a sentence: p=0.012, p<0.001."""
+    text = _p(p)
+    return "p" + (text if text.startswith("<") else "=" + text)
+
+
+def _usd(value: float) -> str:
+    return f"${value:.3g}" if abs(value) < 1 else f"${value:,.2f}"
 
 
 def _value(metric: str, value: float | None) -> str:
@@ -444,13 +455,13 @@ def _value(metric: str, value: float | None) -> str:
     kind = METRICS[metric][1]
     if kind == "proportion":
         return f"{value:.1%}"
-    return f"${value:.4f}" if metric == "cost_usd" else f"{value:.2f}s"
+    return _usd(value) if metric == "cost_usd" else f"{value:.2f}s"
 
 
 def _signed(metric: str, value: float) -> str:
     if METRICS[metric][1] == "proportion":
         return f"{value * 100:+.1f} pts"
-    return f"{'+' if value >= 0 else '-'}${abs(value):.4f}" if metric == "cost_usd" else f"{value:+.2f}s"
+    return f"{'+' if value >= 0 else '-'}{_usd(abs(value))}" if metric == "cost_usd" else f"{value:+.2f}s"
 
 
 def _diff(c: Comparison) -> str:
