@@ -62,7 +62,7 @@ def test_a_clearly_better_treatment_is_called_better_with_its_interval():
     report = ab_report.build("x", EXP, runs("control", 60, 30) + runs("treatment", 60, 50))
     assert report.enough_data
     [line] = report.verdicts
-    assert line.startswith("treatment better than control on verifier pass rate (p=")
+    assert line.startswith("treatment better than control on verifier pass rate (p<0.001; ")
     primary = next(c for c in report.comparisons if c.metric == "verifier_pass_rate")
     assert primary.diff == pytest.approx(50 / 60 - 0.5) and primary.test == "z" and primary.p < 0.001
     assert primary.ci[0] > 0 and primary.lift == pytest.approx((50 / 60) / 0.5 - 1)
