@@ -447,6 +447,12 @@ def _check_expected(spec: ToolUseSpec, doc: yamlfile.YamlDoc, i: int, *, single:
             )
         params = tools[call.name].parameters
         props: dict[str, Any] = params.get("properties", {})
+        for arg in call.arguments:  # an unknown name first: it is often the required one misspelt
+            if arg not in props:
+                raise ConfigError(
+                    f"{doc.where(loc + ('arguments', arg))}: '{arg}' is not a parameter of '{call.name}'"
+                    f"{suggest(arg, props)}; its parameters are {', '.join(props) or 'none'}"
+                )
         for arg in params.get("required", []):
             if arg not in call.arguments:
                 raise ConfigError(
@@ -455,11 +461,6 @@ def _check_expected(spec: ToolUseSpec, doc: yamlfile.YamlDoc, i: int, *, single:
                 )
         for arg, value in call.arguments.items():
             where = doc.where(loc + ("arguments", arg))
-            if arg not in props:
-                raise ConfigError(
-                    f"{where}: '{arg}' is not a parameter of '{call.name}'{suggest(arg, props)}; "
-                    f"its parameters are {', '.join(props) or 'none'}"
-                )
             alternatives = scoring.alternatives(value, props[arg])
             if not alternatives:
                 raise ConfigError(f"{where}: one_of for '{arg}' lists no value; give at least one")
