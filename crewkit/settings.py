@@ -1,7 +1,7 @@
 """Load and validate every config file once, at the edge.
 
 `load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml`,
-`config/profiles.yaml` and `config/memory.yaml` into pydantic models (extra keys forbidden),
+`config/profiles.yaml`, `config/memory.yaml` and `config/experiments.yaml` into pydantic models (extra keys forbidden),
 checks the cross-references inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
 profile) and returns one frozen `Settings` under the chosen deployment profile. It imports nothing of the engine: what
 depends on registries (providers, guardrails) is checked next to them, from one start-up
