@@ -3,7 +3,8 @@
 `quality_cost(report)` and `quality_latency(report)` return PNG bytes: each model's quality
 (the profile-weighted mean of its quality metrics, 0..1) against its price per 1k tokens or its
 p95 latency per call, the profile's limit drawn as a dashed line, each point named; models
-within the profile's limits are drawn as circles, those breaking one as crosses.
+within the profile's limits are drawn as circles, those breaking one as crosses. An axis whose
+points lie far past the limit (over 20 times) is logarithmic beyond a tenth of the limit.
 `html_page(title, markdown, images)` renders the report's markdown as one self-contained HTML
 page, the PNGs inlined as base64 data URIs (no external file, script or style sheet).
 
@@ -53,7 +54,11 @@ def _scatter(
         ax.annotate(m.model, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
     ax.axvline(limit, linestyle="--", color="tab:gray", label=limit_label)
     right = max([limit, *(x for x, _, _ in points)]) * 1.2 or 1.0
-    ax.set_xlim(-0.02 * right, right)
+    if right > 20 * limit:  # far past the limit: a log axis keeps the limit and the points readable
+        ax.set_xscale("symlog", linthresh=limit / 10)
+        ax.set_xlim(0, right * 2)
+    else:
+        ax.set_xlim(-0.02 * right, right)
     ax.set_ylim(-0.05, 1.1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("quality (weighted, 0..1)")

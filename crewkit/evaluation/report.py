@@ -488,7 +488,7 @@ def build(comparison: Comparison, settings: Settings, *, votes: Sequence[Any] | 
 
     return Report(
         suite=suite.name,
-        suite_path=str(getattr(suite, "path", "") or ""),
+        suite_path=_shown(getattr(suite, "path", None), settings.project_dir),
         suite_cases=len(getattr(suite, "cases", ()) or ()),
         profile=settings.profile_name,
         latency_ms=profile.latency_ms,
@@ -501,6 +501,16 @@ def build(comparison: Comparison, settings: Settings, *, votes: Sequence[Any] | 
         generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         notes=tuple(notes),
     )
+
+
+def _shown(path: Path | str | None, project_dir: Path) -> str:
+    """A suite's path as the user would type it: relative to the project when inside it."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(project_dir.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _model_json(m: ModelSummary) -> dict[str, Any]:
@@ -552,6 +562,10 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _limits(breaches: Sequence[Breach]) -> str:
     return "; ".join(b.text() for b in breaches) or "none"
 
@@ -572,15 +586,26 @@ def _markdown(rep: Report) -> str:
     out = [
         f"# Model comparison: {rep.suite}",
         "",
-        f"- Suite: `{rep.suite}` ({rep.suite_path or 'built in'}, {rep.suite_cases} cases)",
+        f"- Suite: `{rep.suite}` ({rep.suite_path or 'built in'}, {_n(rep.suite_cases, 'case')})",
         f"- Profile: **{rep.profile}**, limits: p95 latency per call <= {rep.latency_ms:g} ms, "
         f"price <= ${rep.price_ceiling_per_1k:.4f} per 1k tokens",
         f"- Weights: {_weights_text(rep.weights)}",
         f"- Generated: {rep.generated}",
         "",
-        "## Models",
+        "## Summary",
         "",
     ]
+    for r in rep.roles:
+        within = [x for x in r.ranking if not x.breaches]
+        if within:
+            pick = f"**{within[0].model}** (score {_f(within[0].score)})"
+        elif r.ranking:
+            best = r.ranking[0]
+            pick = f"no model within the limits; best: {best.model} ({_limits(best.breaches)})"
+        else:
+            pick = "no eligible model"
+        out.append(f"- {r.role}: {pick}")
+    out += ["", "## Models", ""]
     out += _table(
         [
             "model", "score", "quality", "reasoning", "tool use", "drift recall", "p50 ms", "p95 ms",
@@ -601,9 +626,9 @@ def _markdown(rep: Report) -> str:
     out += ["", f"## Ranking per role (profile {rep.profile})", ""]
     for r in rep.roles:
         own = (
-            f"{r.cases} cases of its own"
+            f"{_n(r.cases, 'case')} of its own"
             if r.own_cases
-            else f"no cases of its own: ranked on all {r.cases} cases"
+            else f"no cases of its own: ranked on all {_n(r.cases, 'case')}"
         )
         out += [f"### {r.role} (needs {r.needs}; {own})", ""]
         if r.ranking:
@@ -619,6 +644,8 @@ def _markdown(rep: Report) -> str:
                 "",
                 f"Pick: **{within[0]}**." if within else "No model keeps within the profile's limits.",
             ]
+        else:
+            out.append("No eligible model.")
         if r.not_eligible:
             out += ["", "Not eligible: " + ", ".join(f"{m} (lacks {c})" for m, c in r.not_eligible) + "."]
         out.append("")
