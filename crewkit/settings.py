@@ -27,8 +27,6 @@ from crewkit import yamlfile
 from crewkit.errors import ConfigError
 from crewkit.evaluation.experiments import ExperimentsConfig, check_config
 from crewkit.memory.config import MemoryConfig
-from crewkit.models.routing import RoutingConfig
-from crewkit.models.routing import check as check_routing
 
 Capability = Literal["text", "tools", "vision", "embedding"]
 
@@ -83,6 +81,188 @@ class ModelEntry(_Strict):
 class RoleEntry(_Strict):
     model: str
     fallbacks: list[str] = Field(default_factory=list)
+
+
+# --- routing (the `routing:` section of config/models.yaml; crewkit.models.routing decides) ----
+# A policy's rules pick which model of a role's chain (model + fallbacks) a subtask gets first.
+Level = Literal["low", "medium", "high"]
+LEVELS: tuple[str, ...] = ("low", "medium", "high")
+STATIC = "static"
+CHOICES: tuple[str, ...] = ("primary", "cheapest", "strongest")  # what `use:` may say besides a model
+# The plan's task types (crewkit.plan.TaskType; a unit test keeps them equal). Roles of the role
+# map other than manager and embedding are task types too (a crew of your own may use them).
+TASK_TYPES: tuple[str, ...] = ("reasoning", "code", "vision")
+NOT_TASK_ROLES = ("manager", "embedding")
+
+
+OneOrMany = str | list[str]
+
+
+def _as_list(value: OneOrMany | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+class RouteWhen(_Strict):
+    """A rule's conditions; every one given must hold (none given: the rule always matches)."""
+
+    task_type: OneOrMany | None = None  # reasoning | code | vision (or a list)
+    role: OneOrMany | None = None  # the role that serves the subtask
+    level: Level | list[Level] | None = None  # the complexity level: low | medium | high
+
+    def matches(self, role: str, task_type: str, level: str) -> bool:
+        for wanted, value in ((self.task_type, task_type), (self.role, role), (self.level, level)):
+            allowed = _as_list(wanted)
+            if allowed is not None and value not in allowed:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = [
+            f"{k} {'|'.join(_as_list(v) or [])}"
+            for k, v in (("task_type", self.task_type), ("role", self.role), ("level", self.level))
+            if v is not None
+        ]
+        return ", ".join(parts) or "any subtask"
+
+
+class RouteRule(_Strict):
+    when: RouteWhen = RouteWhen()
+    use: str = Field(min_length=1)  # primary | cheapest | strongest | a model of the role's chain
+
+
+class Policy(_Strict):
+    """A named routing policy: first-match rules, then `default`."""
+
+    description: str = ""
+    rules: list[RouteRule] = Field(default_factory=list)
+    default: str = Field("primary", min_length=1)  # the same choices as a rule's `use`
+
+
+class Cooldown(_Strict):
+    """LiteLLM router semantics: more than `allowed_fails` transient failures of a model within
+    `window_s` seconds and it is skipped for `cooldown_s` seconds (per process)."""
+
+    allowed_fails: Annotated[int, Field(ge=0, strict=True)] = 3
+    window_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
+    cooldown_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+
+
+class RoutingConfig(_Strict):
+    """`routing:` in config/models.yaml. Missing: the static policy (each role's model first)."""
+
+    policy: str = STATIC
+    policies: dict[str, Policy] = Field(default_factory=dict)
+    cooldown: Cooldown = Cooldown()
+    budget_aware: bool = True  # take a cheaper model of the chain when the budget left is short
+
+    @model_validator(mode="after")
+    def _static_is_built_in(self) -> RoutingConfig:
+        static = self.policies.get(STATIC)
+        if static is not None and (static.rules or static.default != "primary"):
+            raise ValueError(
+                "policy 'static' is built in (the role's model, then its fallbacks) and takes no rules; "
+                "give your rules another name"
+            )
+        if static is None:
+            object.__setattr__(self, "policies", {STATIC: Policy(), **self.policies})
+        return self
+
+    def active(self) -> tuple[str, Policy]:
+        return self.policy, self.policies[self.policy]
+
+
+def task_types(cfg: ModelsConfig) -> list[str]:
+    """What a rule's `task_type` may name: the plan's task types and the task-serving roles."""
+    return list(dict.fromkeys([*TASK_TYPES, *(r for r in cfg.roles if r not in NOT_TASK_ROLES)]))
+
+
+def role_for(cfg: ModelsConfig, task_type: str) -> str:
+    """The role that serves a task type in the default flow: the role of that name, else the default."""
+    return task_type if task_type in cfg.roles else cfg.default_role
+
+
+def chain(cfg: ModelsConfig, role: str) -> list[str]:
+    entry = cfg.roles[role]
+    return [entry.model, *entry.fallbacks]
+
+
+def check_routing(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
+    """Cross-references of `routing:`: the active policy, rules' task types, roles and models."""
+    routing = cfg.routing
+    if routing.policy not in routing.policies:
+        raise ConfigError(
+            f"{doc.where(('routing', 'policy'))}: routing policy '{routing.policy}' is not defined"
+            f"{suggest(routing.policy, routing.policies)}; the policies are {', '.join(routing.policies)}"
+        )
+    known_types = task_types(cfg)
+    chat_roles = [r for r in cfg.roles if r != "embedding"]
+    for name, policy in routing.policies.items():
+        base = ("routing", "policies", name)
+        for i, rule in enumerate(policy.rules):
+            loc = (*base, "rules", i)
+            for t in _as_list(rule.when.task_type) or []:
+                if t not in known_types:
+                    raise ConfigError(
+                        f"{doc.where((*loc, 'when', 'task_type'))}: rule {i + 1} of policy '{name}' names "
+                        f"task type '{t}', which is not a task type{suggest(t, known_types)}; "
+                        f"the task types are {', '.join(known_types)}"
+                    )
+            for r in _as_list(rule.when.role) or []:
+                if r not in chat_roles:
+                    raise ConfigError(
+                        f"{doc.where((*loc, 'when', 'role'))}: rule {i + 1} of policy '{name}' names role "
+                        f"'{r}', which is not a role{suggest(r, chat_roles)}; the roles are {', '.join(chat_roles)}"
+                    )
+            _check_use(
+                cfg, doc, rule.use, (*loc, "use"), f"rule {i + 1} of policy '{name}'", _rule_roles(cfg, rule)
+            )
+        _check_use(cfg, doc, policy.default, (*base, "default"), f"the default of policy '{name}'", None)
+
+
+def _rule_roles(cfg: ModelsConfig, rule: RouteRule) -> list[str] | None:
+    """The roles a rule can apply to, when it says (by role or task type); None: any role."""
+    roles = _as_list(rule.when.role)
+    if roles is not None:
+        return roles
+    types = _as_list(rule.when.task_type)
+    if types is not None:
+        return list(dict.fromkeys(role_for(cfg, t) for t in types))
+    return None
+
+
+def _check_use(
+    cfg: ModelsConfig,
+    doc: yamlfile.YamlDoc,
+    use: str,
+    loc: tuple[Any, ...],
+    what: str,
+    roles: list[str] | None,
+) -> None:
+    if use in CHOICES:
+        return
+    if use not in cfg.models:
+        raise ConfigError(
+            f"{doc.where(loc)}: {what} uses '{use}', which is neither a model nor one of "
+            f"{', '.join(CHOICES)}{suggest(use, [*CHOICES, *cfg.models])}"
+        )
+    chat_roles = [r for r in cfg.roles if r != "embedding"]
+    if roles is None:
+        if not any(use in chain(cfg, r) for r in chat_roles):
+            raise ConfigError(
+                f"{doc.where(loc)}: {what} uses model '{use}', which no role's chain holds (model + fallbacks); "
+                f"add it to a role's fallbacks in 'roles:' (a route never leaves the role map)"
+            )
+        return
+    for role in roles:
+        names = chain(cfg, role)
+        if use not in names:
+            raise ConfigError(
+                f"{doc.where(loc)}: {what} uses model '{use}', which is not in role '{role}''s chain "
+                f"({', '.join(names)}); add it to roles.{role}.fallbacks or use one of those"
+                f"{suggest(use, names)}"
+            )
 
 
 class ModelsConfig(_Strict):

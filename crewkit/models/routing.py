@@ -29,7 +29,9 @@ tenant, total; `budget_left`) cannot cover an estimated call on the chosen model
 takes the dearest model of the chain that fits, else the cheapest, and says so in its reason.
 
 Every decision is a `Route` whose `reason` says which rule chose what; the default flow writes
-them to the run record (`routing`) and the audit log (`route`).
+them to the run record (`routing`) and the audit log (`route`). The config models (`RoutingConfig`,
+`Policy`, `RouteRule`, `Cooldown`) and their load-time checks are in `crewkit.settings`, with the
+rest of config/models.yaml; this module re-exports them.
 """
 
 from __future__ import annotations
@@ -38,211 +40,41 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import TYPE_CHECKING, Any
 
 from crewkit import task_profile
 from crewkit.errors import ConfigError
 
+# The config models live with the rest of config/models.yaml in crewkit.settings (which imports
+# nothing of the engine); they are re-exported here, beside the decision that reads them.
+from crewkit.settings import (  # noqa: F401 - re-exported
+    CHOICES,
+    LEVELS,
+    NOT_TASK_ROLES,
+    STATIC,
+    TASK_TYPES,
+    Cooldown,
+    Level,
+    Policy,
+    RouteRule,
+    RouteWhen,
+    RoutingConfig,
+    chain,
+    check_routing,
+    price_per_1k,
+    role_for,
+    suggest,
+    task_types,
+)
+
 if TYPE_CHECKING:
-    from crewkit import yamlfile
-    from crewkit.settings import ModelEntry, ModelsConfig, Settings
+    from crewkit.settings import ModelEntry, Settings
 
-Level = Literal["low", "medium", "high"]
-LEVELS: tuple[str, ...] = ("low", "medium", "high")
-STATIC = "static"
-CHOICES: tuple[str, ...] = ("primary", "cheapest", "strongest")  # what `use:` may say besides a model
-# The plan's task types (crewkit.plan.TaskType; a unit test keeps them equal). Roles of the role
-# map other than manager and embedding are task types too (a crew of your own may use them).
-TASK_TYPES: tuple[str, ...] = ("reasoning", "code", "vision")
-NOT_TASK_ROLES = ("manager", "embedding")
 NEEDS: dict[str, str] = {"vision": "vision"}  # task type -> the capability its model needs
-
-# -- config (the `routing:` section of config/models.yaml) ---------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-OneOrMany = str | list[str]
-
-
-def _as_list(value: OneOrMany | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
-
-
-class RouteWhen(_Strict):
-    """A rule's conditions; every one given must hold (none given: the rule always matches)."""
-
-    task_type: OneOrMany | None = None  # reasoning | code | vision (or a list)
-    role: OneOrMany | None = None  # the role that serves the subtask
-    level: Level | list[Level] | None = None  # the complexity level: low | medium | high
-
-    def matches(self, role: str, task_type: str, level: str) -> bool:
-        for wanted, value in ((self.task_type, task_type), (self.role, role), (self.level, level)):
-            allowed = _as_list(wanted)
-            if allowed is not None and value not in allowed:
-                return False
-        return True
-
-    def describe(self) -> str:
-        parts = [
-            f"{k} {'|'.join(_as_list(v) or [])}"
-            for k, v in (("task_type", self.task_type), ("role", self.role), ("level", self.level))
-            if v is not None
-        ]
-        return ", ".join(parts) or "any subtask"
-
-
-class RouteRule(_Strict):
-    when: RouteWhen = RouteWhen()
-    use: str = Field(min_length=1)  # primary | cheapest | strongest | a model of the role's chain
-
-
-class Policy(_Strict):
-    """A named routing policy: first-match rules, then `default`."""
-
-    description: str = ""
-    rules: list[RouteRule] = Field(default_factory=list)
-    default: str = Field("primary", min_length=1)  # the same choices as a rule's `use`
-
-
-class Cooldown(_Strict):
-    """LiteLLM router semantics: more than `allowed_fails` transient failures of a model within
-    `window_s` seconds and it is skipped for `cooldown_s` seconds (per process)."""
-
-    allowed_fails: Annotated[int, Field(ge=0, strict=True)] = 3
-    window_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 60.0
-    cooldown_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
-
-
-class RoutingConfig(_Strict):
-    """`routing:` in config/models.yaml. Missing: the static policy (each role's model first)."""
-
-    policy: str = STATIC
-    policies: dict[str, Policy] = Field(default_factory=dict)
-    cooldown: Cooldown = Cooldown()
-    budget_aware: bool = True  # take a cheaper model of the chain when the budget left is short
-
-    @model_validator(mode="after")
-    def _static_is_built_in(self) -> RoutingConfig:
-        static = self.policies.get(STATIC)
-        if static is not None and (static.rules or static.default != "primary"):
-            raise ValueError(
-                "policy 'static' is built in (the role's model, then its fallbacks) and takes no rules; "
-                "give your rules another name"
-            )
-        if static is None:
-            object.__setattr__(self, "policies", {STATIC: Policy(), **self.policies})
-        return self
-
-    def active(self) -> tuple[str, Policy]:
-        return self.policy, self.policies[self.policy]
-
-
-def task_types(cfg: ModelsConfig) -> list[str]:
-    """What a rule's `task_type` may name: the plan's task types and the task-serving roles."""
-    return list(dict.fromkeys([*TASK_TYPES, *(r for r in cfg.roles if r not in NOT_TASK_ROLES)]))
-
-
-def role_for(cfg: ModelsConfig, task_type: str) -> str:
-    """The role that serves a task type in the default flow: the role of that name, else the default."""
-    return task_type if task_type in cfg.roles else cfg.default_role
-
-
-def chain(cfg: ModelsConfig, role: str) -> list[str]:
-    entry = cfg.roles[role]
-    return [entry.model, *entry.fallbacks]
-
-
-def check(cfg: ModelsConfig, doc: yamlfile.YamlDoc) -> None:
-    """Cross-references of `routing:` (called by `crewkit.settings`): FILE:LINE ConfigErrors."""
-    from crewkit.settings import suggest
-
-    routing = cfg.routing
-    if routing.policy not in routing.policies:
-        raise ConfigError(
-            f"{doc.where(('routing', 'policy'))}: routing policy '{routing.policy}' is not defined"
-            f"{suggest(routing.policy, routing.policies)}; the policies are {', '.join(routing.policies)}"
-        )
-    known_types = task_types(cfg)
-    chat_roles = [r for r in cfg.roles if r != "embedding"]
-    for name, policy in routing.policies.items():
-        base = ("routing", "policies", name)
-        for i, rule in enumerate(policy.rules):
-            loc = (*base, "rules", i)
-            for t in _as_list(rule.when.task_type) or []:
-                if t not in known_types:
-                    raise ConfigError(
-                        f"{doc.where((*loc, 'when', 'task_type'))}: rule {i + 1} of policy '{name}' names "
-                        f"task type '{t}', which is not a task type{suggest(t, known_types)}; "
-                        f"the task types are {', '.join(known_types)}"
-                    )
-            for r in _as_list(rule.when.role) or []:
-                if r not in chat_roles:
-                    raise ConfigError(
-                        f"{doc.where((*loc, 'when', 'role'))}: rule {i + 1} of policy '{name}' names role "
-                        f"'{r}', which is not a role{suggest(r, chat_roles)}; the roles are {', '.join(chat_roles)}"
-                    )
-            _check_use(
-                cfg, doc, rule.use, (*loc, "use"), f"rule {i + 1} of policy '{name}'", _rule_roles(cfg, rule)
-            )
-        _check_use(cfg, doc, policy.default, (*base, "default"), f"the default of policy '{name}'", None)
-
-
-def _rule_roles(cfg: ModelsConfig, rule: RouteRule) -> list[str] | None:
-    """The roles a rule can apply to, when it says (by role or task type); None: any role."""
-    roles = _as_list(rule.when.role)
-    if roles is not None:
-        return roles
-    types = _as_list(rule.when.task_type)
-    if types is not None:
-        return list(dict.fromkeys(role_for(cfg, t) for t in types))
-    return None
-
-
-def _check_use(
-    cfg: ModelsConfig,
-    doc: yamlfile.YamlDoc,
-    use: str,
-    loc: tuple[Any, ...],
-    what: str,
-    roles: list[str] | None,
-) -> None:
-    from crewkit.settings import suggest
-
-    if use in CHOICES:
-        return
-    if use not in cfg.models:
-        raise ConfigError(
-            f"{doc.where(loc)}: {what} uses '{use}', which is neither a model nor one of "
-            f"{', '.join(CHOICES)}{suggest(use, [*CHOICES, *cfg.models])}"
-        )
-    chat_roles = [r for r in cfg.roles if r != "embedding"]
-    if roles is None:
-        if not any(use in chain(cfg, r) for r in chat_roles):
-            raise ConfigError(
-                f"{doc.where(loc)}: {what} uses model '{use}', which no role's chain holds (model + fallbacks); "
-                f"add it to a role's fallbacks in 'roles:' (a route never leaves the role map)"
-            )
-        return
-    for role in roles:
-        names = chain(cfg, role)
-        if use not in names:
-            raise ConfigError(
-                f"{doc.where(loc)}: {what} uses model '{use}', which is not in role '{role}''s chain "
-                f"({', '.join(names)}); add it to roles.{role}.fallbacks or use one of those"
-                f"{suggest(use, names)}"
-            )
-
 
 # -- the complexity estimate ------------------------------------------------------------------------
 
-MEDIUM_AT = 0.3  # score from which a subtask is "medium"
+MEDIUM_AT = 0.25  # score from which a subtask is "medium"
 HIGH_AT = 0.6  # ... and "high"
 WEIGHTS: dict[str, float] = {"length": 0.25, "parts": 0.15, "code": 0.2, "constraints": 0.2, "reasoning": 0.2}
 
@@ -295,7 +127,7 @@ def estimate(description: str, task_type: str = "reasoning") -> Complexity:
       "O(n)", "100 ms"; 必须, 不能, 至少, 不超过, 确保 ...): matches / 4;
     - reasoning: words that ask for reasoning ("prove", "why", "analyse", "trade-offs",
       "algorithm", "thread-safe", "edge cases"; 证明, 为什么, 分析, 权衡, 算法, 并发 ...): matches / 3.
-    The level is `low` below MEDIUM_AT (0.3), `high` from HIGH_AT (0.6), else `medium`.
+    The level is `low` below MEDIUM_AT (0.25), `high` from HIGH_AT (0.6), else `medium`.
     """
     text = description or ""
     tokens = _tokens(text)
@@ -368,8 +200,6 @@ def call_estimate(entry: ModelEntry, description: str) -> float:
 
 
 def _strength(entry: ModelEntry) -> tuple[float, int]:
-    from crewkit.settings import price_per_1k
-
     return price_per_1k(entry), len(entry.capabilities)
 
 
@@ -403,8 +233,6 @@ def decide(
     routing = cfg.routing
     name = policy or routing.policy
     if name not in routing.policies:
-        from crewkit.settings import suggest
-
         raise ConfigError(
             f"{settings.where('routing', 'policy')}: routing policy '{name}' is not defined"
             f"{suggest(name, routing.policies)}; the policies are {', '.join(routing.policies)}"

@@ -312,6 +312,7 @@ def test_missing_routing_section_means_static(project):
     path = project / "config" / "models.yaml"
     body = path.read_text()
     path.write_text(body[: body.index("\nrouting:")] + "\n")
+    (project / "config" / "experiments.yaml").unlink(missing_ok=True)  # it names the shipped policies
     settings = load_settings(project)
     assert settings.models.routing.policy == "static"
     assert list(settings.models.routing.policies) == ["static"]
