@@ -210,6 +210,17 @@ def test_bad_models_fail_before_any_call(settings, mini, models, error, text):
     assert not StateStore.open(settings.home).read("SELECT * FROM eval_cases")
 
 
+def test_a_placeholder_key_is_refused_naming_the_model_and_variable(settings, mini, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-your-key-here")
+    with pytest.raises(ModelUnavailable) as info:
+        cmp.compare(settings, ["gpt-4o-mini"], mini)
+    message = str(info.value)
+    assert message.startswith("config/models.yaml:") and "model 'gpt-4o-mini'" in message
+    assert (
+        "OPENAI_API_KEY holds a placeholder" in message and "leave 'gpt-4o-mini' out of --models" in message
+    )
+
+
 # --- the command ---------------------------------------------------------------------------
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
