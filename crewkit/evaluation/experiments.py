@@ -296,7 +296,18 @@ def under_arms(
     arm_settings = apply(settings, assignments)
     if arm_settings is settings:
         return settings, role_map
-    return arm_settings, role_map.derive(arm_settings)
+    arm_map = role_map.derive(arm_settings)
+    from crewkit.errors import ModelUnavailable
+
+    try:
+        arm_map.require_ready()
+    except ModelUnavailable as exc:  # say why this run uses that model
+        arms = ", ".join(f"arm '{a.arm}' of experiment '{a.experiment}'" for a in assignments)
+        raise ModelUnavailable(
+            f"{exc} (this run was assigned {arms} in config/experiments.yaml; make the model usable here "
+            "or disable the experiment)"
+        ) from None
+    return arm_settings, arm_map
 
 
 def record_field(assignments: list[Assignment]) -> dict[str, str] | list[dict[str, str]] | None:

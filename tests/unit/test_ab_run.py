@@ -162,3 +162,15 @@ def test_a_routing_arm_sets_the_policy_the_executor_routes_by(project):
     assert outcome.record["routing"] and {r["policy"] for r in outcome.record["routing"]} == {"static"}
     [row] = rows(settings)
     assert row[3] == "run" and row[4] == ab.key_hash("routing-v2", outcome.run_id)
+
+
+def test_an_arm_whose_model_cannot_run_here_says_so_and_nothing_is_stored(project, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    write_experiment(project, 0, 100)  # every run -> reasoning on gpt-4o-mini, with no API key here
+    settings = load_settings(project)
+    from crewkit.errors import ModelUnavailable
+
+    with pytest.raises(ModelUnavailable) as err:
+        run_flow(settings, RoleMap(settings), "default", {"task": "Explain recursion"})
+    assert "OPENAI_API_KEY" in str(err.value) and "arm 'treatment' of experiment 'mini'" in str(err.value)
+    assert rows(settings) == [] and StateStore.open(settings.home).list_runs() == []
