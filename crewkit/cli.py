@@ -353,6 +353,12 @@ def config_check() -> None:
         f"{f' ({long_term.engine})' if long_term.backend == 'embedded' else f' {long_term.url}'}, "
         f"collection {long_term.collection}"
     )
+    if settings.experiments_doc is not None:
+        enabled = [name for name, _ in settings.experiments.enabled()]
+        click.echo(
+            f"experiments (config/experiments.yaml): {len(settings.experiments.experiments)}, "
+            f"enabled: {', '.join(enabled) or 'none'}"
+        )
     from crewkit.settings import price_warnings
 
     for name in settings.profiles.profiles:

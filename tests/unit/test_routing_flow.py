@@ -158,3 +158,23 @@ def test_a_cooling_model_is_skipped_in_a_routed_subtask(project):
         "SELECT subject FROM audit WHERE action = 'model.skipped' AND run_id = ?", (outcome.run_id,)
     )
     assert actions == [("code/gpt-4o-mini",)]
+
+
+def test_a_short_run_budget_routes_to_a_cheaper_model_of_the_chain(project):
+    set_routing(project, "routing: {policy: static}", {"code": "{model: gpt-4o, fallbacks: [gpt-4o-mini]}"})
+    profiles = project / "config" / "profiles.yaml"
+    profiles.write_text(profiles.read_text().replace("per_run: 0.5\n", "per_run: 0.01\n", 1))
+    settings = load_settings(project)
+    assert settings.profile.budgets.per_run == 0.01  # a call on gpt-4o may cost ~$0.04, on mini ~$0.003
+    fakes = {
+        "reasoning": ScriptedLLM([PLAN, "It compares the string with its reverse.", *UNTRUSTED]),
+        "gpt-4o": ScriptedLLM([]),
+        "gpt-4o-mini": ScriptedLLM([CODE]),
+        "manager": manager(),
+    }
+    outcome = run(settings, fakes)
+    assert outcome.status == "done", outcome.record.get("error")
+    code_route = outcome.record["routing"][0]
+    assert code_route["model"] == "gpt-4o-mini" and code_route["answered_by"] == ["gpt-4o-mini"]
+    assert "budget: $0.01 left, a call on gpt-4o may cost" in code_route["reason"]
+    assert fakes["gpt-4o"].calls == [] and len(fakes["gpt-4o-mini"].calls) == 1
