@@ -987,13 +987,15 @@ def arena_leaderboard(
             f"no voted battles in {source}; vote with 'crewkit arena battle PROMPT --models A,B' "
             "or read a dump with --votes FILE"
         )
-    result = ratings.leaderboard(
-        battles,
-        method=method,  # type: ignore[arg-type]
-        bootstrap=bootstrap,
-        seed=seed,
-        min_battles=min_battles,
-    )
+    with arena_view.bootstrap_progress(f"{method} bootstrap") as progress:
+        result = ratings.leaderboard(
+            battles,
+            method=method,  # type: ignore[arg-type]
+            bootstrap=bootstrap,
+            seed=seed,
+            min_battles=min_battles,
+            progress=progress,
+        )
     arena_view.board(result, fmt)
     if plot_path is not None:
         arena_view.note(f"wrote {leaderboard.plot(result, plot_path)}")

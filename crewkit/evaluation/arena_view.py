@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from crewkit.evaluation.arena import ArenaBattle
@@ -88,3 +90,19 @@ def board(result: Leaderboard, fmt: str) -> None:
         _out().print(table(result))
     for text in result.notes:
         note(f"note: {text}")
+
+
+@contextmanager
+def bootstrap_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar on stderr for the bootstrap (shown only on a terminal)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from crewkit.console import err
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
+    )  # fmt: skip
+    task = bar.add_task(label, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -29,7 +29,7 @@ whose lower bound is above its upper bound.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ K = 4.0
 L2 = 1e-4  # on natural-log strengths: 0.5 * L2 * sum(theta^2) added to the negative log-likelihood
 ALPHA = 0.05  # 95% percentile intervals
 _NATS = math.log(BASE) / SCALE  # rating points -> natural-log strength
+Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass(frozen=True)
@@ -145,18 +146,25 @@ def leaderboard(
     bootstrap: int = 1000,
     seed: int = 0,
     min_battles: int = 1,
+    progress: Progress | None = None,
 ) -> Leaderboard:
     """Ratings of every model in `battles`, best first; an empty Leaderboard (with a note) for none.
 
     `bootstrap` rounds (0: none; the interval is then the rating itself), seeded by `seed`.
     `min_battles`: a model in fewer battles is a UsageError naming it (the CLI passes 2).
+    `progress(done, total)` is called as the bootstrap advances.
     """
     check_min_battles(battles, min_battles)
-    return rate(encode(battles), method=method, bootstrap=bootstrap, seed=seed)
+    return rate(encode(battles), method=method, bootstrap=bootstrap, seed=seed, progress=progress)
 
 
 def rate(
-    enc: Encoded, *, method: Literal["elo", "bt"] = "bt", bootstrap: int = 1000, seed: int = 0
+    enc: Encoded,
+    *,
+    method: Literal["elo", "bt"] = "bt",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
 ) -> Leaderboard:
     """`leaderboard` on encoded battles (what the benchmark times)."""
     if method not in ("elo", "bt"):
@@ -170,10 +178,10 @@ def rate(
     if method == "bt":
         cells, counts = _cells(enc)
         point = _bt_ratings(cells, counts, len(enc.models), notes=notes, names=enc.models)
-        samples = _bt_bootstrap(cells, counts, len(enc.models), bootstrap, rng, point)
+        samples = _bt_bootstrap(cells, counts, len(enc.models), bootstrap, rng, point, progress)
     else:
         point = elo_ratings(enc)
-        samples = _elo_bootstrap(enc, bootstrap, rng)
+        samples = _elo_bootstrap(enc, bootstrap, rng, progress=progress)
         notes.append(
             "online Elo depends on the order of the battles (time order here); "
             "Bradley-Terry (--method bt) does not"
@@ -370,8 +378,9 @@ def _disconnected(enc: Encoded, notes: list[str]) -> None:
 
 
 def _bt_bootstrap(
-    cells: np.ndarray, counts: np.ndarray, m: int, rounds: int, rng: np.random.Generator, point: np.ndarray
-) -> np.ndarray | None:
+    cells: np.ndarray, counts: np.ndarray, m: int, rounds: int, rng: np.random.Generator, point: np.ndarray,
+    progress: Progress | None = None,
+) -> np.ndarray | None:  # fmt: skip
     if rounds <= 0:
         return None
     total = int(counts.sum())
@@ -384,6 +393,8 @@ def _bt_bootstrap(
         ratings = _to_points(theta)
         present = n.sum(axis=1) > 0
         out[r] = np.where(present, ratings, np.nan)
+        if progress is not None and (r % 20 == 19 or r == rounds - 1):
+            progress(r + 1, rounds)
     return out
 
 
@@ -403,7 +414,9 @@ def elo_ratings(enc: Encoded, k: float = K) -> np.ndarray:
     return np.array(rating)
 
 
-def _elo_bootstrap(enc: Encoded, rounds: int, rng: np.random.Generator, k: float = K) -> np.ndarray | None:
+def _elo_bootstrap(
+    enc: Encoded, rounds: int, rng: np.random.Generator, k: float = K, progress: Progress | None = None
+) -> np.ndarray | None:
     """FastChat's Elo bootstrap: each round replays N battles drawn with replacement, in the
     order drawn. All rounds advance together: step t updates every round's two models at once.
 
@@ -441,5 +454,7 @@ def _elo_bootstrap(enc: Encoded, rounds: int, rng: np.random.Generator, k: float
             add(xa, d, out=xa)
             sub(xb, d, out=xb)
             put(where, x)
+        if progress is not None:
+            progress(start + size, n)
     ratings = (u / half).reshape(rounds, m)
     return np.where(present, ratings, np.nan)
