@@ -116,7 +116,9 @@ def _tokens(text: str) -> int:
 def estimate(description: str, task_type: str = "reasoning") -> Complexity:
     """A deterministic complexity estimate of a subtask: a score in [0, 1] and a level.
 
-    Five features, each in [0, 1] and non-decreasing as the text grows, weighted by `WEIGHTS`:
+    Five features, each in [0, 1], weighted by `WEIGHTS`; adding words, asks, constraints or
+    reasoning never lowers one (except parts where text turns into a list: then the list's items
+    are the parts, as `task_profile` counts them):
     - length: tokens of the text (English ~4 characters a token, Chinese one a character),
       log-scaled: log2(1 + tokens/20) / 4 (20 tokens 0.25, 60 tokens 0.5, 300 tokens 1);
     - parts: the separate asks in the text (`crewkit.task_profile.split_parts`: list items,
