@@ -162,6 +162,8 @@ def test_two_enabled_routing_experiments_conflict(project):
 def test_config_check_reports_an_experiments_error(project, capsys):
     from crewkit import cli
 
+    assert cli.main(["config", "check"]) == 0
+    assert "experiments (config/experiments.yaml): 1, enabled: none" in capsys.readouterr().out
     _write(project, "experiments:\n  r:\n    arms:\n      control: {weight: 1}\n")
     assert cli.main(["config", "check"]) == 2
     err = capsys.readouterr().err
