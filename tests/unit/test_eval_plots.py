@@ -24,11 +24,18 @@ def rep(settings):
 
 
 def test_write_puts_every_file_in_place(rep, tmp_path):
+    import os
+
     out = tmp_path / "out" / "run1"
-    paths = report.write(rep, out)
+    old = os.umask(0o022)
+    try:
+        paths = report.write(rep, out)
+    finally:
+        os.umask(old)
     assert [p.name for p in paths] == list(report.FILES)
     assert all(p.parent == out and p.stat().st_size > 0 for p in paths)
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
+    assert all(p.stat().st_mode & 0o044 == 0o044 for p in paths)  # readable by others (umask 022)
     for name in ("quality_cost.png", "quality_latency.png"):
         assert (out / name).read_bytes().startswith(PNG)
     data = json.loads((out / "results.json").read_text())
@@ -88,3 +95,9 @@ def test_importing_the_report_does_not_import_matplotlib_or_scipy():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_model_far_past_the_limit_is_still_plotted(settings):
+    slow = report.build(comparison(model_results("fast-cheap", 0.5, 60.0)), with_models(settings), votes=[])
+    assert slow.model("fast-cheap").latency_ms["p95"] == pytest.approx(60_000)
+    assert plots.quality_latency(slow).startswith(PNG)

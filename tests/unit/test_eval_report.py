@@ -152,7 +152,7 @@ def test_limits_broken_are_named_with_their_figures_and_rank_last(settings):
     assert ranking[1].score > ranking[0].score  # ranked after despite the higher score
     md = rep.markdown()
     assert "p95 latency 600 ms > 500 ms; price $0.0600/1k > $0.0500/1k" in md
-    assert "Pick: **fast-cheap**" in md
+    assert "Pick: **fast-cheap**" in md and "- reasoning: **fast-cheap** (score" in md
     assert "p95 latency per call <= 500 ms" in md and "$0.0500 per 1k tokens" in md
 
 
@@ -228,6 +228,8 @@ def test_a_model_lacking_the_roles_capability_is_not_eligible(settings, two):
     assert ("plain", "tools") in rep.role("manager").not_eligible
     assert "embedding" not in [r.role for r in rep.roles]
     assert "Not eligible: fast-cheap (lacks vision), plain (lacks vision)." in rep.markdown()
+    alone = report.build(comparison(model_results("plain", 1.0, 0.05)), with_models(settings), votes=[])
+    assert alone.role("vision").ranking == () and "- vision: no eligible model" in alone.markdown()
 
 
 def test_each_role_ranks_on_its_own_cases_and_a_role_without_cases_on_all(settings):
