@@ -168,3 +168,27 @@ def test_config_check_reports_an_experiments_error(project, capsys):
     assert cli.main(["config", "check"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: config/experiments.yaml:3: ") and err.count("\n") == 1
+
+
+def test_an_arm_whose_role_map_breaks_a_routing_rule_is_refused_at_the_arm(project):
+    models = project / "config" / "models.yaml"
+    text = models.read_text()
+    text = text.replace(
+        "  code:      {model: local-small}", "  code:      {model: local-small, fallbacks: [gpt-4o]}"
+    )
+    text = text.replace("        # - when: {task_type: code, level: high}\n        #   use: gpt-4o",
+                        "        - when: {task_type: code, level: high}\n          use: gpt-4o")  # fmt: skip
+    models.write_text(text)
+    assert load_settings(project).models.roles["code"].fallbacks == [
+        "gpt-4o"
+    ]  # the rule is valid as configured
+    _write(
+        project,
+        "experiments:\n  r:\n    arms:\n      control: {weight: 1}\n      treatment:\n        weight: 1\n"
+        "        roles: {code: {fallbacks: []}}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    message = str(err.value)
+    assert message.startswith("config/experiments.yaml:5: arm 'treatment' of experiment 'r': "), message
+    assert "'gpt-4o'" in message and "role 'code'" in message
