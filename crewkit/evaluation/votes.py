@@ -75,7 +75,7 @@ class VotesFile:
         )
 
 
-def parse_line(text: str) -> Battle:
+def parse_line(text: str, line: int = 0, source: str = "") -> Battle:
     """One JSONL line -> a Battle; ValueError says what is wrong (no file or line in it)."""
     try:
         doc = json.loads(text)
@@ -104,7 +104,7 @@ def parse_line(text: str) -> Battle:
     if isinstance(tstamp, bool) or not isinstance(tstamp, int | float) or not math.isfinite(tstamp):
         raise ValueError(f"'tstamp' must be a number (seconds since the epoch), got {json.dumps(tstamp)}")
     extra = {k: v for k, v in doc.items() if k not in _KNOWN}
-    return Battle(names[0], names[1], winner, float(tstamp), extra)
+    return Battle(names[0], names[1], winner, float(tstamp), extra, line, source)
 
 
 def read_jsonl(path: Path, *, on_bad: Literal["fail", "skip"] = "fail") -> VotesFile:
@@ -125,13 +125,11 @@ def read_jsonl(path: Path, *, on_bad: Literal["fail", "skip"] = "fail") -> Votes
                 if not text.strip():
                     continue
                 try:
-                    b = parse_line(text)
+                    battles.append(parse_line(text, number, source))
                 except ValueError as exc:
                     if on_bad == "fail":
                         raise UsageError(f"{path}:{number}: {exc}; {_FIX}") from None
                     skipped.append((number, str(exc)))
-                    continue
-                battles.append(Battle(b.model_a, b.model_b, b.winner, b.tstamp, b.extra, number, source))
         except UnicodeDecodeError:
             raise UsageError(f"{path}:{number + 1}: not UTF-8 text; save the votes file as UTF-8") from None
     return VotesFile(path, battles, skipped)
