@@ -227,10 +227,17 @@ DRIFT_OVERHEAD = 64
 def _skip_reason(case: Case, entry: ModelEntry) -> str | None:
     need = int(case.detail.get("length", 0) * DRIFT_MARGIN) + DRIFT_OVERHEAD + case.max_tokens
     if case.kind == "drift" and need > entry.context:
-        return f"{case.detail['length']} tokens exceed the model's {entry.context}-token context"
+        return f"{case.detail['length']} tokens do not fit the model's {entry.context}-token context"
     if case.kind == "tool_use" and not entry.can("tools"):
         return "the model has no 'tools' capability"
     return None
+
+
+def _refused_key(exc: BaseException) -> bool:
+    """The provider refused the credentials: every further call of that model would be refused too."""
+    from crewkit.models import provider_errors
+
+    return provider_errors.classify(exc) == "auth"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -375,7 +382,7 @@ def run_case(name: str, entry: ModelEntry, llm: Any, case: Case, repeat: int = 1
         try:
             reply, seconds, ttft, t_in, t_out = _call(llm, case)
         except Exception as exc:  # noqa: BLE001 - a failed call is a row, not a crash
-            fatal = isinstance(exc, FatalModelError)
+            fatal = isinstance(exc, FatalModelError) or _refused_key(exc)
             return _base(
                 name, case, error=_one_line(exc), detail={**case.detail, **({"fatal": True} if fatal else {})}
             )

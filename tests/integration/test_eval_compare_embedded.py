@@ -61,7 +61,7 @@ def test_tiny_suite_on_the_embedded_model(settings, tmp_path: Path):
         assert rows[case_id].ttft_s is not None and 0 < rows[case_id].ttft_s <= rows[case_id].latency_s
     assert rows["weather"].ttft_s is None
     assert rows["vault@256/0.5"].input_tokens > 200  # the filler really is ~256 tokens
-    assert rows["vault@9000/0.5"].detail["skipped"].startswith("9000 tokens exceed")
+    assert rows["vault@9000/0.5"].detail["skipped"].startswith("9000 tokens do not fit")
     # a rerun takes every finished case from state.db: no call, no model load needed
     again = cmp.compare(settings, ["local-small"], suite, llms={"local-small": object()})
     assert again.resumed == 3

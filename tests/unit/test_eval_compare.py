@@ -77,7 +77,7 @@ def test_each_case_is_scored_with_tokens_latency_and_cost(settings, mini):
 def test_a_drift_length_beyond_the_context_is_skipped_not_failed(settings, mini):
     result = cmp.compare(settings, ["local-small"], mini, llms={"local-small": ScriptedLLM(list(RIGHT))})
     row = by_case(result)["vault@20000/0.5"]
-    assert row.detail["skipped"] == "20000 tokens exceed the model's 8192-token context"
+    assert row.detail["skipped"] == "20000 tokens do not fit the model's 8192-token context"
     assert row.error is None and row.latency_s == 0
 
 
@@ -111,11 +111,31 @@ def test_a_failed_call_is_an_error_row_redacted_and_run_again_next_time(settings
     assert len(again.calls) == 1
 
 
-def test_a_refused_key_fails_the_rest_of_that_model_without_calling_it(settings, mini):
-    llm = ScriptedLLM([ModelAuthError("model 'gpt-4o' refused the credentials")])
+class ProviderError(Exception):
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (ModelAuthError("model 'gpt-4o' refused the credentials"), "model 'gpt-4o' refused the credentials"),
+        (ProviderError("invalid api key", 401), "ProviderError 401: invalid api key"),
+    ],
+)
+def test_a_refused_key_fails_the_rest_of_that_model_without_calling_it(settings, mini, error, shown):
+    llm = ScriptedLLM([error])
     rows = by_case(cmp.compare(settings, ["gpt-4o"], mini, llms={"gpt-4o": llm}))
     assert len(llm.calls) == 1
-    assert [r.error for r in rows.values()] == ["model 'gpt-4o' refused the credentials"] * 4
+    assert [r.error for r in rows.values()] == [shown] * 4
+
+
+def test_a_transient_error_does_not_stop_the_model(settings, mini):
+    llm = ScriptedLLM([ProviderError("overloaded", 503), *RIGHT[1:], "4721"])
+    rows = by_case(cmp.compare(settings, ["gpt-4o"], mini, llms={"gpt-4o": llm}))
+    assert rows["add"].error == "ProviderError 503: overloaded"
+    assert [r.passed for r in rows.values()] == [False, True, True, True]
 
 
 def test_interrupted_run_keeps_finished_cases_and_a_rerun_does_not_call_them_again(settings, mini):
