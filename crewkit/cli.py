@@ -917,7 +917,12 @@ def arena_battle(prompt: str, models: str, choice: str | None) -> None:
 
     settings = _settings()
     store = _store(settings)
-    fight = arena.battle(settings, _memory_text(prompt), models.split(","), store=store)
+    if prompt == "-":
+        try:
+            prompt = sys.stdin.read()
+        except UnicodeDecodeError:
+            raise UsageError("stdin is not UTF-8 text; give the battle prompt as UTF-8") from None
+    fight = arena.battle(settings, prompt, models.split(","), store=store)
     arena_view.answers(fight)
     if choice is None and sys.stdin.isatty() and sys.stdout.isatty():
         choice = click.prompt(
