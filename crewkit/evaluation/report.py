@@ -16,7 +16,7 @@ How a score is made (the profile's `eval:` weights, `crewkit.settings.EvalWeight
   out and the other weights are rescaled).
 Hard limits: p95 latency per call above `latency_ms`, price per 1k above `price_ceiling_per_1k`.
 A model that breaks one is ranked after every model that breaks none, and the report names the
-limit with both figures.
+limit with both figures. A model that ran no quality case (all skipped) has no score and comes last.
 """
 
 from __future__ import annotations
@@ -241,6 +241,14 @@ def weighted(metrics: dict[str, float | None], weights: dict[str, float]) -> flo
     return sum(metrics[k] * w for k, w in used.items()) / total  # type: ignore[operator]
 
 
+def _score(metrics: dict[str, float | None], weights: dict[str, float]) -> float | None:
+    """The profile's score; None when no quality metric was measured (every case skipped or none
+    for the role): price and speed alone do not rank a model that answered nothing."""
+    if all(metrics.get(k) is None for k in QUALITY):
+        return None
+    return weighted(metrics, weights)
+
+
 def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
@@ -319,14 +327,14 @@ def _summarise(
         capabilities=tuple(entry.capabilities) if entry is not None else None,
         normalised=normalised,
         quality_score=weighted(quality, {k: weights[k] for k in QUALITY}),
-        score=weighted(normalised, weights),
+        score=_score(normalised, weights),
         breaches=tuple(breaches),
         drift_grid=_drift_grid(results),
     )
 
 
 def _rank_key(score: float | None, breaches: tuple[Breach, ...], model: str) -> tuple[Any, ...]:
-    return (bool(breaches), -(score if score is not None else -math.inf), model)
+    return (score is None, bool(breaches), -(score or 0.0), model)
 
 
 def _role_ranking(
@@ -347,7 +355,7 @@ def _role_ranking(
         quality, _ = _quality([r for r in cases if r.model == name])
         metrics = {**quality, "latency": s.normalised["latency"], "cost": s.normalised["cost"]}
         q = weighted(quality, {k: weights[k] for k in QUALITY})
-        rows.append((weighted(metrics, weights), q, s.breaches, name))
+        rows.append((_score(metrics, weights), q, s.breaches, name))
     rows.sort(key=lambda x: _rank_key(x[0], x[2], x[3]))
     ranking = tuple(Ranked(i + 1, name, score, q, b) for i, (score, q, b, name) in enumerate(rows))
     return RoleRanking(
@@ -719,7 +727,8 @@ def _markdown(rep: Report) -> str:
         f" ${rep.price_ceiling_per_1k:.4f}/1k): 1 at zero, 0.5 at the limit.",
         f"- Score = weighted mean with the profile's `eval:` weights ({_weights_text(rep.weights)});"
         " quality = the same over the quality metrics only. A metric with no case is left out.",
-        "- Models breaking a hard limit are ranked after all models within the limits.",
+        "- Models breaking a hard limit are ranked after all models within the limits; a model with no"
+        " quality case run (all skipped) has no score and comes last.",
         "- Latency percentiles are over calls without an error; failed calls score 0 and count as errors;"
         " skipped cases (past the model's context, tool use without tools) count nowhere but in 'skipped'.",
     ]

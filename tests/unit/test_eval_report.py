@@ -219,6 +219,16 @@ def test_skipped_cases_count_nowhere_but_skipped(settings):
     assert m.quality["reasoning"] == 1.0
 
 
+def test_a_model_that_ran_no_case_gets_no_score_and_ranks_last(settings):
+    results = model_results("strong-dear", 0.5, 0.1, n=2)
+    results += [row("plain", "t1", "tool_use", passed=False, score=0.0, detail={"skipped": "no tools"})]
+    rep = report.build(comparison(results), with_models(settings), votes=[])
+    assert rep.model("plain").score is None  # free and never slow, but it answered nothing
+    # after strong-dear, which breaks startup's price limit
+    assert [x.model for x in rep.role("reasoning").ranking] == ["strong-dear", "plain"]
+    assert "| 2 | plain | n/a | n/a | none |" in rep.markdown()
+
+
 def test_a_model_lacking_the_roles_capability_is_not_eligible(settings, two):
     results = two + model_results("plain", 1.0, 0.05)
     rep = report.build(comparison(results), with_models(settings), votes=[])
@@ -376,3 +386,27 @@ def test_results_json_has_every_case_and_the_aggregates(settings, two, tmp_path)
 def test_the_comparisons_profile_is_the_one_reported(settings, two):
     rep = report.build(comparison(two, profile="enterprise"), with_models(settings, "startup"), votes=[])
     assert rep.profile == "enterprise" and rep.latency_ms == 1000
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ("{reasoning: 0, tool_use: 0, drift: 0, latency: 0, cost: 0}", "eval weights are all zero"),
+        ("{reasoning: -1}", "'profiles.mid-size.eval.reasoning': Input should be greater than or equal to 0"),
+        ('{cost: "2"}', "'profiles.mid-size.eval.cost'"),
+        ("{speed: 2}", "speed"),
+    ],
+)
+def test_bad_eval_weights_are_one_line_naming_the_file_and_line(project, weights, message):
+    from crewkit.errors import ConfigError
+    from crewkit.settings import load_settings
+
+    path = project / "config" / "profiles.yaml"
+    text = path.read_text()
+    line = "    eval: {reasoning: 1.0, tool_use: 1.0, drift: 1.0, latency: 1.0, cost: 1.0}\n"
+    assert line in text
+    path.write_text(text.replace(line, f"    eval: {weights}\n"))
+    lineno = path.read_text().splitlines().index(f"    eval: {weights}") + 1
+    with pytest.raises(ConfigError) as err:
+        load_settings(project)
+    assert str(err.value).startswith(f"config/profiles.yaml:{lineno}:") and message in str(err.value)
