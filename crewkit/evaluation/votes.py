@@ -112,7 +112,7 @@ def read_jsonl(path: Path, *, on_bad: Literal["fail", "skip"] = "fail") -> Votes
     with `on_bad="skip"`, is left out and listed in `.skipped`."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of line 1
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}; give a votes JSONL file") from None
     battles: list[Battle] = []
