@@ -101,11 +101,8 @@ class ExperimentsConfig(_Strict):
 
 
 def routing_policies(models: ModelsConfig) -> list[str]:
-    """The routing policy names models.yaml defines ('static', today's behaviour, when it has none)."""
-    routing = getattr(models, "routing", None)
-    if routing is None:
-        return ["static"]
-    return list(getattr(routing, "policies", None) or {}) or ["static"]
+    """The routing policy names config/models.yaml defines (`routing.policies`)."""
+    return list(models.routing.policies)
 
 
 def check_config(cfg: ExperimentsConfig, doc: yamlfile.YamlDoc, models: ModelsConfig) -> None:
@@ -166,6 +163,14 @@ def check_config(cfg: ExperimentsConfig, doc: yamlfile.YamlDoc, models: ModelsCo
                     )
 
 
+class _NoWhere:
+    """Stands in for models.yaml's document: its checks name a line there, but the error is the arm's."""
+
+    @staticmethod
+    def where(loc: tuple[Any, ...]) -> str:
+        return ""
+
+
 def _check_patched(models: ModelsConfig, arm: Arm, name: str, arm_name: str, fail: Any) -> None:
     """The role map as the arm leaves it must pass models.yaml's own checks (embedding role, routing)."""
     from crewkit.errors import ConfigError
@@ -175,13 +180,8 @@ def _check_patched(models: ModelsConfig, arm: Arm, name: str, arm_name: str, fai
     if patched is models:
         return
 
-    class _Where:  # models.yaml's checks name a location; the error belongs to the arm
-        @staticmethod
-        def where(loc: tuple[Any, ...]) -> str:
-            return ""
-
     try:
-        _check_models(patched, _Where())  # type: ignore[arg-type]
+        _check_models(patched, _NoWhere())  # type: ignore[arg-type]
     except ConfigError as exc:
         reason = str(exc).lstrip(": ")
         raise fail((name, "arms", arm_name), f"arm '{arm_name}' of experiment '{name}': {reason}") from None
@@ -196,13 +196,7 @@ def patch_models(models: ModelsConfig, arm: Arm) -> ModelsConfig:
             roles[role] = roles[role].model_copy(update=patch.model_dump(exclude_none=True))
         update["roles"] = roles
     if arm.routing is not None:
-        routing = getattr(models, "routing", None)
-        if routing is not None:
-            update["routing"] = routing.model_copy(update={"policy": arm.routing})
-        elif arm.routing != "static":  # pragma: no cover - check_config refuses it first
-            raise ValueError(
-                f"routing policy '{arm.routing}' needs a 'routing:' section in config/models.yaml"
-            )
+        update["routing"] = models.routing.model_copy(update={"policy": arm.routing})
     return models.model_copy(update=update) if update else models
 
 

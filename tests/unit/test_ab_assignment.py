@@ -151,8 +151,6 @@ def test_an_arm_sets_the_routing_policy(settings):
 
     from crewkit.evaluation.experiments import Assignment, ExperimentsConfig
 
-    if getattr(settings.models, "routing", None) is None:
-        pytest.skip("config/models.yaml has no routing: section yet")
     policies = list(settings.models.routing.policies)
     other = next(p for p in policies if p != settings.models.routing.policy)
     cfg = ExperimentsConfig(
@@ -169,7 +167,7 @@ def test_a_derived_role_map_keeps_overrides_and_shares_built_models(settings):
     from crewkit.evaluation.experiments import Assignment, ExperimentsConfig
     from crewkit.models.registry import RoleMap
 
-    arm = Arm(weight=1, roles={"code": RolePatch(model="gpt-4o-mini")})
+    arm = Arm(weight=1, roles={"reasoning": RolePatch(model="gpt-4o-mini")})  # scripted: no key needed
     cfg = ExperimentsConfig(experiments={"x": _experiment(control=Arm(weight=1), treatment=arm)})
     base = replace(settings, experiments=cfg)
     fake = object()

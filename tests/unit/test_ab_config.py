@@ -142,9 +142,8 @@ def test_two_enabled_experiments_may_change_different_things(project):
 
 def test_routing_arms_name_policies_of_models_yaml(project):
     settings = load_settings(project)
-    policies = list(getattr(getattr(settings.models, "routing", None), "policies", None) or {})
-    if len(policies) < 2:
-        pytest.skip("config/models.yaml defines fewer than two routing policies")
+    policies = list(settings.models.routing.policies)
+    assert len(policies) >= 2  # static and by-complexity ship
     arms = "".join(f"      {p}: {{weight: 1, routing: {p}}}\n" for p in policies)
     _write(project, f"experiments:\n  r:\n    enabled: true\n    arms:\n{arms}")
     loaded = load_settings(project).experiments.experiments["r"]
