@@ -305,7 +305,7 @@ def _summarise(
     normalised["latency"] = closeness(p95, profile.latency_ms) if p95 is not None else None
     normalised["cost"] = closeness(price, profile.price_ceiling_per_1k)
     breaches = []
-    if p95 is not None and p95 > profile.latency_ms:
+    if p95 is not None and p95 > profile.latency_ms + 1e-9:  # at the limit is within it
         breaches.append(Breach("latency", p95, profile.latency_ms))
     if price > profile.price_ceiling_per_1k + 1e-12:
         breaches.append(Breach("price", price, profile.price_ceiling_per_1k))
@@ -341,7 +341,6 @@ def _role_ranking(
     role: str,
     results: Sequence[CaseResult],
     summaries: dict[str, ModelSummary],
-    settings: Settings,
     weights: dict[str, float],
 ) -> RoleRanking:
     needs = ROLE_NEEDS.get(role, "text")
@@ -457,7 +456,7 @@ def build(comparison: Comparison, settings: Settings, *, votes: Sequence[Any] | 
         m: _summarise(m, rs, settings.models.models.get(m), settings, weights) for m, rs in by_model.items()
     }
     roles = [r for r in settings.models.roles if ROLE_NEEDS.get(r) != "embedding"]
-    rankings = tuple(_role_ranking(r, comparison.results, summaries, settings, weights) for r in roles)
+    rankings = tuple(_role_ranking(r, comparison.results, summaries, weights) for r in roles)
 
     notes = []
     unmeasured = [LABELS[k] for k in QUALITY if not any(s.counts[k] for s in summaries.values())]
