@@ -167,7 +167,8 @@ def resume_run(
         store.claim(run_id, set(RESUMABLE))
         return run_crew_segment(settings, role_map, store, run_id, name, inputs, row.requester, progress)
     trigger_payload = inputs.pop(TRIGGER_KEY, None)
-    settings, role_map = ab.under_arms(settings, role_map, ab.stored(store, run_id))  # the arms it started with
+    # the arms it started with, not a new draw
+    settings, role_map = ab.under_arms(settings, role_map, ab.stored(store, run_id))
     flow_cls, inputs = prepare_flow(settings, role_map, row.flow, inputs)
     if fingerprint(settings, row.flow) != row.fingerprint:
         path = yamlfile.display_path(check_flow_name(settings, row.flow))
