@@ -239,3 +239,15 @@ def test_cli_single_battle_model_exit_2_naming_it(project, capsys, tmp_path):
 def test_cli_leaderboard_without_votes_says_so(project, capsys):
     code, out, err = run_cli(capsys, "arena", "leaderboard")
     assert code == 2 and out == "" and "no voted battles in state.db" in err
+
+
+def test_cli_battle_asks_for_the_vote_on_a_terminal(models, capsys, monkeypatch):
+    import sys
+
+    models["local-small"] = ScriptedLLM(["s"])
+    models["ollama-qwen"] = ScriptedLLM(["q"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("bothbad\n"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    code, out, _ = run_cli(capsys, "arena", "battle", "q", "--models", "local-small,ollama-qwen")
+    assert code == 0 and "Which is better?" in out and "vote recorded" in out and ": both bad;" in out

@@ -91,3 +91,9 @@ def test_a_missing_tstamp_reads_as_zero():
     assert parse_line('{"model_a": "x", "model_b": "y", "winner": "model_b"}') == Battle(
         "x", "y", "model_b", 0.0
     )
+
+
+def test_a_byte_order_mark_is_not_part_of_line_one(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes("\ufeff".encode() + json.dumps(FASTCHAT[0]).encode() + b"\n")
+    assert read_jsonl(path).battles[0].model_a == "gpt-4"
