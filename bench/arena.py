@@ -11,6 +11,8 @@ Timed (wall seconds, perf_counter, after one small warm-up that pays the imports
   crewkit elo        `ratings.rate(method="elo", bootstrap=R)`: online Elo (K=4) on all votes plus
                      R bootstrap rounds replayed exactly (vectorised across rounds)
   encode             `ratings.encode` of 1M `votes.Battle` objects (what the CLI adds on top)
+  file -> board      `votes.read_jsonl` of the votes written as a JSONL file, then `ratings.leaderboard`
+                     (BT, R rounds, min_battles 2): the whole `crewkit arena leaderboard --votes` path
   reference bt       FastChat's `compute_mle_elo` written straight with numpy/scipy (no sklearn or
                      pandas here): one row per battle in a dense design matrix (+ln 10 for model_a,
                      -ln 10 for model_b; FastChat duplicates each row so a tie is one win and one
@@ -24,7 +26,7 @@ reference's point ratings and interval ends (both centred on a mean of 1000), an
 ratings are from the true ones. Writes bench/results/arena.json.
 
     .venv/bin/python bench/arena.py [--votes 1000000] [--models 100] [--rounds 100]
-                                    [--reference-rounds 3] [--skip-elo] [--skip-reference]
+                                    [--reference-rounds 3] [--skip-elo] [--skip-reference] [--skip-file]
 """
 
 from __future__ import annotations
@@ -139,6 +141,9 @@ def main() -> int:
     parser.add_argument("--reference-matrix", choices=["dense", "sparse"], default="dense")
     parser.add_argument("--skip-elo", action="store_true")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument(
+        "--skip-file", action="store_true", help="skip timing the JSONL file -> leaderboard path"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     telemetry_off()
@@ -171,6 +176,30 @@ def main() -> int:
     del battles
     print(f"encode:       {enc_s:7.2f} s  ({n:,} Battle objects -> arrays; the CLI's extra step)")
     payload["encode_s"] = round(enc_s, 3)
+
+    if not args.skip_file:
+        import tempfile
+
+        from crewkit.evaluation.votes import read_jsonl
+
+        winners = ("model_b", "tie", "model_a")
+        with tempfile.TemporaryDirectory(prefix="crewkit-bench-arena-") as tmp:
+            path = Path(tmp) / "votes.jsonl"
+            with path.open("w", encoding="utf-8") as out:
+                for k, (i, j, s) in enumerate(zip(a.tolist(), b.tolist(), score.tolist(), strict=True)):
+                    out.write(
+                        f'{{"model_a": "{names[i]}", "model_b": "{names[j]}", "winner": "{winners[int(2 * s)]}", '
+                        f'"tstamp": {1.7e9 + k}, "anony": true}}\n'
+                    )
+            start = time.perf_counter()
+            read = read_jsonl(path)
+            read_s = time.perf_counter() - start
+            ratings.leaderboard(read.battles, bootstrap=rounds, seed=args.seed, min_battles=2)
+            file_s = time.perf_counter() - start
+        print(f"file -> board:{file_s:7.2f} s  (what `crewkit arena leaderboard --votes FILE --bootstrap {rounds}` "
+              f"computes; reading the JSONL {read_s:.2f} s)")  # fmt: skip
+        payload["file_to_board_s"] = round(file_s, 3)
+        payload["read_jsonl_s"] = round(read_s, 3)
 
     if not args.skip_elo:
         point_s, _ = _timed(ratings.elo_ratings, enc)
