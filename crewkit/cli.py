@@ -900,7 +900,9 @@ def arena_app() -> None:
     """Pairwise battles of two anonymised models, human votes, Elo and Bradley-Terry leaderboards."""
 
 
-@arena_app.command("battle", context_settings=CONTEXT)
+@arena_app.command(
+    "battle", context_settings=CONTEXT, short_help="Ask two anonymised models one prompt; vote."
+)
 @click.argument("prompt")
 @click.option("--models", required=True, metavar="A,B", help="Two model names from config/models.yaml.")
 @click.option(
@@ -935,7 +937,9 @@ def arena_battle(prompt: str, models: str, choice: str | None) -> None:
     arena_view.revealed(arena.vote(store, fight.id, choice, voter=_actor()))
 
 
-@arena_app.command("vote", context_settings=CONTEXT)
+@arena_app.command(
+    "vote", context_settings=CONTEXT, short_help="Vote on a pending battle: a, b, tie or bothbad."
+)
 @click.argument("battle_id")
 @click.argument("choice", type=click.Choice(["a", "b", "tie", "bothbad"]))
 def arena_vote(battle_id: str, choice: str) -> None:
@@ -954,7 +958,9 @@ def arena_pending(fmt: str) -> None:
     arena_view.pending(arena.pending(_store()), fmt)
 
 
-@arena_app.command("leaderboard", context_settings=CONTEXT)
+@arena_app.command(
+    "leaderboard", context_settings=CONTEXT, short_help="Elo or Bradley-Terry ratings with intervals."
+)
 @click.option("--votes", "votes_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
               help="Votes JSONL (FastChat format) instead of state.db; repeatable.")  # fmt: skip
 @click.option("--method", type=click.Choice(["bt", "elo"]), default="bt", show_default=True,
@@ -1006,7 +1012,7 @@ def arena_leaderboard(
         arena_view.note(f"wrote {leaderboard.plot(result, plot_path)}")
 
 
-@arena_app.command("export", context_settings=CONTEXT)
+@arena_app.command("export", context_settings=CONTEXT, short_help="Voted battles as FastChat JSONL.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write to FILE (default: stdout).")  # fmt: skip
 def arena_export(out: Path | None) -> None:
