@@ -327,7 +327,7 @@ def load(path: Path) -> Suite:
                 f"{where}: a case must be a mapping with 'id' and 'kind'; see docs/evaluation.md"
             )
         kind = raw.get("kind")
-        if kind not in SPECS:
+        if not isinstance(kind, str) or kind not in SPECS:
             got = (
                 "missing"
                 if kind is None

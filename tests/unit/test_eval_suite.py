@@ -164,6 +164,18 @@ def test_a_case_id_cannot_take_the_shape_of_a_drift_id(tmp_path):
             8,
             "depths are fractions",
         ),
+        ("cases:\n  - id: a\n    kind: [reasoning]\n", 3, "case kind '['reasoning']' is not one of"),
+        (
+            "cases:\n  - id: a\n    prompt: x\n",
+            2,
+            "case kind missing; set kind: to one of reasoning, tool_use, drift",
+        ),
+        ("cases:\n  - just text\n", 2, "valid dictionary"),
+        (
+            "human: {m: high}\ncases:\n  - {id: a, kind: reasoning, prompt: x, answer: {exact: y}}\n",
+            1,
+            "field 'human.m'",
+        ),
         ("repeats: 3\ncases: []\n", 1, "unknown field 'repeats' (did you mean 'repeat'?)"),
         ("cases: []\n", 1, "the suite has no cases"),
         ("name: x\n", 1, "the suite has no cases"),
