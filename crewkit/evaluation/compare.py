@@ -277,21 +277,22 @@ def _error(name: str, case: Case, error: str) -> CaseResult:
 
 
 @contextmanager
-def _max_tokens(llm: Any, n: int) -> Iterator[None]:
-    """Cap the reply of the calls inside at `n` tokens (the case's `max_tokens`), then restore."""
-    if not hasattr(llm, "max_tokens"):
-        yield
-        return
-    old = llm.max_tokens
+def _sampling(llm: Any, case: Case) -> Iterator[None]:
+    """The case's `max_tokens` (and `temperature`, when the suite sets one) on the LLM for the
+    calls inside, then the model's own values back. An LLM class without the field keeps its own."""
+    wanted = {"max_tokens": case.max_tokens}
+    if case.temperature is not None:
+        wanted["temperature"] = case.temperature
+    old: dict[str, Any] = {}
     try:
-        object.__setattr__(llm, "max_tokens", n)
-    except Exception:  # noqa: BLE001 - an LLM class that refuses it keeps its own cap
-        yield
-        return
-    try:
+        for key, value in wanted.items():
+            if hasattr(llm, key):
+                old[key] = getattr(llm, key)
+                object.__setattr__(llm, key, value)
         yield
     finally:
-        object.__setattr__(llm, "max_tokens", old)
+        for key, value in old.items():
+            object.__setattr__(llm, key, value)
 
 
 def _usage_delta(before: Any, after: Any) -> tuple[int, int]:
@@ -349,12 +350,13 @@ def _call(llm: Any, case: Case) -> tuple[Any, float, float | None, int, int]:
     from crewkit.models import usage_cell
 
     if _streams(llm, case):
-        return _call_streamed(llm, case)
+        with _sampling(llm, case):
+            return _call_streamed(llm, case)
     if getattr(llm, "llm_type", None) == "llamacpp" and hasattr(llm, "_model"):
         llm._model()  # load the file before the clock starts
     tools = case.openai_tools if case.kind == "tool_use" else None
     before = llm.get_token_usage_summary()
-    with usage_cell.open_cell() as cell, _max_tokens(llm, case.max_tokens):
+    with usage_cell.open_cell() as cell, _sampling(llm, case):
         t0 = time.perf_counter()
         reply = llm.call([dict(m) for m in case.messages], tools=tools)
         seconds = time.perf_counter() - t0

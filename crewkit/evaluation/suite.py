@@ -13,7 +13,8 @@ and expands it into the runnable `Case`s of a `Suite`:
   `ID@LENGTH/DEPTH`. The filler is generated from a seed, offline (`crewkit.evaluation.scoring`).
 
 Top level: `name`, `description`, `system` (a system prompt for every case), `max_tokens` (per
-reply, a case may override it), `repeat` (calls per case, for latency samples) and `human`
+reply) and `temperature` (None: each model's own; 0 for repeatable scores), which a case may
+override, `repeat` (calls per case, for latency samples) and `human`
 (`{MODEL: rating}`, human scores of the same models, compared with the automatic ones).
 """
 
@@ -138,6 +139,7 @@ class _CaseBase(_Strict):
     id: str
     role: str | None = None
     max_tokens: int | None = Field(None, gt=0, le=8192)
+    temperature: float | None = Field(None, ge=0, le=2)
     system: str | None = None
 
     @field_validator("id")
@@ -214,6 +216,7 @@ class SuiteHead(_Strict):
     description: str = ""
     system: str | None = None
     max_tokens: int = Field(64, gt=0, le=8192)
+    temperature: float | None = Field(None, ge=0, le=2)  # None: each model's own
     repeat: int = Field(1, ge=1, le=50)
     human: dict[str, float] = Field(default_factory=dict)
     cases: list[dict[str, Any]] = Field(min_length=1)
@@ -229,6 +232,7 @@ class Case:
     messages: list[dict[str, Any]]
     max_tokens: int
     answer: Answer | None = None
+    temperature: float | None = None  # None: the model's own
     tools: list[Tool] = field(default_factory=list)
     expected: list[ExpectedCall] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)  # drift: {"length", "depth", "needle_at"}
@@ -380,6 +384,7 @@ def _expand(spec: _CaseBase, head: SuiteHead, line: int, scoring: Any) -> list[C
     role = spec.role or DEFAULT_ROLE[spec.kind]  # type: ignore[attr-defined]
     system = spec.system if spec.system is not None else head.system
     max_tokens = spec.max_tokens or head.max_tokens
+    temperature = spec.temperature if spec.temperature is not None else head.temperature
     if isinstance(spec, ReasoningSpec):
         prompt = spec.prompt
         if spec.choices:
@@ -394,6 +399,7 @@ def _expand(spec: _CaseBase, head: SuiteHead, line: int, scoring: Any) -> list[C
                 _messages(system, prompt),
                 max_tokens,
                 spec.answer,
+                temperature=temperature,
                 detail=detail,
                 line=line,
             )
@@ -408,6 +414,7 @@ def _expand(spec: _CaseBase, head: SuiteHead, line: int, scoring: Any) -> list[C
                 max_tokens,
                 tools=list(spec.tools),
                 expected=list(spec.expected),
+                temperature=temperature,
                 line=line,
             )
         ]
@@ -424,6 +431,7 @@ def _expand(spec: _CaseBase, head: SuiteHead, line: int, scoring: Any) -> list[C
                     _messages(system, prompt),
                     max_tokens,
                     spec.answer,
+                    temperature=temperature,
                     detail={"length": length, "depth": depth, "needle_at": at},
                     line=line,
                 )

@@ -195,6 +195,21 @@ def test_repeat_gives_latency_samples_and_total_tokens(settings, tmp_path):
     assert (row.input_tokens, row.output_tokens) == (30, 15)
 
 
+def test_the_case_sampling_applies_during_its_call_and_the_model_keeps_its_own(settings, tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "temperature: 0\nmax_tokens: 9\ncases:\n"
+        "  - {id: a, kind: reasoning, prompt: 'x?', answer: {number: 1}}\n"
+        "  - {id: b, kind: reasoning, prompt: 'y?', answer: {number: 1}, temperature: 0.5, max_tokens: 3}\n"
+    )
+    seen = []
+    llm = ScriptedLLM(temperature=0.7, max_tokens=256)
+    llm.add(*[lambda call: seen.append((llm.temperature, llm.max_tokens)) or "1"] * 2)
+    cmp.compare(settings, ["local-small"], suites.load(path), llms={"local-small": llm})
+    assert seen == [(0.0, 9), (0.5, 3)]
+    assert (llm.temperature, llm.max_tokens) == (0.7, 256)
+
+
 def test_progress_is_reported_per_case(settings, mini):
     seen = []
     cmp.compare(
