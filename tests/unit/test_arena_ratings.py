@@ -211,3 +211,14 @@ def test_plot_writes_png_and_self_contained_html(tmp_path):
     assert "data:image/png;base64," in page and "<script" not in page and "m0" in page
     with pytest.raises(UsageError, match="ending in .png or .html"):
         board_view.plot(board, tmp_path / "lb.pdf")
+
+
+def test_a_group_that_never_lost_to_another_group_is_said():
+    """No single model won or lost everything, yet p and q never lost to r or s: no finite MLE."""
+    pairs = [("p", "q", "model_a"), ("q", "p", "model_a"), ("r", "s", "model_a"), ("s", "r", "model_a")] * 3
+    pairs += [(top, low, "model_a") for top in "pq" for low in "rs"] * 2
+    battles = [Battle(a, b, w, float(t)) for t, (a, b, w) in enumerate(pairs)]
+    board = ratings.leaderboard(battles, bootstrap=0)
+    assert any("never lost (or never won) against another group" in n for n in board.notes)
+    top = {r.model: r.rating for r in board}
+    assert min(top["p"], top["q"]) > max(top["r"], top["s"]) and all(np.isfinite(list(top.values())))
