@@ -384,11 +384,12 @@ def _bt_bootstrap(
     if rounds <= 0:
         return None
     total = int(counts.sum())
-    drawn = rng.multinomial(total, counts / total, size=rounds)
+    share = counts / total
     start = (point - INIT) * _NATS
     out = np.empty((rounds, m))
     for r in range(rounds):
-        w, n = _tables(cells, drawn[r].astype(np.float64), m)
+        drawn = rng.multinomial(total, share)  # one round's battles, resampled: counts per cell
+        w, n = _tables(cells, drawn.astype(np.float64), m)
         theta = bt_fit(w, n, start)
         ratings = _to_points(theta)
         present = n.sum(axis=1) > 0
