@@ -240,9 +240,12 @@ def _cells(enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
     lo_won = np.where(enc.a == lo, enc.score, 1.0 - enc.score)
     outcome = np.where(lo_won == 0.5, 2, np.where(lo_won == 1.0, 0, 1))
     key = (lo * m + hi) * 3 + outcome
-    counts = np.bincount(key, minlength=m * m * 3)
-    cells = np.flatnonzero(counts)
-    return cells, counts[cells].astype(np.float64)
+    if m * m * 3 <= 4 * key.size + 1_000_000:
+        counts = np.bincount(key, minlength=m * m * 3)
+        cells = np.flatnonzero(counts)
+        return cells, counts[cells].astype(np.float64)
+    cells, found = np.unique(key, return_counts=True)  # many models, few battles: sort instead
+    return cells, found.astype(np.float64)
 
 
 def _tables(cells: np.ndarray, counts: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
