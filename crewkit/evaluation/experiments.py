@@ -357,7 +357,8 @@ def outcome_of(record: dict[str, Any]) -> dict[str, Any]:
             verified = verification["passed"]
         elif verification.get("verdict") in ("passed", "failed"):
             verified = verification["verdict"] == "passed"
-    outcomes = [a.get("outcome") for a in record.get("approvals") or [] if isinstance(a, dict)]
+    decisions = record.get("approvals") or [record.get("approval")]  # a flow keeps every gate's; a crew one
+    outcomes = [a.get("outcome") for a in decisions if isinstance(a, dict)]
     approval = "rejected" if "rejected" in outcomes else "approved" if "approved" in outcomes else "none"
     usage = record.get("usage") or {}
     cost = sum(float(u.get("cost_usd") or 0.0) for u in usage.values() if isinstance(u, dict))

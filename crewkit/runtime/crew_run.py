@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 from crewkit import assembly
 from crewkit.errors import CrewkitError, RunPaused
+from crewkit.evaluation import experiments as ab
 from crewkit.models.registry import RoleMap
 from crewkit.runtime import segment
 from crewkit.runtime.context import tenant_of
@@ -61,14 +63,17 @@ def run_crew(
     """
     from crewkit.governance.approvals import requester_of
 
+    run_id = new_run_id()
+    arms = ab.assign(settings, inputs, run_id)  # one arm of each enabled A/B experiment
+    settings, role_map = ab.under_arms(settings, role_map, arms)
     prepare_crew(settings, role_map, name)
     store = StateStore.open(settings.home)
-    run_id = new_run_id()
     requester = requester_of(inputs)
     store.create_run(
         run_id, CREW_PREFIX + name, dict(inputs), crew_fingerprint(settings, name), requester,
         profile=settings.profile_name, tenant=tenant_of(inputs),
     )  # fmt: skip
+    ab.store_assignments(store, run_id, arms)
     flagged = screen_inputs(store, run_id, inputs)  # a blocked input: nothing runs
     return run_crew_segment(settings, role_map, store, run_id, name, inputs, requester, progress, flagged)
 
@@ -87,6 +92,7 @@ def run_crew_segment(
     """One segment of a crew run; `flagged`: inputs the injection screen sent for review."""
     from crewkit.governance.approvals import ApprovalGate
 
+    started = time.monotonic()
     gate = ApprovalGate(store, settings, run_id, requester, checkpoints=lambda: 0)
     try:
         crew, _ = assembly.build_crew(settings, role_map, name)
@@ -122,7 +128,13 @@ def run_crew_segment(
             record["approval"] = decision.as_record()
             if decision.rejected:
                 record.update(status="rejected", result=None, error=decision.rejection())
-    return finish(settings, run_id, record, run_ledger, ended, store=store)
+    arms = ab.stored(store, run_id)
+    if arms:
+        record["experiment"] = ab.record_field(arms)
+    outcome = finish(settings, run_id, record, run_ledger, ended, store=store)
+    if arms:  # the run's outcome for the A/B report
+        ab.record_outcome(store, run_id, outcome.record, time.monotonic() - started)
+    return outcome
 
 
 def _release_crew(settings: Settings, gate: Any, name: str, inputs: dict[str, Any], result: str) -> Any:

@@ -158,6 +158,7 @@ def resume_run(
     inputs = dict(row.inputs)
     if row.flow.startswith(CREW_PREFIX):
         name = row.flow[len(CREW_PREFIX) :]
+        settings, role_map = ab.under_arms(settings, role_map, ab.stored(store, run_id))
         prepare_crew(settings, role_map, name)
         if crew_fingerprint(settings, name) != row.fingerprint:
             raise UsageError(

@@ -174,3 +174,26 @@ def test_an_arm_whose_model_cannot_run_here_says_so_and_nothing_is_stored(projec
         run_flow(settings, RoleMap(settings), "default", {"task": "Explain recursion"})
     assert "OPENAI_API_KEY" in str(err.value) and "arm 'treatment' of experiment 'mini'" in str(err.value)
     assert rows(settings) == [] and StateStore.open(settings.home).list_runs() == []
+
+
+def test_a_crew_run_alone_is_assigned_too(project, capsys, monkeypatch):
+    from crewkit import cli
+    from tests.sample_project import add_crew
+
+    add_crew(project)
+    write_experiment(project, 0, 100)
+    fake = ScriptedLLM(["Owls hoot at night."])
+
+    def engine():
+        settings = load_settings()
+        return settings, RoleMap(settings, overrides={"reasoning": fake})
+
+    monkeypatch.setattr(cli, "_engine", engine)
+    code, out, err = run_cli(capsys, "crew", "echo", "--inputs", '{"topic": "owls"}', "--json")
+    assert code == 0, err
+    record = json.loads(Path(json_line(out)["output_file"]).read_text())
+    assert record["experiment"] == {"name": "mini", "arm": "treatment"}
+    assert {s["model"] for s in record["steps"]} == {"gpt-4o-mini"}
+    [row] = rows(load_settings(project))
+    kept = json.loads(row[5])
+    assert kept["status"] == "done" and kept["verified"] is None and kept["cost_usd"] > 0
