@@ -102,11 +102,43 @@ def test_elo_bootstrap_replays_rounds_with_the_same_updates_as_the_point_estimat
     enc = ratings.encode(battles)
 
     class InOrder:
+        drawn = 0
+
         def integers(self, low, high, size):
-            return np.broadcast_to(np.arange(size[0])[:, None], size).copy()
+            rows = np.arange(self.drawn, self.drawn + size[0]) % high
+            self.drawn += size[0]
+            return np.broadcast_to(rows[:, None], size).copy()
 
     rounds = ratings._elo_bootstrap(enc, 4, InOrder())
     assert np.max(np.abs(rounds - ratings.elo_ratings(enc)[None, :])) < 1e-9
+
+
+def test_elo_bootstrap_equals_replaying_each_round_one_battle_at_a_time(monkeypatch):
+    """Several chunks, several blocks, a short last block: each round's result is the one-by-one
+    replay of the battles it drew, in the order drawn."""
+    monkeypatch.setattr(ratings, "_BLOCK", 64)
+    monkeypatch.setattr(ratings, "_CHUNK", 64 * 4 * 3)
+    _, battles = _battles(1000, 5)
+    enc = ratings.encode(battles)
+
+    class Recording:
+        def __init__(self) -> None:
+            self.gen = np.random.default_rng(3)
+            self.draws: list[np.ndarray] = []
+
+        def integers(self, low, high, size):
+            drawn = self.gen.integers(low, high, size=size)
+            self.draws.append(drawn)
+            return drawn
+
+    rng = Recording()
+    result = ratings._elo_bootstrap(enc, 4, rng)
+    sequences = np.concatenate(rng.draws)
+    assert sequences.shape == (1000, 4) and len(rng.draws) > 2
+    for r in range(4):
+        seq = sequences[:, r]
+        one_by_one = ratings.elo_ratings(ratings.Encoded(enc.models, enc.a[seq], enc.b[seq], enc.score[seq]))
+        assert np.max(np.abs(result[r] - one_by_one)) < 1e-9
 
 
 @pytest.mark.parametrize("method", ["bt", "elo"])
