@@ -18,8 +18,9 @@ number of votes), Bradley-Terry is fitted on those counts by Newton's method (~1
 few iterations, warm-started in the bootstrap), and a bootstrap round draws the cell counts from a
 multinomial distribution, which is the same thing as resampling the battles with replacement.
 Elo cannot be aggregated (its result depends on the order); its bootstrap follows FastChat (each
-round replays N battles drawn with replacement, in the order drawn), exactly, vectorised across
-rounds: one pass of N steps updates a (rounds x models) array.
+round replays N battles drawn with replacement, in the order drawn), exactly: all rounds advance
+together in one (rounds x models) array, and battles that share no model are updated in the same
+step (see `_elo_bootstrap`). It stays sequential in N: ~15 s for 1,000,000 votes and 100 rounds.
 
 Intervals are the 2.5th and 97.5th percentiles of the bootstrap ratings; the rating itself is the
 estimate on all battles. A model's claimable rank is FastChat's rule: 1 + the number of models
