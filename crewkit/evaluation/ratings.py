@@ -22,8 +22,10 @@ round replays N battles drawn with replacement, in the order drawn), exactly: al
 together in one (rounds x models) array, and battles that share no model are updated in the same
 step (see `_elo_bootstrap`). It stays sequential in N: ~15 s for 1,000,000 votes and 100 rounds.
 
-Intervals are the 2.5th and 97.5th percentiles of the bootstrap ratings; the rating itself is the
-estimate on all battles. A model's claimable rank is FastChat's rule: 1 + the number of models
+Intervals are the 2.5th and 97.5th percentiles of the bootstrap ratings; the Bradley-Terry rating
+is the estimate on all battles, the Elo rating the median of the bootstrap rounds (FastChat's
+leaderboard; the online rating in time order can fall outside the shuffled rounds' interval), or
+the online rating itself with no bootstrap. A model's claimable rank is FastChat's rule: 1 + the number of models
 whose lower bound is above its upper bound.
 """
 
@@ -185,9 +187,18 @@ def rate(
     else:
         point = elo_ratings(enc)
         samples = _elo_bootstrap(enc, bootstrap, rng, progress=progress)
+        if samples is not None and samples.shape[0]:
+            # the online rating in time order can fall outside the intervals of the shuffled
+            # rounds; report the rounds' median, as FastChat's leaderboard does
+            with np.errstate(all="ignore"):
+                median = np.nanmedian(samples, axis=0)
+            point = np.where(np.isnan(median), point, median)
+            notes.append(
+                "Elo ratings are the medians of the bootstrap rounds (battles drawn in random order, as "
+                "FastChat); --bootstrap 0 gives the online rating in time order"
+            )
         notes.append(
-            "online Elo depends on the order of the battles (time order here); "
-            "Bradley-Terry (--method bt) does not"
+            "online Elo depends on the order of the battles; Bradley-Terry (--method bt) does not"
         )
     _disconnected(enc, notes)
     return _board(enc, point, samples, notes, method, bootstrap, seed)

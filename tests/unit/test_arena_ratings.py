@@ -254,3 +254,26 @@ def test_a_group_that_never_lost_to_another_group_is_said():
     assert any("never lost (or never won) against another group" in n for n in board.notes)
     top = {r.model: r.rating for r in board}
     assert min(top["p"], top["q"]) > max(top["r"], top["s"]) and all(np.isfinite(list(top.values())))
+
+
+def test_elo_rating_with_a_bootstrap_lies_inside_its_interval():
+    """The online rating in time order can fall outside the shuffled rounds' interval (a model
+    that improved over time); with a bootstrap the rating is the rounds' median, inside it."""
+    import random
+
+    rnd = random.Random(3)
+    battles = []
+    for t in range(3000):
+        a, b = rnd.sample(["early", "late", "flat"], 2)
+        late_phase = t > 1500
+        strong = "late" if late_phase else "early"
+        if strong in (a, b):
+            winner = "model_a" if a == strong else "model_b"
+        else:
+            winner = rnd.choice(["model_a", "model_b"])
+        battles.append(Battle(a, b, winner, float(t), {}))
+    board = ratings.leaderboard(battles, method="elo", bootstrap=50, seed=1)
+    for row in board:
+        assert row.ci_lower <= row.rating <= row.ci_upper, row
+    online = {r.model: r.rating for r in ratings.leaderboard(battles, method="elo", bootstrap=0)}
+    assert any(not (r.ci_lower <= online[r.model] <= r.ci_upper) for r in board)  # the case it guards
