@@ -332,8 +332,13 @@ def config_check() -> None:
     """Validate the config files, every crew (YAML, code, built) and every flow module; FILE:LINE errors."""
     from crewkit.project_check import check_project
 
+    from crewkit.evaluation import suite as suites
+
     settings, role_map = _engine()
     report = check_project(settings, role_map)
+    suite_names = suites.available(settings.project_dir)
+    for name in suite_names:  # a malformed suite: FILE:LINE, exit 2, before any "ok"
+        suites.load(suites.resolve(settings.project_dir, name))
     governance = (
         "config/governance.yaml" if report.governance_file else "no config/governance.yaml (defaults)"
     )
@@ -359,6 +364,8 @@ def config_check() -> None:
             f"experiments (config/experiments.yaml): {len(settings.experiments.experiments)}, "
             f"enabled: {', '.join(enabled) or 'none'}"
         )
+    if suite_names:
+        click.echo(f"eval suites ({suites.SUITES_DIR}/): {', '.join(suite_names)}")
     from crewkit.settings import price_warnings
 
     for name in settings.profiles.profiles:

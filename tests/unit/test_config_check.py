@@ -99,3 +99,17 @@ def test_plan_flow_runs_through_crewkit_run(project, capsys, monkeypatch):
     assert record["flow"] == "plan" and record["status"] == "done"
     assert json.loads(record["result"])["subtasks"][0]["description"] == "Write a haiku about owls"
     assert "Write a haiku about owls" in fake.calls[0].prompt
+
+
+def test_config_check_lists_eval_suites_and_names_a_malformed_one_at_its_line(project, capsys):
+    code, out, err = _check(capsys)
+    assert code == 0, err
+    assert "eval suites (config/suites/): default" in out
+    bad = project / "config" / "suites" / "mine.yaml"
+    bad.write_text(
+        "name: mine\ncases:\n  - id: q1\n    kind: reasoning\n    prompt: 2+2?\n    answr: {exact: '4'}\n"
+    )
+    code, out, err = _check(capsys)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: config/suites/mine.yaml:6: unknown field 'answr'"), err
