@@ -75,7 +75,10 @@ class VotesFile:
         )
 
 
-_decode = json.JSONDecoder().raw_decode
+try:  # orjson (a dependency) parses a line about three times as fast as json
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the standard library does the same, slower
+    _loads = json.loads
 _WINNER_SET = frozenset(WINNERS)
 _NUMBER = (int, float)
 
@@ -84,12 +87,11 @@ def parse_line(text: str, line: int = 0, source: str = "") -> Battle:
     """One JSONL line -> a Battle; ValueError says what is wrong (no file or line in it).
 
     The common case (a well-formed line) takes a fast path: a million-line dump reads in seconds."""
-    body = text.strip()
     try:
-        doc, end = _decode(body)
-    except json.JSONDecodeError:
-        doc, end = None, -1
-    if end != len(body) or type(doc) is not dict:
+        doc = _loads(text)
+    except ValueError:  # orjson's and json's decode errors are ValueErrors
+        return _slow(text, line, source)
+    if type(doc) is not dict:
         return _slow(text, line, source)
     model_a = doc.pop("model_a", None)
     model_b = doc.pop("model_b", None)
