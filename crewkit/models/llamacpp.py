@@ -461,7 +461,7 @@ class LlamaCppLLM(BaseLLM):
         if mode == "structured":
             result = response_model.model_validate_json(text)  # type: ignore[union-attr]
         elif mode == "tool_call":
-            call = json.loads(text)
+            call = json.loads(text, strict=False)  # the grammar lets raw tabs and newlines into strings
             arguments = dict(call.get("arguments") or {})
             fn: dict[str, Any] = {"name": call["name"]}
             if splice is not None:

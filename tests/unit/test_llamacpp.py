@@ -121,6 +121,15 @@ def test_pinned_arguments_are_spliced_in_not_generated(fake: FakeLlama):
     }
 
 
+def test_a_tool_call_with_a_raw_control_character_in_a_string_is_read_not_a_crash(fake: FakeLlama):
+    """llama.cpp's JSON grammar lets a raw tab or newline into a string; strict JSON refuses it."""
+    fake.replies = [
+        '{"name": "delegate_work_to_coworker", "arguments": {"task": "a\tb\nc", "context": "", "coworker": "X"}}'
+    ]
+    (call,) = _llm().call([{"role": "user", "content": "delegate it"}], tools=[DELEGATE])
+    assert json.loads(call["function"]["arguments"])["task"] == "a\tb\nc"
+
+
 def test_fully_pinned_tool_call_runs_no_model_and_says_so(fake: FakeLlama):
     args = {"coworker": "Code Specialist", "task": "write it", "context": ""}
     pin_tool_arguments("t2", "Delegate work to coworker", args)
