@@ -459,7 +459,12 @@ class LlamaCppLLM(BaseLLM):
                 "raise constrained_max_tokens in the model's params"
             )
         if mode == "structured":
-            result = response_model.model_validate_json(text)  # type: ignore[union-attr]
+            try:  # the grammar lets raw tabs and newlines into strings, which strict JSON refuses
+                data = json.loads(text, strict=False)
+            except json.JSONDecodeError:
+                result = response_model.model_validate_json(text)  # type: ignore[union-attr]  # its own error
+            else:
+                result = response_model.model_validate(data)  # type: ignore[union-attr]
         elif mode == "tool_call":
             call = json.loads(text, strict=False)  # the grammar lets raw tabs and newlines into strings
             arguments = dict(call.get("arguments") or {})

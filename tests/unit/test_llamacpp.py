@@ -130,6 +130,18 @@ def test_a_tool_call_with_a_raw_control_character_in_a_string_is_read_not_a_cras
     assert json.loads(call["function"]["arguments"])["task"] == "a\tb\nc"
 
 
+def test_a_structured_reply_with_a_raw_newline_in_a_string_validates(fake: FakeLlama):
+    """The planner's structured plan failed a run on a raw newline inside a JSON string."""
+    from pydantic import BaseModel
+
+    class Plan(BaseModel):
+        steps: list[str]
+
+    fake.replies = ['{"steps": ["first\nline", "second\tpart"]}']
+    result = _llm().call([{"role": "user", "content": "plan it"}], response_model=Plan)
+    assert result == Plan(steps=["first\nline", "second\tpart"])
+
+
 def test_fully_pinned_tool_call_runs_no_model_and_says_so(fake: FakeLlama):
     args = {"coworker": "Code Specialist", "task": "write it", "context": ""}
     pin_tool_arguments("t2", "Delegate work to coworker", args)
