@@ -161,7 +161,7 @@ def _call(name: Any, arguments: Any) -> dict[str, Any]:
         raise ParseError("a call without a function name")
     if isinstance(arguments, str):
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = json.loads(arguments, strict=False) if arguments.strip() else {}
         except json.JSONDecodeError as exc:
             raise ParseError(f"arguments of '{name}' are not valid JSON ({exc.msg})") from None
     if arguments is None:
@@ -218,7 +218,7 @@ def parse_tool_calls(reply: Any) -> list[dict[str, Any]]:
     if fence:
         text = fence.group(1).strip()
     try:
-        return _from_obj(json.loads(text))
+        return _from_obj(json.loads(text, strict=False))
     except json.JSONDecodeError:
         pass
     react = _REACT.search(text)

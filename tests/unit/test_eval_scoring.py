@@ -101,6 +101,15 @@ def test_tool_calls_are_parsed_from_every_reply_shape(reply):
     assert scoring.parse_tool_calls(reply) == [{"name": "get_weather", "arguments": {"city": "Paris"}}]
 
 
+def test_a_raw_newline_inside_a_json_string_is_read_not_a_parse_error():
+    reply = '{"name": "search_web", "arguments": {"query": "crewai\nrelease notes"}}'
+    assert scoring.parse_tool_calls(reply) == [
+        {"name": "search_web", "arguments": {"query": "crewai\nrelease notes"}}
+    ]
+    nested = [{"function": {"name": "search_web", "arguments": '{"query": "a\tb"}'}}]
+    assert scoring.parse_tool_calls(nested)[0]["arguments"] == {"query": "a\tb"}
+
+
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
