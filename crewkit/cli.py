@@ -330,9 +330,8 @@ def crew(
 @config_app.command("check", context_settings=CONTEXT)
 def config_check() -> None:
     """Validate the config files, every crew (YAML, code, built) and every flow module; FILE:LINE errors."""
-    from crewkit.project_check import check_project
-
     from crewkit.evaluation import suite as suites
+    from crewkit.project_check import check_project
 
     settings, role_map = _engine()
     report = check_project(settings, role_map)

@@ -23,15 +23,16 @@ class YamlDoc:
     path: Path
     data: Any
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    start: int = 1  # the line of the document's top (a part of a file starts further down)
 
     def line_of(self, loc: tuple[Any, ...]) -> int:
-        """The line of the deepest key of `loc` that exists in the file (1 if none)."""
+        """The line of the deepest key of `loc` that exists in the file (`start` if none)."""
         loc = tuple(loc)
         while loc:
             if loc in self.lines:
                 return self.lines[loc]
             loc = loc[:-1]
-        return 1
+        return self.start
 
     def where(self, loc: tuple[Any, ...]) -> str:
         return f"{display_path(self.path)}:{self.line_of(loc)}"

@@ -318,15 +318,7 @@ def _call_streamed(llm: Any, case: Case) -> tuple[str, float, float | None, int,
     from crewkit.models.llamacpp import _chat_messages, _count_tokens
 
     llama, lock = llm._model()  # loaded before the clock starts: a file load is not a call
-    kwargs: dict[str, Any] = {
-        "max_tokens": case.max_tokens,
-        "temperature": llm.temperature or 0.0,
-        "repeat_penalty": llm.repeat_penalty,
-    }
-    if llm.top_p is not None:
-        kwargs["top_p"] = llm.top_p
-    if llm.seed is not None:
-        kwargs["seed"] = llm.seed
+    kwargs = llm.sampling(case.max_tokens)
     parts: list[str] = []
     ttft = None
     with lock:

@@ -282,25 +282,10 @@ def resolve(project_dir: Path, name: str | None) -> Path:
     )
 
 
-@dataclass(frozen=True)
-class _PartDoc(yamlfile.YamlDoc):
-    """The part of a document under one key: same file and lines; its own line when none is closer."""
-
-    start: int = 1
-
-    def line_of(self, loc: tuple[Any, ...]) -> int:
-        loc = tuple(loc)
-        while loc:
-            if loc in self.lines:
-                return self.lines[loc]
-            loc = loc[:-1]
-        return self.start
-
-
 def _sub(doc: yamlfile.YamlDoc, prefix: tuple[Any, ...], data: Any) -> yamlfile.YamlDoc:
     n = len(prefix)
     lines = {loc[n:]: line for loc, line in doc.lines.items() if loc[:n] == prefix and len(loc) > n}
-    return _PartDoc(doc.path, data, lines, start=doc.line_of(prefix))
+    return yamlfile.YamlDoc(doc.path, data, lines, start=doc.line_of(prefix))
 
 
 def load(path: Path) -> Suite:

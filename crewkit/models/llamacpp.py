@@ -376,6 +376,19 @@ class LlamaCppLLM(BaseLLM):
             f"{max_tokens} tokens left for the reply; raise 'context:' in config/models.yaml"
         )
 
+    def sampling(self, max_tokens: int) -> dict[str, Any]:
+        """llama.cpp's sampling arguments for one call (the evaluation's streamed calls use them too)."""
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": self.temperature or 0.0,
+            "repeat_penalty": self.repeat_penalty,
+        }
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        return kwargs
+
     def call(
         self,
         messages: str | list[dict[str, Any]],
@@ -411,15 +424,7 @@ class LlamaCppLLM(BaseLLM):
             schema, mode = _tool_schema(tools, pin), "tool_call"
         if mode != "text":
             max_tokens = max(max_tokens, self.constrained_max_tokens)
-        kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": self.temperature or 0.0,
-            "repeat_penalty": self.repeat_penalty,
-        }
-        if self.top_p is not None:
-            kwargs["top_p"] = self.top_p
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
+        kwargs = self.sampling(max_tokens)
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         else:
