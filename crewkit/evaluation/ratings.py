@@ -197,9 +197,7 @@ def rate(
                 "Elo ratings are the medians of the bootstrap rounds (battles drawn in random order, as "
                 "FastChat); --bootstrap 0 gives the online rating in time order"
             )
-        notes.append(
-            "online Elo depends on the order of the battles; Bradley-Terry (--method bt) does not"
-        )
+        notes.append("online Elo depends on the order of the battles; Bradley-Terry (--method bt) does not")
     _disconnected(enc, notes)
     return _board(enc, point, samples, notes, method, bootstrap, seed)
 
