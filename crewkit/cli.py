@@ -397,8 +397,10 @@ def models_list(fmt: str) -> None:
 @models_app.command("check", context_settings=CONTEXT)
 def models_check() -> int:
     """Check that every role's models are usable here: API keys set, model files present."""
+    from crewkit.evaluation.experiments import arm_problems
+
     settings, role_map = _engine()
-    problems = role_map.check()
+    problems = role_map.check() + arm_problems(settings, role_map)  # enabled A/B arms run here too
     for problem in problems:
         _err(problem)
     if problems:

@@ -282,6 +282,25 @@ def apply(settings: Settings, assignments: list[Assignment]) -> Settings:
     return settings if models is settings.models else replace(settings, models=models)
 
 
+def arm_problems(settings: Settings, role_map: RoleMap) -> list[str]:
+    """What stops an enabled experiment's arm from running here (its role patches' API keys and
+    model files), one line each naming the experiment and the arm: `crewkit models check`."""
+    problems: list[str] = []
+    seen = set(role_map.check())
+    for name, experiment in settings.experiments.enabled():
+        for arm_name, arm in experiment.arms.items():
+            if not arm.roles:
+                continue
+            arm_map = role_map.derive(replace(settings, models=patch_models(settings.models, arm)))
+            for problem in arm_map.check():
+                if problem not in seen:
+                    seen.add(problem)
+                    problems.append(
+                        f"{problem} (arm '{arm_name}' of experiment '{name}' in config/experiments.yaml)"
+                    )
+    return problems
+
+
 def under_arms(
     settings: Settings, role_map: RoleMap, assignments: list[Assignment]
 ) -> tuple[Settings, RoleMap]:

@@ -197,3 +197,18 @@ def test_a_crew_run_alone_is_assigned_too(project, capsys, monkeypatch):
     [row] = rows(load_settings(project))
     kept = json.loads(row[5])
     assert kept["status"] == "done" and kept["verified"] is None and kept["cost_usd"] > 0
+
+
+def test_models_check_names_an_enabled_arms_missing_key_with_the_arm(project, capsys, monkeypatch):
+    from crewkit.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    write_experiment(project, 50, 50)  # treatment maps reasoning to gpt-4o-mini
+    code = main(["models", "check"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "OPENAI_API_KEY" in err and "arm 'treatment'" in err, err
+    (project / "config" / "experiments.yaml").write_text(
+        EXPERIMENT.format(control=50, treatment=50).replace("enabled: true", "enabled: false")
+    )
+    assert main(["models", "check"]) == 0  # a disabled experiment's arms are not checked
