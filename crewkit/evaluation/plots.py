@@ -23,6 +23,32 @@ if TYPE_CHECKING:
     from crewkit.evaluation.report import ModelSummary, Report
 
 
+LABEL_DY = 6  # points above a marker where its name starts
+_LINE = 11  # points per label line (fontsize 9)
+
+
+def label_offsets(ax: Any, points: list[tuple[float, float, str]]) -> list[float]:
+    """Vertical offsets (points) for the names of `points` so that no two overlap: a name that
+    would cover one already placed moves up a line at a time (two models at nearly the same cost
+    and quality stay readable). Call after the axes' limits and scales are set."""
+    scale = ax.figure.dpi / 72
+    placed: list[tuple[float, float, float, float]] = []
+    offsets = [0.0] * len(points)
+    for i in sorted(range(len(points)), key=lambda i: (points[i][1], points[i][0])):
+        x, y, name = points[i]
+        px, py = ax.transData.transform((x, y))
+        width = (len(name) * 5.5 + 4) * scale
+        dy = LABEL_DY
+        while True:
+            box = (px + 6 * scale, py + dy * scale, px + 6 * scale + width, py + (dy + _LINE) * scale)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+            dy += _LINE
+        placed.append(box)
+        offsets[i] = dy
+    return offsets
+
+
 def _scatter(
     report: Report,
     x_of: Any,
@@ -51,7 +77,6 @@ def _scatter(
         ax.scatter(
             [x], [y], marker="o" if ok else "x", s=60, color="tab:green" if ok else "tab:red", zorder=3
         )
-        ax.annotate(m.model, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
     ax.axvline(limit, linestyle="--", color="tab:gray", label=limit_label)
     right = max([limit, *(x for x, _, _ in points)]) * 1.2 or 1.0
     if right > 20 * limit:  # far past the limit: a log axis keeps the limit and the points readable
@@ -60,6 +85,9 @@ def _scatter(
     else:
         ax.set_xlim(-0.02 * right, right)
     ax.set_ylim(-0.05, 1.1)
+    for (x, y, m), dy in zip(points, label_offsets(ax, [(x, y, m.model) for x, y, m in points]), strict=True):
+        lead = {"arrowprops": {"arrowstyle": "-", "color": "0.6", "lw": 0.6}} if dy > LABEL_DY else {}
+        ax.annotate(m.model, (x, y), textcoords="offset points", xytext=(6, dy), fontsize=9, **lead)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("quality (weighted, 0..1)")
     ax.set_title(f"{title} (profile {report.profile})")

@@ -101,3 +101,18 @@ def test_a_model_far_past_the_limit_is_still_plotted(settings):
     slow = report.build(comparison(model_results("fast-cheap", 0.5, 60.0)), with_models(settings), votes=[])
     assert slow.model("fast-cheap").latency_ms["p95"] == pytest.approx(60_000)
     assert plots.quality_latency(slow).startswith(PNG)
+
+
+def test_names_of_models_at_nearly_the_same_point_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    ax = Figure(figsize=(7, 4.5), dpi=100).subplots()
+    ax.set_xlim(0, 0.06)
+    ax.set_ylim(-0.05, 1.1)
+    points = [(0.0, 0.75, "local-small"), (0.0015, 0.75, "local-small-hot"), (0.05, 0.75, "far-away")]
+    offsets = plots.label_offsets(ax, points)
+    assert offsets[0] != offsets[1]  # the two close names are stacked
+    assert offsets[2] == plots.LABEL_DY  # a name with room keeps its place
