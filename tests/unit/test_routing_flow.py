@@ -11,21 +11,10 @@ from crewkit.runtime.runner import run_flow
 from crewkit.runtime.store import StateStore
 from crewkit.settings import load_settings
 from tests.fakes import ScriptedLLM, tool_call
+from tests.unit.test_default_flow import DELEGATE, PLAN, UNTRUSTED
 from tests.unit.test_routing import set_routing
 
-DELEGATE = "delegate_work_to_coworker"
 CODE = "```python\ndef is_palindrome(s):\n    return s == s[::-1]\n```"
-PLAN = {
-    "subtasks": [
-        {"description": "Write is_palindrome(s) in Python.", "task_type": "code", "acceptance": "Has code."},
-        {
-            "description": "Explain how is_palindrome works.",
-            "task_type": "reasoning",
-            "acceptance": "Explains.",
-        },
-    ]
-}
-UNTRUSTED = [{"passed": True, "issues": []}]  # the reviewer's calibration fails: no review call
 TASK = "Write a palindrome checker and explain it"
 ROUTE_CODE = """
 routing:
