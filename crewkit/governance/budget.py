@@ -386,16 +386,7 @@ class Budgets:
         limited = [s for s in scopes if s.limit is not None]
         if not limited:
             return None
-        where, args = _matching(limited)
-        rows = self.store.read(
-            f"SELECT 0, scope, spent FROM budget_totals WHERE {where} "
-            f"UNION ALL SELECT 1, scope, SUM(amount) FROM budget_holds WHERE {where} GROUP BY scope "
-            f"UNION ALL SELECT 2, scope, SUM(amount) FROM budget_grants WHERE {where} GROUP BY scope",
-            args * 3,
-        )
-        state: dict[str, list[float]] = {s.key: [0.0, 0.0, 0.0] for s in limited}
-        for kind, key, amount in rows:
-            state[key][kind] = float(amount or 0.0)
+        state = self._standing(limited, holds=True)
         return max(
             0.0, min((s.limit or 0.0) + state[s.key][2] - state[s.key][0] - state[s.key][1] for s in limited)
         )
@@ -405,17 +396,21 @@ class Budgets:
         limited = [s for s in scopes if s.limit is not None]
         if not limited:
             return False
+        state = self._standing(limited, holds=False)
+        return any(state[s.key][0] > (s.limit or 0.0) + state[s.key][2] + _EPS for s in limited)
+
+    def _standing(self, limited: Sequence[Scope], *, holds: bool) -> dict[str, list[float]]:
+        """[spent, held, granted] per scope key, in one read (`holds=False` leaves held at 0 and
+        skips that query: the check before each call needs only spent and granted)."""
         where, args = _matching(limited)
-        rows = self.store.read(
-            f"SELECT 0, scope, spent FROM budget_totals WHERE {where} "
-            f"UNION ALL SELECT 2, scope, SUM(amount) FROM budget_grants WHERE {where} GROUP BY scope",
-            args * 2,
-        )
-        spent: dict[str, float] = {}
-        granted: dict[str, float] = {}
-        for kind, key, amount in rows:
-            (spent if kind == 0 else granted)[key] = float(amount or 0.0)
-        return any(spent.get(s.key, 0.0) > (s.limit or 0.0) + granted.get(s.key, 0.0) + _EPS for s in limited)
+        parts = [f"SELECT 0, scope, spent FROM budget_totals WHERE {where}"]
+        if holds:
+            parts.append(f"SELECT 1, scope, SUM(amount) FROM budget_holds WHERE {where} GROUP BY scope")
+        parts.append(f"SELECT 2, scope, SUM(amount) FROM budget_grants WHERE {where} GROUP BY scope")
+        state: dict[str, list[float]] = {s.key: [0.0, 0.0, 0.0] for s in limited}
+        for kind, key, amount in self.store.read(" UNION ALL ".join(parts), args * len(parts)):
+            state[key][kind] = float(amount or 0.0)
+        return state
 
     def reserve(
         self,
