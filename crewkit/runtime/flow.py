@@ -89,9 +89,15 @@ class CrewkitFlow(Flow[S]):
         """The run's memory scope: its inputs' tenant (else 'default') and user."""
         from crewkit.memory.store import Scope
 
+        return Scope(self._tenant(), self._state_value("user") or None, agent).checked()
+
+    def _state_value(self, key: str) -> Any:
         state = self._state
-        get = state.get if isinstance(state, dict) else lambda k, d=None: getattr(state, k, d)
-        return Scope(tenant_of({"tenant": get("tenant")}), get("user") or None, agent).checked()
+        return state.get(key) if isinstance(state, dict) else getattr(state, key, None)
+
+    def _tenant(self) -> str:
+        """The run's tenant: its inputs' `tenant`, else 'default'."""
+        return tenant_of({"tenant": self._state_value("tenant")})
 
     def memory_store(self) -> Any:
         """The long-term memory store (`crewkit.memory.store.MemoryStore`), or None when
@@ -132,13 +138,9 @@ class CrewkitFlow(Flow[S]):
         from crewkit.models import routing
 
         ctx = self.ctx
-        state = self._state
-        tenant = state.get("tenant") if isinstance(state, dict) else getattr(state, "tenant", None)
         left = None
         if ctx.store is not None:
-            left = routing.budget_left(
-                ctx.settings, ctx.store, ctx.run_id, tenant_of({"tenant": tenant}), role
-            )
+            left = routing.budget_left(ctx.settings, ctx.store, ctx.run_id, self._tenant(), role)
         decided = routing.decide(
             ctx.settings, role, task_type, description, budget_left=left, subtask=subtask
         )
