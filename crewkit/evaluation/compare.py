@@ -295,16 +295,6 @@ def _sampling(llm: Any, case: Case) -> Iterator[None]:
             object.__setattr__(llm, key, value)
 
 
-def _usage_delta(before: Any, after: Any) -> tuple[int, int]:
-    def get(obj: Any, key: str) -> int:
-        return int(getattr(obj, key, 0) or 0)
-
-    return (
-        max(0, get(after, "prompt_tokens") - get(before, "prompt_tokens")),
-        max(0, get(after, "completion_tokens") - get(before, "completion_tokens")),
-    )
-
-
 def _streams(llm: Any, case: Case) -> bool:
     """Text cases on the embedded llama.cpp model are streamed, to time the first token."""
     return case.kind != "tool_use" and getattr(llm, "llm_type", None) == "llamacpp" and hasattr(llm, "_fit")
@@ -355,7 +345,10 @@ def _call(llm: Any, case: Case) -> tuple[Any, float, float | None, int, int]:
     if "input_tokens" in cell:
         tokens_in, tokens_out = int(cell["input_tokens"]), int(cell.get("output_tokens", 0))
     else:
-        tokens_in, tokens_out = _usage_delta(before, llm.get_token_usage_summary())
+        from crewkit.models.metered import usage_delta  # RoleLLM's reading of the counters
+
+        usage = usage_delta(before, llm.get_token_usage_summary())
+        tokens_in, tokens_out = usage["prompt_tokens"], usage["completion_tokens"]
     return reply, seconds, None, tokens_in, tokens_out
 
 

@@ -259,7 +259,7 @@ class RoleLLM(BaseLLM):
                     "completion_tokens": cell.get("output_tokens", 0),
                 }
             else:
-                usage = _usage_delta(before, llm.get_token_usage_summary())
+                usage = usage_delta(before, llm.get_token_usage_summary())
             tokens_in, tokens_out = usage["prompt_tokens"], usage["completion_tokens"]
             if not relayed:  # CrewAI's counters: what `CrewOutput.token_usage` sums over agents
                 self._track_token_usage_internal(usage)
@@ -331,7 +331,7 @@ class RoleLLM(BaseLLM):
         )
 
 
-def _usage_delta(before: Any, after: Any) -> dict[str, int]:
+def usage_delta(before: Any, after: Any) -> dict[str, int]:
     """What one call added to an LLM's lifetime counters, as a provider usage dict."""
     fields = (
         "prompt_tokens",
