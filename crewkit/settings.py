@@ -1,7 +1,7 @@
 """Load and validate every config file once, at the edge.
 
 `load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml`,
-`config/profiles.yaml`, `config/memory.yaml` and `config/experiments.yaml` into pydantic models (extra keys forbidden),
+`config/profiles.yaml`, `config/memory.yaml`, `config/experiments.yaml` and `config/operations.yaml` into pydantic models (extra keys forbidden),
 checks the cross-references inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
 profile) and returns one frozen `Settings` under the chosen deployment profile. It imports nothing of the engine: what
 depends on registries (providers, guardrails) is checked next to them, from one start-up
@@ -27,6 +27,7 @@ from crewkit import yamlfile
 from crewkit.errors import ConfigError
 from crewkit.evaluation.experiments import ExperimentsConfig, check_config
 from crewkit.memory.config import MemoryConfig
+from crewkit.operations import OperationsConfig
 
 Capability = Literal["text", "tools", "vision", "embedding"]
 
@@ -525,6 +526,8 @@ class Settings:
     memory_doc: yamlfile.YamlDoc | None = None
     experiments: ExperimentsConfig = ExperimentsConfig()  # config/experiments.yaml (missing: none)
     experiments_doc: yamlfile.YamlDoc | None = None
+    operations: OperationsConfig = OperationsConfig()  # config/operations.yaml (missing: the defaults)
+    operations_doc: yamlfile.YamlDoc | None = None
 
     @property
     def base_governance(self) -> GovernanceConfig:
@@ -739,6 +742,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
     experiments_doc = yamlfile.load(config / "experiments.yaml", required=False)
     experiments = _validate(ExperimentsConfig, experiments_doc)
     check_config(experiments, experiments_doc, models)
+    operations_doc = yamlfile.load(config / "operations.yaml", required=False)
+    operations = _validate(OperationsConfig, operations_doc)
     settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
@@ -753,6 +758,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
         memory_doc=memory_doc if memory_doc.path.exists() else None,
         experiments=experiments,
         experiments_doc=experiments_doc if experiments_doc.path.exists() else None,
+        operations=operations,
+        operations_doc=operations_doc if operations_doc.path.exists() else None,
     )
     return settings.with_profile(profile or env("CREWKIT_PROFILE") or default)
 
@@ -765,4 +772,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "profiles.schema.json": ProfilesConfig.model_json_schema(),
         "memory.schema.json": MemoryConfig.model_json_schema(),
         "experiments.schema.json": ExperimentsConfig.model_json_schema(),
+        "operations.schema.json": OperationsConfig.model_json_schema(),
     }

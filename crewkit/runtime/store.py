@@ -244,6 +244,66 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX ab_assignments_by_arm ON ab_assignments (experiment, arm)",
     ),
+    (  # 5: operations: scheduled fires, run metrics, SLO alerts, the response cache, queued runs
+        """CREATE TABLE schedule_fires (
+            job        TEXT NOT NULL,
+            fire_time  REAL NOT NULL,
+            run_id     TEXT,
+            status     TEXT NOT NULL,
+            detail     TEXT,
+            created    REAL NOT NULL,
+            updated    REAL NOT NULL,
+            PRIMARY KEY (job, fire_time)
+        )""",
+        "CREATE INDEX schedule_fires_by_status ON schedule_fires (job, status)",
+        """CREATE TABLE metric_events (
+            id            INTEGER PRIMARY KEY,
+            ts            REAL NOT NULL,
+            run_id        TEXT,
+            kind          TEXT NOT NULL,
+            flow          TEXT,
+            profile       TEXT,
+            agent         TEXT,
+            role          TEXT,
+            model         TEXT,
+            task          TEXT,
+            seconds       REAL,
+            input_tokens  INTEGER,
+            output_tokens INTEGER,
+            cost_usd      REAL,
+            error         TEXT,
+            outcome       TEXT,
+            detail        TEXT
+        )""",
+        "CREATE INDEX metric_events_by_ts ON metric_events (ts)",
+        "CREATE INDEX metric_events_by_run ON metric_events (run_id, id)",
+        """CREATE TABLE slo_alerts (
+            profile  TEXT NOT NULL,
+            slo      TEXT NOT NULL,
+            window   TEXT NOT NULL,
+            value    REAL NOT NULL,
+            target   REAL NOT NULL,
+            created  REAL NOT NULL,
+            PRIMARY KEY (profile, slo, window)
+        )""",
+        """CREATE TABLE response_cache (
+            key       TEXT PRIMARY KEY,
+            kind      TEXT NOT NULL,
+            model     TEXT NOT NULL,
+            tenant    TEXT NOT NULL,
+            prompt    TEXT,
+            vector    BLOB,
+            value     TEXT NOT NULL,
+            size      INTEGER NOT NULL,
+            created   REAL NOT NULL,
+            expires   REAL,
+            hits      INTEGER NOT NULL DEFAULT 0,
+            last_used REAL NOT NULL
+        )""",
+        "CREATE INDEX response_cache_by_scope ON response_cache (kind, model, tenant)",
+        "CREATE INDEX response_cache_by_use ON response_cache (last_used)",
+        "ALTER TABLE runs ADD COLUMN queue_task TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
