@@ -273,18 +273,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             cost_usd      REAL,
             error         TEXT,
             outcome       TEXT,
+            call_id       TEXT,
+            attempt       INTEGER,
             detail        TEXT
         )""",
         "CREATE INDEX metric_events_by_ts ON metric_events (ts)",
         "CREATE INDEX metric_events_by_run ON metric_events (run_id, id)",
         """CREATE TABLE slo_alerts (
-            profile  TEXT NOT NULL,
-            slo      TEXT NOT NULL,
-            window   TEXT NOT NULL,
-            value    REAL NOT NULL,
-            target   REAL NOT NULL,
-            created  REAL NOT NULL,
-            PRIMARY KEY (profile, slo, window)
+            profile       TEXT NOT NULL,
+            slo           TEXT NOT NULL,
+            window_start  REAL NOT NULL,
+            window_end    REAL NOT NULL,
+            value         REAL NOT NULL,
+            target        REAL NOT NULL,
+            created       REAL NOT NULL,
+            PRIMARY KEY (profile, slo, window_start)
         )""",
         """CREATE TABLE response_cache (
             key       TEXT PRIMARY KEY,
