@@ -294,6 +294,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             kind      TEXT NOT NULL,
             model     TEXT NOT NULL,
             tenant    TEXT NOT NULL,
+            scope     TEXT NOT NULL,
             prompt    TEXT,
             vector    BLOB,
             value     TEXT NOT NULL,
@@ -303,7 +304,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             hits      INTEGER NOT NULL DEFAULT 0,
             last_used REAL NOT NULL
         )""",
-        "CREATE INDEX response_cache_by_scope ON response_cache (kind, model, tenant)",
+        "CREATE INDEX response_cache_by_scope ON response_cache (model, tenant, scope)",
         "CREATE INDEX response_cache_by_use ON response_cache (last_used)",
         "ALTER TABLE runs ADD COLUMN queue_task TEXT",
     ),
