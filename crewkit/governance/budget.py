@@ -34,8 +34,6 @@ import secrets
 import socket
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +42,7 @@ from typing import Any
 
 from crewkit.errors import BudgetExceeded
 from crewkit.governance import audit
+from crewkit.observability import alerts
 from crewkit.runtime.store import _proc_start, pid_alive
 from crewkit.settings import BudgetPolicy, Settings
 
@@ -567,20 +566,9 @@ class Budgets:
 
     def _notify(self, event: dict[str, Any], line: str) -> None:
         """The log line and the sinks, after the transaction; a failing sink is logged, never raised."""
-        log.warning("%s", line)
-        sinks = self.policy.sinks
-        if sinks.file:
-            path = Path(sinks.file)
-            if not path.is_absolute():
-                path = self.settings.project_dir / path
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
-            except OSError as exc:
-                log.warning("budget alert sink %s failed: %s", sinks.file, exc.strerror or exc)
-        if sinks.webhook:
-            post_json(sinks.webhook, event)
+        alerts.send(
+            event, line, self.policy.sinks, self.settings.project_dir, what="budget alert", logger=log
+        )
 
     # -- grants ----------------------------------------------------------------------------------
 
@@ -717,26 +705,13 @@ class Budgets:
         return rows
 
 
-# -- webhook -------------------------------------------------------------------------------------
+# -- webhook (kept for callers of these names; the sinks live in crewkit.observability.alerts) --
 
 
 def _safe_url(url: str) -> str:
-    """scheme://host of a URL: a webhook's path and query often carry its secret."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+    return alerts.safe_url(url)
 
 
 def post_json(url: str, payload: dict[str, Any], timeout: float = WEBHOOK_TIMEOUT_S) -> bool:
     """POST `payload` as JSON; False (logged, with the URL's path hidden) when it fails."""
-    data = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json", "User-Agent": "crewkit"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) checked in settings
-            response.read(1024)
-        return True
-    except Exception as exc:  # noqa: BLE001 - a sink never fails the run
-        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
-        log.warning("budget alert webhook %s failed: %s", _safe_url(url), reason)
-        return False
+    return alerts.post_json(url, payload, timeout, what="budget alert", logger=log)
