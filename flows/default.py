@@ -53,7 +53,7 @@ from crewkit.governance import acceptance, grounding, guardrails, reviewer, risk
 from crewkit.governance.verification import Verification
 from crewkit.models import capability
 from crewkit.plan import normalise, plan_from
-from crewkit.runtime import pins
+from crewkit.runtime import batch, pins
 from crewkit.runtime.flow import CrewkitFlow
 from crewkit.runtime.flow import RunState as EngineState
 
@@ -193,26 +193,57 @@ class DefaultFlow(CrewkitFlow[RunState]):
             )
         for n, v in enumerate(values, start=1):
             v.update(number=n, count=len(values))
-        if values:
-            with assembly.user_errors(settings, "executor"):
-                crew = instance.crew_for(values, manager_llm=role_map.llm("manager"))
-            delegations = {
-                crew_task.id: (
-                    DELEGATE_TOOL,
-                    {"coworker": v["specialist"], "task": v["delegated"], "context": recalled.strip()},
-                )
-                for crew_task, v in zip(crew.tasks, values, strict=True)
-            }
-            routed = {crew_task.id: v["route"] for crew_task, v in zip(crew.tasks, values, strict=True)}
-            with (
-                pins.pinned(delegations, answer_with_tool_result=True),
-                self.routed(routed, into=self.state.routing, round=self.state.rounds),
-            ):
-                output = assembly.kickoff(crew)
-            for v, t in zip(values, output.tasks_output, strict=True):
-                answers[v["id"]] = {"subtask": v["id"], "specialist": v["specialist"], "output": t.raw}
+        answers.update(self.run_subtasks(values, recalled))
         self.state.results = [answers[sub["id"]] for sub in self.state.plan]
         self.state.result = "\n\n".join(r["output"].strip() for r in self.state.results)
+
+    def run_subtasks(self, values: list[dict[str, Any]], recalled: str) -> dict[str, dict[str, Any]]:
+        """Each subtask is a crew of its own (its manager delegates it to its specialist, pinned
+        for the embedded model, routed), so each sees the same prompts whether the subtasks run
+        one after another or at the same time: `batching:` in config/operations.yaml runs up to
+        `max_concurrency` at once (crewkit.runtime.batch). A subtask with `depends_on` (ids of
+        earlier subtasks) waits for them and gets their results as context."""
+        settings, role_map = self.ctx.settings, self.ctx.role_map
+        instances = {v["id"]: assembly.instantiate(settings, role_map, "executor")[0] for v in values}
+        routing: dict[str, list[dict[str, Any]]] = {v["id"]: [] for v in values}
+        known = {v["id"] for v in values}
+
+        def work(v: dict[str, Any]) -> Any:
+            def subtask(earlier: dict[str, Any]) -> dict[str, Any]:
+                context = v["context"] + _earlier_results(earlier)
+                v_now = {**v, "context": context}
+                with assembly.user_errors(settings, "executor"):
+                    crew = instances[v["id"]].crew_for([v_now], manager_llm=role_map.llm("manager"))
+                (crew_task,) = crew.tasks
+                pinned_context = (recalled + _earlier_results(earlier)).strip()
+                delegation = (
+                    DELEGATE_TOOL,
+                    {"coworker": v["specialist"], "task": v["delegated"], "context": pinned_context},
+                )
+                with (
+                    pins.pinned({crew_task.id: delegation}, answer_with_tool_result=True),
+                    self.routed({crew_task.id: v["route"]}, into=routing[v["id"]], round=self.state.rounds),
+                ):
+                    output = assembly.kickoff(crew)
+                return {
+                    "subtask": v["id"],
+                    "specialist": v["specialist"],
+                    "output": output.tasks_output[0].raw,
+                }
+
+            return subtask
+
+        jobs = [
+            batch.Job(v["id"], work(v), tuple(d for d in v.get("depends_on") or () if d in known))
+            for v in values
+        ]
+        policy = settings.operations.batching
+        try:
+            done = batch.run(jobs, max_concurrency=policy.max_concurrency if policy.enabled else 1)
+        finally:  # the routes the subtasks took, in plan order (also when one failed)
+            for v in values:
+                self.state.routing.extend(routing[v["id"]])
+        return done.results
 
     @router(execute)
     def verify(self) -> Literal["passed", "retry", "failed"]:
@@ -367,6 +398,14 @@ class DefaultFlow(CrewkitFlow[RunState]):
             return
         if learned:
             memory["learned"] = {"id": learned.id, "version": learned.version}
+
+
+def _earlier_results(earlier: dict[str, Any]) -> str:
+    """The results of the subtasks a subtask depends on, as its context."""
+    if not earlier:
+        return ""
+    parts = "\n\n".join(f"Result of {key}:\n{r['output'].strip()}" for key, r in earlier.items())
+    return f"Results of earlier subtasks:\n{parts}\n\n"
 
 
 def _risk_record(assessment: risk.Assessment) -> dict[str, Any]:
