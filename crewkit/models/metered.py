@@ -170,8 +170,9 @@ class RoleLLM(BaseLLM):
                     routes.note(route, candidate.name, skipped=True)
                 continue
             attempt += 1
+            stop = tuple(self.stop_sequences)
             hook_call = hooks.ModelCall(
-                self.role, candidate.name, agent, stage, messages, tools, response_model, attempt
+                self.role, candidate.name, agent, stage, messages, tools, response_model, attempt, stop
             )
             started = time.time()
             t0 = time.perf_counter()
@@ -197,7 +198,16 @@ class RoleLLM(BaseLLM):
             if replay is not None:
                 path.after_model(
                     hooks.ModelResult(
-                        hook_call, replay.value, 0, 0, 0.0, started, time.perf_counter() - t0, replayed=True
+                        hook_call,
+                        replay.value,
+                        0,
+                        0,
+                        0.0,
+                        started,
+                        time.perf_counter() - t0,
+                        replayed=True,
+                        replay_source=replay.source,
+                        replay_detail=replay.detail,
                     )
                 )
                 return replay.value

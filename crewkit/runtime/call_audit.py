@@ -23,9 +23,11 @@ def _text(value: Any, mode: str) -> Any:
 
 
 def model_call(run_id: str, result: ModelResult, mode: str = "hash") -> Entry:
-    """`model.call` (answered by the model), `model.replayed`, `model.refused`, `model.skipped`
-    (cooling down) or `model.failed`."""
+    """`model.call` (answered by the model), `model.replayed`, `cache.hit` (the response cache
+    answered), `model.refused`, `model.skipped` (cooling down) or `model.failed`."""
     call = result.call
+    if result.replayed and result.replay_source == "cache":
+        return _cache_hit(run_id, result)
     if result.replayed:
         action = "model.replayed"
     elif result.not_run == "refused":
@@ -55,6 +57,26 @@ def model_call(run_id: str, result: ModelResult, mode: str = "hash") -> Entry:
     if result.relayed:
         detail["relayed"] = True
     return Entry(action, f"{call.role}/{call.model}", detail, actor=call.agent or call.role, run_id=run_id)
+
+
+def _cache_hit(run_id: str, result: ModelResult) -> Entry:
+    """`cache.hit`: answered by the response cache (its key's digest and how it matched; no text)."""
+    call = result.call
+    detail: dict[str, Any] = {
+        "role": call.role,
+        "model": call.model,
+        "agent": call.agent,
+        "stage": call.stage,
+        "attempt": call.attempt,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "latency_ms": round(result.seconds * 1000, 3),
+        **(result.replay_detail or {}),
+    }
+    return Entry(
+        "cache.hit", f"{call.role}/{call.model}", detail, actor=call.agent or call.role, run_id=run_id
+    )
 
 
 def tool_call(run_id: str, result: ToolResult, mode: str = "hash") -> Entry:

@@ -46,6 +46,7 @@ class ModelCall:
     tools: list[dict[str, Any]] | None = None
     response_model: type | None = None  # a pydantic model class, for a structured answer
     attempt: int = 0
+    stop: tuple[str, ...] = ()  # the stop sequences the model is called with (they shape the answer)
 
 
 @dataclass(slots=True)
@@ -63,6 +64,8 @@ class ModelResult:
     relayed: bool = False  # the model did not run: a relayed tool result or a pinned tool call
     not_run: str | None = None  # why no model ran (relayed, refused)
     replayed: bool = False  # answered by a subscriber's Replay (a journalled answer), not the model
+    replay_source: str | None = None  # the Replay's source: "journal" (resume) or "cache" (response cache)
+    replay_detail: dict[str, Any] | None = None  # what the replaying subscriber says about it (no text)
 
 
 @dataclass(slots=True)
@@ -94,7 +97,8 @@ class Replay:
     """A before hook's answer in place of the call: `value` is returned as the model's/tool's."""
 
     value: Any
-    source: str = "journal"
+    source: str = "journal"  # who answered: "journal" (the run's own answer, on resume) or "cache"
+    detail: dict[str, Any] | None = None  # audited with the call (e.g. the cache key's digest; no text)
 
 
 class Subscriber:

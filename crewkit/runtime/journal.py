@@ -175,7 +175,9 @@ class CallJournal(Subscriber):
         call = result.call
         opened = self._take(call)
         journal = None
-        if opened is not None and result.error is None and not result.replayed:
+        cached = result.replay_source == "cache"
+        # a cache-served answer is journalled too: a resumed run replays its own answers first
+        if opened is not None and result.error is None and (not result.replayed or cached):
             stored = encode(result.value)
             if stored is not None:
                 journal = (opened[0], "model", opened[1], stored)
@@ -196,6 +198,7 @@ class CallJournal(Subscriber):
                 "relayed": result.relayed,
                 "not_run": result.not_run,
                 "replayed": replayed,
+                "cached": cached,  # answered by the response cache: 0 tokens, 0 cost
             },
             audit_entry=call_audit.model_call(self.run_id, result, self.audit_text),
             journal=journal,

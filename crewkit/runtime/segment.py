@@ -45,14 +45,24 @@ def subscribers(
     """The run's hook-path subscribers, in order (before hooks run in this order, the first
     Replay wins): tool gating and allowlists first, then the journal (a replayed call is neither
     paid nor budgeted again), then the context budget (older messages summarised or trimmed, so
-    the cost estimate and the shields see what is sent), then budgets, then the shields."""
-    from crewkit.runtime import budget_guard, context_budget, injection_shield, pii_shield, tool_allowlist
+    the cost estimate and the shields see what is sent), then the response cache (a deterministic
+    call asked before is answered from state.db: nothing reserved or paid), then budgets, then the
+    shields."""
+    from crewkit.runtime import (
+        budget_guard,
+        context_budget,
+        injection_shield,
+        pii_shield,
+        response_cache,
+        tool_allowlist,
+    )
     from crewkit.runtime.journal import CallJournal
     from crewkit.runtime.tool_gate import ToolGate
 
     chain: list[Any] = [ToolGate(gate), tool_allowlist.from_settings(settings)]
     chain.append(CallJournal(store, run_id, count, audit_text=settings.profile.audit.text))
     chain.append(context_budget.from_settings(settings, store, run_id))
+    chain.append(response_cache.from_settings(settings, store, tenant))  # a hit is neither budgeted nor paid
     chain.append(budget_guard.from_settings(settings, store, run_id, tenant, gate))
     chain.append(injection_shield.InjectionShield(store, run_id))
     chain.append(pii_shield.from_settings(settings))
