@@ -202,6 +202,13 @@ def _json_line(outcome: Any) -> None:
     hidden=True,
     help="A trigger's JSON payload, given to start steps as crewai_trigger_payload (main.run_with_trigger).",
 )
+@click.option(
+    "--queue",
+    "queued",
+    is_flag=True,
+    help="Queue the run for `crewkit worker` (Celery + Redis); print its id.",
+)
+@click.option("--wait", is_flag=True, help="With --queue: wait for the run to end and exit with its code.")
 def run(
     flow: str,
     inputs: str | None,
@@ -210,10 +217,14 @@ def run(
     verbose: bool,
     profile: str | None,
     trigger_payload: str | None,
+    queued: bool = False,
+    wait: bool = False,
 ) -> int:
     """Run FLOW (a module in flows/, default: default) and write output/<run_id>.json."""
     from crewkit.runtime import runner
 
+    if wait and not queued:
+        raise UsageError("--wait goes with --queue (a run without --queue always waits)")
     parsed = _parse_inputs(inputs, inputs_file)
     trigger = _parse_object(trigger_payload, "trigger payload") if trigger_payload is not None else None
     settings, role_map = _engine_under(profile)
@@ -225,11 +236,55 @@ def run(
         parsed = dict(getattr(runner.load_flow_class(settings, flow), "EXAMPLE_INPUTS", {}) or {})
         if parsed:
             console.note(f"no --inputs given; running the example: {json.dumps(parsed)}")
+    if queued:
+        return _queued_run(settings, role_map, flow, parsed, trigger, as_json=as_json, wait=wait)
     with console.running("loading CrewAI", verbose) as progress:
         outcome = runner.run_flow(
             settings, role_map, flow, parsed, progress, verbose=verbose, trigger_payload=trigger
         )
     return _ended(settings, outcome, as_json)
+
+
+def _queued_run(
+    settings: Any,
+    role_map: Any,
+    flow: str,
+    inputs: dict[str, Any],
+    trigger: Any,
+    *,
+    as_json: bool,
+    wait: bool,
+) -> int:
+    """`run --queue [--wait]`: the run id on stdout (or the --json line), then maybe its end."""
+    from crewkit import console
+    from crewkit.scheduling import queue
+
+    queued = queue.enqueue(settings, role_map, flow, inputs, trigger_payload=trigger)
+    console.note(
+        f"queued run {queued.run_id} on queue '{queued.queue}' ({queued.broker}); `crewkit worker` runs it"
+    )
+    if not wait:
+        if as_json:
+            line = {"run_id": queued.run_id, "status": "queued", "queue_task": queued.task_id}
+            sys.stdout.write(json.dumps(line) + "\n")
+        else:
+            sys.stdout.write(queued.run_id + "\n")
+        sys.stdout.flush()
+        return 0
+    return _ended(settings, queue.wait(settings, queued.run_id), as_json)
+
+
+@app.command(context_settings=CONTEXT, short_help="Work on queued runs (Celery + Redis) in the foreground.")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Runs worked on at once, one child process each (default: queue.concurrency).")  # fmt: skip
+@click.option("--queue", "queue_name", default=None, help="The queue to consume (default: queue.queue).")
+@click.option("--loglevel", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Celery's log level (on stderr).")  # fmt: skip
+def worker(concurrency: int | None, queue_name: str | None, loglevel: str) -> int:
+    """Start a Celery worker on the broker of config/operations.yaml (queue:) until stopped."""
+    from crewkit.scheduling import worker as serving
+
+    return serving.serve(_engine, concurrency=concurrency, queue_name=queue_name, loglevel=loglevel)
 
 
 def _ended(settings: Any, outcome: Any, as_json: bool) -> int:

@@ -73,7 +73,9 @@ class QueueConfig(_Strict):
     queue: str = "crewkit"
     concurrency: int = Field(1, ge=1, le=64)  # runs one worker process works on at once
     visibility_timeout: float = Field(3600.0, gt=0)  # seconds before a lost worker's run is redelivered
-    max_retries: int = Field(3, ge=0)
+    max_retries: int = Field(3, ge=0)  # times a run is taken over after its worker died; then it fails
+    heartbeat_seconds: float = Field(15.0, gt=0)  # a worker marks its run alive this often; another
+    # host's worker takes the run over once 4 heartbeats were missed (same host: the pid is checked)
 
 
 class DatabaseConfig(_Strict):

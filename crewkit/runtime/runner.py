@@ -73,6 +73,7 @@ __all__ = [
     "load_flow_class",
     "resume_run",
     "run_crew",
+    "start_queued",
     "run_flow",
     "validate_inputs",
     "write_atomic",
@@ -182,6 +183,41 @@ def resume_run(
     return _run(
         settings, role_map, store, run_id, row.flow, flow_cls, inputs, trigger_payload, row.requester, previous,
         progress, verbose,
+    )  # fmt: skip
+
+
+QUEUED = "queued"  # a run `crewkit run --queue` created; a worker starts it (crewkit.scheduling.queue)
+
+
+def start_queued(
+    settings: Settings,
+    role_map: RoleMap,
+    run_id: str,
+    progress: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Start a queued run in this process (a worker's task): its stored flow, inputs, profile and arms.
+
+    Refused with a UsageError, the run left queued: its flow or inputs do not check out here, or the
+    flow's code differs from the code it was queued with. The claim is atomic: of two workers
+    handed the same run, one starts it and the other gets a UsageError.
+    """
+    store = StateStore.open(settings.home)
+    row = store.require_run(run_id)
+    settings = settings.with_profile(row.profile)
+    settings, role_map = ab.under_arms(settings, role_map, ab.stored(store, run_id))
+    inputs = dict(row.inputs)
+    trigger_payload = inputs.pop(TRIGGER_KEY, None)
+    flow_cls, inputs = prepare_flow(settings, role_map, row.flow, inputs)
+    if fingerprint(settings, row.flow) != row.fingerprint:
+        path = yamlfile.display_path(check_flow_name(settings, row.flow))
+        raise UsageError(
+            f"{path} on this worker differs from the code run {run_id} was queued with; "
+            "deploy the same project to the workers and to where runs are queued"
+        )
+    store.claim(run_id, {QUEUED})
+    return _run(
+        settings, role_map, store, run_id, row.flow, flow_cls, inputs, trigger_payload, row.requester, [],
+        progress, False,
     )  # fmt: skip
 
 
