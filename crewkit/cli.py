@@ -629,6 +629,41 @@ def budgets_show(fmt: str, profile: str | None) -> None:
     console.budgets_table(rows, fmt, settings.profile_name)
 
 
+# --- response cache (crewkit.models.cache) -----------------------------------------------------
+
+
+@app.group("cache", context_settings=CONTEXT, no_args_is_help=True)
+def cache_app() -> None:
+    """The response cache of deterministic model calls: what it holds, and clearing it."""
+
+
+@cache_app.command("stats", context_settings=CONTEXT)
+@click.option("--tenant", default=None, help="Only this tenant's entries.")
+@FORMAT
+def cache_stats(tenant: str | None, fmt: str) -> None:
+    """Entries, bytes and hits per model and tenant, against the limits in config/operations.yaml."""
+    from crewkit import console
+    from crewkit.runtime import response_cache
+
+    settings = _settings()
+    console.cache_table(response_cache.stats(settings, _store(settings), tenant), fmt)
+
+
+@cache_app.command("clear", context_settings=CONTEXT)
+@click.option("--tenant", default=None, help="Only this tenant's entries.")
+@click.option("--model", default=None, help="Only this model entry's answers (a name in config/models.yaml).")
+@click.option("--expired", is_flag=True, help="Only entries past their TTL.")
+def cache_clear(tenant: str | None, model: str | None, expired: bool) -> None:
+    """Remove cached answers (all, or of one tenant / model / the expired ones); audited as cache.cleared."""
+    from crewkit.runtime import response_cache
+
+    settings = _settings()
+    removed = response_cache.clear(
+        settings, _store(settings), tenant=tenant, model=model, expired_only=expired
+    )
+    click.echo(f"removed {removed} cached answer(s)")
+
+
 @audit_app.command("verify", context_settings=CONTEXT)
 @click.option("--head", default=None, help="A head SEQ:HASH printed by an earlier verify (kept elsewhere): "
               "also detects removed or rewritten newest records.")  # fmt: skip

@@ -498,6 +498,44 @@ def _money(value: Any) -> str:
     return "no limit" if value is None else f"${value:,.4f}"
 
 
+def cache_table(report: dict[str, Any], fmt: str) -> None:
+    """`crewkit cache stats`: entries, bytes and hits per model and tenant, then the limits."""
+    if fmt == "json":
+        _json_out(report)
+        return
+    limits, totals = report["limits"], report["totals"]
+    if report["by_model"]:
+        _listing(
+            ("model", "tenant", "entries", "semantic", "bytes", "hits", "expired"),
+            [
+                (
+                    str(r["model"]),
+                    str(r["tenant"] or "-"),
+                    str(r["entries"]),
+                    str(r["semantic"]) if r["semantic"] else "",
+                    f"{r['bytes']:,}",
+                    str(r["hits"]),
+                    str(r["expired"]) if r["expired"] else "",
+                )
+                for r in report["by_model"]
+            ],
+            free="tenant",
+        )
+    else:
+        err.print(_text("the response cache is empty", "dim"))
+    state = "on" if report["enabled"] else "off (cache.enabled: false)"
+    models = ", ".join(report["cached_models"]) or "none (no model entry sets temperature: 0 or a seed)"
+    ttl = "never expire" if limits["ttl_seconds"] is None else f"TTL {limits['ttl_seconds']:g} s"
+    err.print(
+        _text(
+            f"cache {state}; semantic {'on' if report['semantic'] else 'off'}; cached models: {models}; "
+            f"{totals['entries']:,}/{limits['max_entries']:,} entries, {totals['bytes']:,}/{limits['max_bytes']:,} "
+            f"bytes, {ttl}",
+            "dim",
+        )
+    )
+
+
 def budgets_table(rows: list[dict[str, Any]], fmt: str, profile: str) -> None:
     if fmt == "json":
         _json_out(rows)

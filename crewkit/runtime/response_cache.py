@@ -203,3 +203,56 @@ def from_settings(
     if config.semantic.enabled and embed is None:
         embed = _embedder(settings)
     return ResponseCacheSubscriber(ResponseCache(store, config), params, tenant, embed)
+
+
+# -- `crewkit cache stats | clear` ------------------------------------------------------------------
+
+
+def stats(settings: Any, store: Any, tenant: str | None = None) -> dict[str, Any]:
+    """What the cache holds per model and tenant, its totals and its limits (`crewkit cache stats`)."""
+    config = settings.operations.cache
+    rows = ResponseCache(store, config).stats(tenant)
+    return {
+        "enabled": config.enabled,
+        "semantic": config.semantic.enabled,
+        "cached_models": sorted(
+            name for name, entry in settings.models.models.items() if deterministic(dict(entry.params))
+        ),
+        "limits": {
+            "ttl_seconds": config.ttl_seconds,
+            "max_entries": config.max_entries,
+            "max_bytes": config.max_bytes,
+            "semantic_max_entries": config.semantic.max_entries,
+            "semantic_threshold": config.semantic.threshold,
+        },
+        "totals": {
+            "entries": sum(r["entries"] for r in rows),
+            "bytes": sum(r["bytes"] for r in rows),
+            "hits": sum(r["hits"] for r in rows),
+        },
+        "by_model": rows,
+    }
+
+
+def clear(
+    settings: Any,
+    store: Any,
+    *,
+    tenant: str | None = None,
+    model: str | None = None,
+    expired_only: bool = False,
+) -> int:
+    """Remove cached answers (all, or those of one tenant / model / past their TTL); the removal
+    is audited as `cache.cleared` (who, what was asked, how many) in the same transaction."""
+    from crewkit.governance import audit
+    from crewkit.governance.approvals import current_user
+
+    user = current_user()
+
+    def entry(removed: int) -> audit.Entry:
+        detail = {"tenant": tenant, "model": model, "expired_only": expired_only, "removed": removed}
+        return audit.Entry("cache.cleared", "response cache", detail, actor=user)
+
+    return ResponseCache(store, settings.operations.cache).clear(
+        tenant, model, expired_only=expired_only, audit_entry=entry
+    )
