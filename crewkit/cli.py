@@ -420,6 +420,15 @@ def config_check() -> None:
         )
     if suite_names:
         click.echo(f"eval suites ({suites.SUITES_DIR}/): {', '.join(suite_names)}")
+    if settings.schedules_doc is not None:
+        from crewkit.scheduling import config as schedule_config
+
+        schedule_config.check_inputs(settings.schedules, settings.schedules_doc, settings)
+        jobs = settings.schedules.jobs
+        click.echo(
+            f"schedules (config/schedules.yaml): {len(jobs)} job(s)"
+            + "".join(f"; {j.name} ({j.cron}, {j.flow}{'' if j.enabled else ', disabled'})" for j in jobs)
+        )
     from crewkit.settings import price_warnings
 
     for name in settings.profiles.profiles:
@@ -894,6 +903,85 @@ def memory_migrate(url: str, api_key_env: str | None) -> None:
 
 
 # --- ab: A/B experiments (crewkit.evaluation.experiments, crewkit.evaluation.ab_report) -------
+# --- schedule (crewkit.scheduling: config/schedules.yaml on APScheduler) ---------------------------
+
+
+@app.group("schedule", context_settings=CONTEXT, no_args_is_help=True)
+def schedule_app() -> None:
+    """Scheduled flows (config/schedules.yaml): list them, run the scheduler in the foreground."""
+
+
+@schedule_app.command("list", context_settings=CONTEXT)
+@click.option(
+    "--count", type=click.IntRange(1, 100), default=1, show_default=True, help="Next fire times per job."
+)
+@FORMAT
+def schedule_list(count: int, fmt: str) -> None:
+    """Every job: cron, zone, flow, its next fire times, its last fire and runs in flight."""
+    from crewkit.scheduling import scheduler, view
+
+    view.jobs_table(scheduler.listing(_settings(), count=count), fmt)
+
+
+@schedule_app.command("fires", context_settings=CONTEXT)
+@click.argument("job", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Newest first.")
+@FORMAT
+def schedule_fires(job: str | None, limit: int, fmt: str) -> None:
+    """Recorded fires (of JOB, else of every job): status, run id, why skipped or misfired."""
+    from crewkit.scheduling import scheduler, view
+
+    settings = _settings()
+    if job is not None and settings.schedules.job(job) is None:
+        from crewkit.settings import suggest
+
+        names = [j.name for j in settings.schedules.jobs]
+        raise UsageError(f"unknown job '{job}'{suggest(job, names)}; jobs: {', '.join(names) or 'none'}")
+    view.fires_table(scheduler.history(settings, job, limit), fmt)
+
+
+@schedule_app.command("run", context_settings=CONTEXT)
+@click.option("--once", is_flag=True, help="Fire what is due now (and missed fires, by policy), wait, exit.")
+@click.option(
+    "--for",
+    "seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after SECONDS (then wait for runs).",
+)
+def schedule_run(once: bool, seconds: float | None) -> int:
+    """Run the enabled jobs in the foreground until Ctrl-C (or SIGTERM): each fire is
+    `crewkit run FLOW --inputs JSON --json`, recorded once in state.db and audited."""
+    import signal
+
+    from crewkit import console
+    from crewkit.scheduling import config as schedule_config
+    from crewkit.scheduling import scheduler
+
+    settings = _settings()
+    schedule_config.check_inputs(settings.schedules, settings.schedules_doc, settings)
+    enabled = [j.name for j in settings.schedules.jobs if j.enabled]
+    if not enabled:
+        raise UsageError(
+            "no enabled job in config/schedules.yaml; set `enabled: true` on one (see docs/scheduling.md)"
+        )
+    console.note(f"scheduler: {len(enabled)} job(s): {', '.join(enabled)}; Ctrl-C stops it")
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        done = scheduler.run(settings, once=once, seconds=seconds, progress=console.note)
+    except KeyboardInterrupt:
+        _err("interrupted: the scheduler stopped; runs in flight were interrupted")
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    failed = [s for _, _, s in done.ended if s not in ("done", "paused", "skipped")]
+    return 1 if once and failed else 0
+
+
 @app.group("ab", context_settings=CONTEXT, no_args_is_help=True)
 def ab_app() -> None:
     """A/B experiments of config/experiments.yaml: list them, report one, see a key's arm."""

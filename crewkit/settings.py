@@ -1,7 +1,7 @@
 """Load and validate every config file once, at the edge.
 
 `load_settings(project_dir, profile)` reads `config/models.yaml`, `config/governance.yaml`,
-`config/profiles.yaml`, `config/memory.yaml`, `config/experiments.yaml` and `config/operations.yaml` into pydantic models (extra keys forbidden),
+`config/profiles.yaml`, `config/memory.yaml`, `config/experiments.yaml`, `config/operations.yaml` and `config/schedules.yaml` into pydantic models (extra keys forbidden),
 checks the cross-references inside them (a role naming an unknown model, an allowlist naming an unknown role, an unknown
 profile) and returns one frozen `Settings` under the chosen deployment profile. It imports nothing of the engine: what
 depends on registries (providers, guardrails) is checked next to them, from one start-up
@@ -28,6 +28,8 @@ from crewkit.errors import ConfigError
 from crewkit.evaluation.experiments import ExperimentsConfig, check_config
 from crewkit.memory.config import MemoryConfig
 from crewkit.operations import OperationsConfig
+from crewkit.scheduling import config as schedule_config
+from crewkit.scheduling.config import SchedulesConfig
 
 Capability = Literal["text", "tools", "vision", "embedding"]
 
@@ -528,6 +530,8 @@ class Settings:
     experiments_doc: yamlfile.YamlDoc | None = None
     operations: OperationsConfig = OperationsConfig()  # config/operations.yaml (missing: the defaults)
     operations_doc: yamlfile.YamlDoc | None = None
+    schedules: SchedulesConfig = SchedulesConfig()  # config/schedules.yaml (missing: no jobs)
+    schedules_doc: yamlfile.YamlDoc | None = None
 
     @property
     def base_governance(self) -> GovernanceConfig:
@@ -744,6 +748,11 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
     check_config(experiments, experiments_doc, models)
     operations_doc = yamlfile.load(config / "operations.yaml", required=False)
     operations = _validate(OperationsConfig, operations_doc)
+    schedules_doc = schedule_config.load(config / "schedules.yaml")
+    schedules = _validate(SchedulesConfig, schedules_doc)
+    schedule_config.check_schedules(
+        schedules, schedules_doc, schedule_config.flow_names(project_dir), profiles.profiles
+    )
     settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
@@ -760,6 +769,8 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
         experiments_doc=experiments_doc if experiments_doc.path.exists() else None,
         operations=operations,
         operations_doc=operations_doc if operations_doc.path.exists() else None,
+        schedules=schedules,
+        schedules_doc=schedules_doc if schedules_doc.path.exists() else None,
     )
     return settings.with_profile(profile or env("CREWKIT_PROFILE") or default)
 
@@ -773,4 +784,5 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "memory.schema.json": MemoryConfig.model_json_schema(),
         "experiments.schema.json": ExperimentsConfig.model_json_schema(),
         "operations.schema.json": OperationsConfig.model_json_schema(),
+        "schedules.schema.json": SchedulesConfig.model_json_schema(),
     }
