@@ -902,6 +902,68 @@ def memory_migrate(url: str, api_key_env: str | None) -> None:
     )
 
 
+# --- metrics: run metrics, exporters, SLOs (crewkit.observability) ------------------------------
+
+
+@app.command(
+    "metrics", context_settings=CONTEXT, short_help="Latency, errors, tokens and cost per role and model."
+)
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    help="Window start: an age (15m, 1h, 7d) or an ISO date/time (UTC unless it names an offset).",
+)
+@click.option(
+    "--by",
+    default="role,model",
+    show_default=True,
+    help="Group by, comma-separated: role, model, agent, task, run_id, flow, profile.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "prometheus"]),
+    default="table",
+    help="table, json or prometheus (the exposition text).",
+)
+@click.option(
+    "--check-slo",
+    is_flag=True,
+    help="Alert each breached SLO of the profile (once per window); exit 1 when one is breached.",
+)
+@click.option("--serve", is_flag=True, help="Serve /metrics for Prometheus in the foreground (Ctrl-C stops).")
+@click.option(
+    "--host", default=None, help="--serve: the address (default: metrics.prometheus.host, 127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="--serve: the port (default: metrics.prometheus.port, 9464).",
+)
+@_profile_option
+def metrics_cmd(
+    since: str, by: str, fmt: str, check_slo: bool, serve: bool, host: str | None, port: int | None,
+    profile: str | None,
+) -> int:  # fmt: skip
+    """p50/p95/p99 latency, error rate, availability, throughput, tokens, cost and cache hits of model
+    calls per role and model over --since, with the profile's SLOs (config/profiles.yaml `slo:`)."""
+    from crewkit.observability import export
+
+    settings = _settings(profile)
+    store = _store(settings)
+    if serve:
+        import time
+
+        url = export.start_serving(settings, store, host, port)
+        sys.stderr.write(f"serving Prometheus metrics on {url} (Ctrl-C stops)\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(3600)
+    return export.show(settings, store, since, by, fmt, check_slo=check_slo)
+
+
 # --- ab: A/B experiments (crewkit.evaluation.experiments, crewkit.evaluation.ab_report) -------
 # --- schedule (crewkit.scheduling: config/schedules.yaml on APScheduler) ---------------------------
 

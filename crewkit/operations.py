@@ -10,7 +10,7 @@ the URL, and `crewkit.settings.env` reads it.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
@@ -63,6 +63,14 @@ class MetricsConfig(_Strict):
     slo_min_calls: int = Field(20, ge=1)  # fewer calls than this in the window: no verdict, no alert
     prometheus: PrometheusEndpoint = PrometheusEndpoint()
     otel: OtelExport = OtelExport()
+
+    @field_validator("slo_window")
+    @classmethod
+    def _window_is_a_duration(cls, value: str) -> str:
+        from crewkit.observability.metrics import parse_duration  # raises ValueError with the fix
+
+        parse_duration(value)
+        return value
 
 
 class QueueConfig(_Strict):

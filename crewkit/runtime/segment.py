@@ -48,6 +48,7 @@ def subscribers(
     the cost estimate and the shields see what is sent), then the response cache (a deterministic
     call asked before is answered from state.db: nothing reserved or paid), then budgets, then the
     shields."""
+    from crewkit.observability import metrics as run_metrics
     from crewkit.runtime import (
         budget_guard,
         context_budget,
@@ -66,6 +67,7 @@ def subscribers(
     chain.append(budget_guard.from_settings(settings, store, run_id, tenant, gate))
     chain.append(injection_shield.InjectionShield(store, run_id))
     chain.append(pii_shield.from_settings(settings))
+    chain.append(run_metrics.from_settings(settings, store, run_id))  # sees every attempt's outcome
     return [s for s in chain if s is not None]
 
 
@@ -87,9 +89,11 @@ def kickoff(
     tenant: str | None = None,
 ) -> tuple[Ended, ledger.Ledger]:
     """Run `call` as one segment of run `run_id`; returns how it ended and the segment's ledger."""
+    from crewkit.observability import metrics as run_metrics
     from crewkit.runtime.budget_guard import BudgetGuard
 
     path = run_hooks(settings, store, run_id, gate, count, tenant)
+    run_metrics.segment_started(settings, store)  # CrewAI event listener; endpoint/export if enabled
     try:
         with (
             ledger.open_ledger() as run_ledger,
@@ -107,3 +111,4 @@ def kickoff(
         guard = path.find(BudgetGuard)
         if guard is not None:
             guard.close()
+        run_metrics.segment_ended(settings, store, run_id, path.find(run_metrics.MetricsSubscriber))
