@@ -405,8 +405,9 @@ def run_case(name: str, entry: ModelEntry, llm: Any, case: Case, repeat: int = 1
 def _keep(store: StateStore, suite: Suite, name: str, mhash: str, result: CaseResult) -> None:
     with store.write() as conn:
         conn.execute(
-            "INSERT OR REPLACE INTO eval_cases (suite, suite_hash, model, model_hash, case_id, result, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO eval_cases (suite, suite_hash, model, model_hash, case_id, result, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (suite_hash, model_hash, case_id) DO UPDATE SET "
+            "suite = excluded.suite, model = excluded.model, result = excluded.result, created = excluded.created",
             (
                 suite.name,
                 suite.hash,

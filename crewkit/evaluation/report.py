@@ -406,9 +406,9 @@ def correlate(
 def _stored_battles(settings: Settings) -> list[Any]:
     """Voted battles of state.db's arena_battles (none when there is no state.db yet)."""
     from crewkit.evaluation import arena
-    from crewkit.runtime.store import DB_NAME, StateStore
+    from crewkit.runtime.store import DB_NAME, StateStore, database_url
 
-    if not (settings.home / DB_NAME).exists():
+    if database_url() is None and not (settings.home / DB_NAME).exists():
         return []
     store = StateStore.open(settings.home)
     try:

@@ -253,22 +253,15 @@ class Purged:
 def _snapshot(store: Any) -> Iterator[sqlite3.Connection]:
     """A read transaction on a connection of its own: one consistent view of the chain and its
     anchor while other processes keep appending (WAL), and no write lock held meanwhile."""
-    from crewkit.runtime.store import BUSY_TIMEOUT_S
-
-    conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(store.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        conn.execute("BEGIN")
-        conn.execute("SELECT COUNT(*) FROM audit_anchor").fetchone()  # the snapshot starts here
-        yield conn
+        with store.snapshot() as conn:  # SQLite: a connection of its own; PostgreSQL: REPEATABLE READ
+            conn.execute("SELECT COUNT(*) FROM audit_anchor").fetchone()  # the snapshot starts here
+            yield conn
     except sqlite3.DatabaseError as exc:
         raise StateStoreError(
             f"{store.path}: cannot read the audit log ({exc}); check the file and its folder, "
             "or move a damaged file aside (crewkit starts a new one)"
         ) from None
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 def _span(first: int, last: int) -> str:
@@ -526,7 +519,9 @@ def purge(store: Any, older_than_days: float, now: float | None = None, actor: s
             last, last_hash = _check_before_purge(store, conn, anchor, keep)
             removed = conn.execute("DELETE FROM audit WHERE seq < ?", (keep,)).rowcount
             conn.execute(
-                "INSERT OR REPLACE INTO audit_anchor (id, seq, hash, before_ts, created) VALUES (1, ?, ?, ?, ?)",
+                "INSERT INTO audit_anchor (id, seq, hash, before_ts, created) VALUES (1, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, "
+                "before_ts = excluded.before_ts, created = excluded.created",
                 (last, last_hash, cutoff, time.time()),
             )
             anchor = (last, last_hash)

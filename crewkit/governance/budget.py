@@ -524,7 +524,8 @@ class Budgets:
             if mark in self._fired:
                 continue
             cur = conn.execute(
-                "INSERT OR IGNORE INTO budget_alerts (scope, period, threshold, fired) VALUES (?, ?, ?, ?)",
+                "INSERT INTO budget_alerts (scope, period, threshold, fired) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope, period, threshold) DO NOTHING",
                 (s.key, s.period, t, now),
             )
             with self._lock:

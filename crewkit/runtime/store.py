@@ -1,4 +1,6 @@
-"""The state store: one SQLite file (`CREWKIT_HOME/state.db`) holding every run's durable state.
+"""The state store: one SQLite file (`CREWKIT_HOME/state.db`) holding every run's durable state,
+or a PostgreSQL database when `CREWKIT_DATABASE_URL` (the variable `config/operations.yaml`'s
+`database.url_env` names) holds a `postgresql://` URL, for state several machines share.
 
 Runs, their step checkpoints, the call journal (answers replayed on resume instead of paid
 again), the persisted usage rows, approvals waiting for a person, and the undo log of side
@@ -10,6 +12,11 @@ The schema is versioned with `PRAGMA user_version` and an ordered list of migrat
 applied in one transaction. A file written by a newer crewkit, a file that is not a database
 and a file that fails `PRAGMA quick_check` all raise `StateStoreError` naming the file and
 what to do; the store never resets or deletes a file it cannot read.
+
+On PostgreSQL (`crewkit.runtime.pg`) the same SQL runs translated, writers take turns on one
+advisory lock (as `BEGIN IMMEDIATE` makes them on SQLite), the schema version lives in table
+`crewkit_schema`, and an unreachable server is a one-line StateStoreError naming the URL
+without its password.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 
 from crewkit.errors import StateStoreError, UsageError
 from crewkit.governance import audit
+from crewkit.runtime.database import URL_ENV, database_url, url_env, use_url_env  # noqa: F401 - re-exported
 
 BUSY_TIMEOUT_S = 30.0
 DB_NAME = "state.db"
@@ -498,31 +506,47 @@ _HOST = socket.gethostname()
 
 
 class StateStore:
-    """One state.db. Get it with `StateStore.open(home)`; safe to share across threads."""
+    """One state.db (or PostgreSQL database). Get it with `StateStore.open(home)`; safe to share
+    across threads. `backend` is "sqlite" or "postgresql"; `path` names the store in messages
+    (the file, or the URL without its password)."""
 
-    _cache: dict[Path, StateStore] = {}
+    _cache: dict[Path | str, StateStore] = {}
     _cache_lock = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, url: str | None = None) -> None:
+        from crewkit.runtime import pg
+
+        self.url = url
+        self.backend = "postgresql" if url else "sqlite"
+        self.path: Any = pg.redact_url(url) if url else path
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
         # every connection with the thread it belongs to: close() closes them all, and a thread
         # that has ended leaves its connection to be closed when the next thread connects
-        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._conns: list[tuple[threading.Thread, Any]] = []
         self._prepare()
 
     @classmethod
     def open(cls, home: Path) -> StateStore:
-        """The store at `home / "state.db"` (created and migrated on first use), one per path per process."""
-        path = (Path(home).expanduser() / DB_NAME).resolve()
+        """The store at `home / "state.db"` (created and migrated on first use), one per path per
+        process; the PostgreSQL database of `database_url()` instead when that is set."""
+        url = database_url()
+        key: Path | str = url if url else (Path(home).expanduser() / DB_NAME).resolve()
         with cls._cache_lock:
-            store = cls._cache.get(path)
+            store = cls._cache.get(key)
             if store is None or store._pid != os.getpid():
-                store = cls(path)
-                cls._cache[path] = store
+                store = cls(key, url) if isinstance(key, Path) else cls(Path(DB_NAME), url)
+                cls._cache[key] = store
             return store
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every store this process opened (tests; a worker shutting down)."""
+        with cls._cache_lock:
+            stores = list(cls._cache.values())
+        for store in stores:
+            store.close()
 
     def close(self) -> None:
         """Close every connection this store opened in this process; the next call reopens."""
@@ -533,15 +557,24 @@ class StateStore:
             for _, conn in conns:
                 conn.close()
         with self._cache_lock:
-            if self._cache.get(self.path) is self:
-                del self._cache[self.path]
+            for key in [k for k, v in self._cache.items() if v is self]:
+                del self._cache[key]
 
     # -- connections and transactions -------------------------------------------------------------
 
     def _fail(self, what: str) -> StateStoreError:
         return StateStoreError(f"{self.path}: {what}")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> Any:
+        if self.url:
+            from crewkit.runtime import pg
+
+            try:
+                return pg.connect(self.url, BUSY_TIMEOUT_S)
+            except sqlite3.OperationalError as exc:
+                raise self._fail(
+                    f"{exc}; check that the server is up and that {url_env()} is right"
+                ) from None
         try:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
@@ -571,11 +604,18 @@ class StateStore:
             self._local = threading.local()
             self._conns = []
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self.url and not conn.usable:  # the server went away: reconnect
+            with self._lock:
+                self._conns = [(t, c) for t, c in self._conns if c is not conn]
+            conn.close()
+            conn = self._local.conn = None
         if conn is None:
             # A thread that has ended hands its connection on: CrewAI runs calls in short-lived
             # threads, and opening a connection per call cost more than the call's writes.
             with self._lock:
-                ended = [c for t, c in self._conns if not t.is_alive()]
+                ended = [c for t, c in self._conns if not t.is_alive() and (not self.url or c.usable)]
+                for old in [c for t, c in self._conns if not t.is_alive() and c not in ended]:
+                    old.close()
                 self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
                 conn = ended.pop() if ended else None
                 if conn is not None:
@@ -619,7 +659,7 @@ class StateStore:
             yield from self._savepoint(conn, depth)
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin_immediate() if self.url else conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise self._environment(exc) from None
         local.depth, local.pending = 1, []
@@ -677,7 +717,9 @@ class StateStore:
 
     def _environment(self, exc: sqlite3.OperationalError) -> StateStoreError:
         text = str(exc)
-        if "readonly" in text or "read-only" in text:
+        if self.url and not ("locked" in text or "full" in text):
+            hint = f"check that the PostgreSQL server is up and that {url_env()} is right, then try again"
+        elif "readonly" in text or "read-only" in text:
             hint = "make the file and its folder writable, or point CREWKIT_HOME elsewhere"
         elif "full" in text:
             hint = "free some disk space and try again"
@@ -699,6 +741,9 @@ class StateStore:
 
     def _prepare(self) -> None:
         """Check the file and bring its schema up to date (once per store per process)."""
+        if self.url:
+            self._prepare_pg()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             header = _HEADER
@@ -734,6 +779,56 @@ class StateStore:
             raise self._unreadable(f"quick_check: {check[0][0]}")
         if version < SCHEMA_VERSION:
             self._migrate(conn)
+
+    def _prepare_pg(self) -> None:
+        """The PostgreSQL schema up to date: each migration in one transaction under the writers'
+        lock, so processes starting at once take turns and exactly one applies each step."""
+        from crewkit.runtime import pg
+
+        conn = self._conn()
+        version = -1
+        while version != SCHEMA_VERSION:
+            with self._write():
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {pg.VERSION_TABLE} (version INTEGER NOT NULL)")
+                row = conn.execute(f"SELECT version FROM {pg.VERSION_TABLE}").fetchone()
+                if row is None:
+                    conn.execute(f"INSERT INTO {pg.VERSION_TABLE} (version) VALUES (0)")
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise self._newer(version)
+                if version == SCHEMA_VERSION:
+                    return
+                try:
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                except sqlite3.OperationalError as exc:
+                    raise self._fail(
+                        f"cannot migrate from schema {version} to {version + 1} ({exc}); "
+                        "nothing was changed; check the role's rights on the database"
+                    ) from None
+                conn.execute(f"UPDATE {pg.VERSION_TABLE} SET version = ?", (version + 1,))
+                version += 1
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Any]:
+        """A read-only transaction on a connection of its own: one consistent view of the tables
+        while other processes keep writing, and no write lock held (audit verification)."""
+        if self.url:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                yield conn
+            finally:
+                conn.close()
+            return
+        raw: sqlite3.Connection | None = None
+        try:
+            raw = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            raw.execute("BEGIN")
+            yield raw
+        finally:
+            if raw is not None:
+                raw.close()
 
     def _newer(self, version: int) -> StateStoreError:
         return self._fail(
@@ -975,8 +1070,9 @@ class StateStore:
     ) -> None:
         try:
             conn.execute(
-                "INSERT OR REPLACE INTO journal (run_id, key, kind, checkpoint, value, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO journal (run_id, key, kind, checkpoint, value, created) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, key) DO UPDATE SET kind = excluded.kind, "
+                "checkpoint = excluded.checkpoint, value = excluded.value, created = excluded.created",
                 (run_id, key, kind, int(checkpoint), _dumps(value), time.time()),
             )
         except sqlite3.IntegrityError:
@@ -1230,14 +1326,14 @@ class StateStore:
         text = _dumps(payload)
         with self._write() as conn:
             try:
-                cur = conn.execute(
+                row = conn.execute(
                     "INSERT INTO undo (run_id, checkpoint, action, payload, origin, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                     (run_id, int(checkpoint), action, text, origin, time.time()),
-                )
+                ).fetchone()
             except sqlite3.IntegrityError:
                 raise self._unknown_run(run_id) from None
-            return int(cur.lastrowid or 0)
+            return int(row[0])
 
     def undo_entries(self, run_id: str, after: int) -> list[UndoEntry]:
         """Entries made at or after checkpoint `after` and not undone yet, newest first."""
