@@ -753,6 +753,9 @@ def load_settings(project_dir: Path | None = None, profile: str | None = None) -
     schedule_config.check_schedules(
         schedules, schedules_doc, schedule_config.flow_names(project_dir), profiles.profiles
     )
+    from crewkit.runtime.database import use_url_env  # the state store reads the URL from this variable
+
+    use_url_env(operations.database.url_env)
     settings = Settings(
         project_dir=project_dir,
         home=Path(os.environ["CREWKIT_HOME"]),
