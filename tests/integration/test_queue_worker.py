@@ -246,3 +246,32 @@ def _settings(project: Path):
     from crewkit.settings import load_settings
 
     return load_settings(project)
+
+
+def test_a_pool_child_killed_mid_run_is_retried_at_once_by_its_own_worker(workers, project, tmp_path, capsys):
+    ops = project / "config" / "operations.yaml"  # no redelivery by timeout here: only by the rejection
+    ops.write_text(ops.read_text().replace("visibility_timeout: 4", "visibility_timeout: 3600"))
+    marker = tmp_path / "hung"
+    worker = workers.start(QW_HANG_AT="two", QW_MARKER=str(marker))
+    code, out, err = run_cli(capsys, "run", "steps", "--queue", "--json", "--inputs", '{"task": "t"}')
+    assert code == 0, err
+    run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
+    deadline = time.monotonic() + WAIT_S
+    while not marker.exists():
+        assert worker.poll() is None and time.monotonic() < deadline, workers.log(worker)
+        time.sleep(0.05)
+    child = int(marker.read_text())
+    assert child != worker.pid
+    marker.unlink()
+    os.kill(child, signal.SIGKILL)  # the OOM killer's way: the worker lives, its child does not
+    # reject_on_worker_lost: the message goes back at once; the new child resumes the run and
+    # hangs again at `two` (its answer was never given), so the marker is written by another pid
+    while not marker.exists():
+        assert worker.poll() is None and time.monotonic() < deadline, workers.log(worker)
+        time.sleep(0.05)
+    assert int(marker.read_text()) != child
+    store = store_of(project)
+    assert store.require_run(run_id).status == "running"
+    retried = store.read("SELECT detail FROM audit WHERE action = 'queue.retried' AND run_id = ?", (run_id,))
+    assert [json.loads(r[0])["lost_pid"] for r in retried] == [child]
+    assert workers.counted() == Counter({"one": 1, "two": 2})  # `one` answered from the journal
