@@ -343,11 +343,9 @@ def render_table(summary: Summary, slo_report: Any = None) -> None:
             Text("no metrics recorded in this window (runs record them; try a longer --since)", style="dim")
         )
     else:
-        table = Table(box=None)
         heads = [*summary.by, "calls", "err%", "avail", "p50 ms", "p95 ms", "p99 ms", "/min",
                  "tok in", "tok out", "cost", "cache", "retries"]  # fmt: skip
-        for i, head in enumerate(heads):
-            table.add_column(head, justify="left" if i < len(summary.by) else "right", no_wrap=True)
+        lines: list[tuple[list[str], bool]] = []
         for s in (*summary.rows, summary.total):
             is_total = s is summary.total
             label = ["total", *[""] * (len(summary.by) - 1)] if is_total else _labels(s, summary.by)
@@ -366,7 +364,18 @@ def render_table(summary: Summary, slo_report: Any = None) -> None:
                 str(s.cache_hits),
                 str(s.retries),
             ]
+            lines.append((cells, is_total))
+        table = Table(box=None)
+        needed = 0
+        for i, head in enumerate(heads):
+            width = max(len(head), *(len(c[i]) for c, _ in lines))
+            needed += width + 2
+            table.add_column(
+                head, justify="left" if i < len(summary.by) else "right", no_wrap=True, min_width=width
+            )
+        for cells, is_total in lines:
             table.add_row(*(Text(c, style="bold" if is_total else "") for c in cells))
+        out.width = max(out.width, needed)  # never squeeze a column: a narrow terminal wraps the line
         out.print(table)
     if slo_report is not None:
         verdict = {True: "ok", False: "BREACHED", None: "no verdict"}
