@@ -15,10 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from crewkit.errors import UsageError
 from crewkit.scheduling import queue
 from crewkit.scheduling.queue import Engine
+
+if TYPE_CHECKING:
+    from crewkit.settings import Settings
 
 log = logging.getLogger("crewkit.worker")
 
@@ -28,6 +32,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 def node_name() -> str:
     """A Celery node name unique per worker process (several workers may share a host)."""
     return f"crewkit-{os.getpid()}@{socket.gethostname()}"
+
+
+def check_memory(settings: Settings, concurrency: int) -> None:
+    """Refuse a pool that would share the embedded memory store: it is one process's at a time."""
+    memory = settings.memory.long_term
+    if concurrency > 1 and memory.enabled and memory.backend == "embedded":
+        raise UsageError(
+            f"--concurrency {concurrency}: long-term memory is on the embedded store, which one process "
+            "holds at a time; move it to a Qdrant server (`crewkit memory migrate --to URL`, then "
+            "long_term.backend: server in config/memory.yaml) or run one worker process per "
+            "CREWKIT_HOME with --concurrency 1"
+        )
 
 
 def serve(
@@ -43,6 +59,7 @@ def serve(
     cfg = settings.operations.queue
     concurrency = concurrency or cfg.concurrency
     queue_name = queue_name or cfg.queue
+    check_memory(settings, concurrency)
     import crewai  # noqa: F401 - once here, not in every child process
     from celery import signals
 

@@ -282,3 +282,12 @@ def test_worker_refuses_to_start_when_redis_is_unreachable(scripted, project, ca
     code, out, err = run_cli(capsys, "worker")
     assert code == 2 and out == ""
     assert err.startswith("error: Redis unreachable at redis://:***@") and SECRET not in err
+
+
+def test_worker_refuses_a_pool_that_would_share_the_embedded_memory_store(
+    scripted, project, capsys, redis_server
+):
+    code, out, err = run_cli(capsys, "worker", "--concurrency", "2")
+    assert code == 2 and out == ""
+    assert "--concurrency 2: long-term memory is on the embedded store" in err
+    assert len(err.strip().splitlines()) == 1
