@@ -202,7 +202,8 @@ class ResponseCache:
         excess = int(total) - self.config.max_bytes
         if excess > 0:
             drop: list[str] = []
-            for key, size in conn.execute("SELECT key, size FROM response_cache ORDER BY last_used, created"):
+            rows = conn.execute("SELECT key, size FROM response_cache ORDER BY last_used, created").fetchall()
+            for key, size in rows:
                 drop.append(key)
                 excess -= int(size)
                 if excess <= 0:
