@@ -363,3 +363,42 @@ def test_runs_of_two_tenants_do_not_share_answers(project):
         results.append(json.loads(Path(outcome.record_path).read_text())["result"])
     assert results == ["for acme", "for globex", "for acme", "for globex"]
     assert len(fake.calls) == 2
+
+
+# -- crewkit cache stats | clear --------------------------------------------------------------------
+
+
+def test_cache_stats_and_clear_on_the_command_line(project, capsys, monkeypatch):
+    from tests.sample_project import run_cli
+
+    _greedy_project(project)
+    _run_twice(project, ["hello!"])
+    code, out, err = run_cli(capsys, "cache", "stats", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["enabled"] and report["cached_models"] == ["local-small"]
+    assert report["totals"] == {"entries": 1, "bytes": report["by_model"][0]["bytes"], "hits": 1}
+    assert report["by_model"][0]["model"] == "local-small"
+    code, out, err = run_cli(capsys, "cache", "stats")
+    assert code == 0 and "local-small" in out and "cached models: local-small" in err
+
+    monkeypatch.setenv("CREWKIT_USER", "sre-on-call")
+    assert run_cli(capsys, "cache", "clear", "--tenant", "globex")[1] == "removed 0 cached answer(s)\n"
+    assert run_cli(capsys, "cache", "clear")[1] == "removed 1 cached answer(s)\n"
+    store = StateStore.open(load_settings(project).home)
+    cleared = store.read("SELECT actor, detail FROM audit WHERE action = 'cache.cleared' ORDER BY seq")
+    assert [(actor, json.loads(d)["removed"]) for actor, d in cleared] == [
+        ("sre-on-call", 0),
+        ("sre-on-call", 1),
+    ]
+    assert json.loads(cleared[0][1])["tenant"] == "globex"
+    assert json.loads(run_cli(capsys, "cache", "stats", "--format", "json")[1])["totals"]["entries"] == 0
+
+
+def test_cache_stats_says_when_no_model_is_cached(project, capsys):
+    from tests.sample_project import run_cli
+
+    code, _, err = run_cli(capsys, "cache", "stats")
+    assert code == 0
+    assert "the response cache is empty" in err
+    assert "cached models: none (no model entry sets temperature: 0 or a seed)" in err
