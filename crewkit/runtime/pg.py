@@ -9,8 +9,9 @@ their SQL:
   identifiers PostgreSQL reserves (`user`, `window`) quoted, `rowid` -> `ctid` (a tie-break
   in insertion order), `INSERT OR IGNORE` -> `ON CONFLICT DO NOTHING`; in DDL `INTEGER PRIMARY
   KEY` -> an identity column, `INTEGER` -> BIGINT, `REAL` -> DOUBLE PRECISION, `BLOB` -> BYTEA;
-- a write transaction (`begin_immediate`) takes one transaction-scoped advisory lock, so
-  writers take turns exactly as SQLite's `BEGIN IMMEDIATE` makes them (a read-then-write
+- a write transaction (`begin_immediate`) takes one transaction-scoped advisory lock (per
+  schema: two deployments in one database do not wait for each other), so writers take
+  turns exactly as SQLite's `BEGIN IMMEDIATE` makes them (a read-then-write
   such as `claim` or `decide` sees every committed write and no other writer meanwhile);
 - an INSERT/UPDATE/DELETE inside a transaction runs in a savepoint of its own: a failed
   statement is undone alone and the transaction goes on, as in SQLite (PostgreSQL would
@@ -31,10 +32,11 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-LOCK_KEY = 0x637265776B6974  # "crewkit": the advisory lock every write transaction takes
+LOCK_CLASS = 0x63726B74  # "crkt": with the schema's hash, the advisory lock every write takes
 CONNECT_TIMEOUT_S = 10
 VERSION_TABLE = "crewkit_schema"
 
@@ -99,6 +101,21 @@ def one_line(exc: BaseException, url: str | None = None) -> str:
     from crewkit.redact import redact
 
     return redact(text)
+
+
+class DatabaseName(str):
+    """A PostgreSQL store's `path`: the URL without its password, for messages. Its `parent` is
+    the CREWKIT_HOME the store was opened from (as a state.db path's is), so code that reopens
+    a store or finds the home from `store.path.parent` works on either database."""
+
+    parent: Path
+    name: str
+
+    def __new__(cls, text: str, home: Path) -> DatabaseName:
+        self = super().__new__(cls, text)
+        self.parent = home
+        self.name = text
+        return self
 
 
 # -- SQL translation -----------------------------------------------------------------------------
@@ -291,7 +308,7 @@ class PgConnection:
 
     def begin_immediate(self) -> None:
         """BEGIN and the writers' advisory lock: the next writer waits until this one ends."""
-        self._run(f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_KEY})", None)
+        self._run(f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(current_schema()))", None)
 
     def execute(self, sql: str, args: Sequence[Any] | None = ()) -> _Cursor:
         head = sql.lstrip()[:6].lower()

@@ -518,7 +518,7 @@ class StateStore:
 
         self.url = url
         self.backend = "postgresql" if url else "sqlite"
-        self.path: Any = pg.redact_url(url) if url else path
+        self.path: Any = pg.DatabaseName(pg.redact_url(url), path.parent) if url else path
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._local = threading.local()
@@ -536,7 +536,8 @@ class StateStore:
         with cls._cache_lock:
             store = cls._cache.get(key)
             if store is None or store._pid != os.getpid():
-                store = cls(key, url) if isinstance(key, Path) else cls(Path(DB_NAME), url)
+                home_db = (Path(home).expanduser() / DB_NAME).resolve()
+                store = cls(home_db, url)
                 cls._cache[key] = store
             return store
 
