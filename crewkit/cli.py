@@ -126,18 +126,10 @@ def _run_options(fn: Any) -> Any:
 
 
 def _parse_object(text: str, source: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}; "
-            'pass an object such as \'{"task": "..."}\''
-        ) from None
-    if not isinstance(value, dict):
-        raise UsageError(
-            f'{source}: expected a JSON object such as \'{{"task": "..."}}\', got {type(value).__name__}'
-        )
-    return value
+    """Strict JSON: also refuses NaN, a key given twice, deep nesting and lone surrogates."""
+    from crewkit.scheduling.trigger import parse_object
+
+    return parse_object(text, source)
 
 
 def _parse_inputs(inputs: str | None, inputs_file: Path | None) -> dict[str, Any] | None:
@@ -226,12 +218,20 @@ def run(
     if wait and not queued:
         raise UsageError("--wait goes with --queue (a run without --queue always waits)")
     parsed = _parse_inputs(inputs, inputs_file)
-    trigger = _parse_object(trigger_payload, "trigger payload") if trigger_payload is not None else None
+    trigger, from_trigger = None, None
+    if trigger_payload is not None:  # its inputs, unless --inputs gives them (main.run_with_trigger)
+        from crewkit.scheduling import trigger as triggers
+
+        derived, trigger = triggers.split(_parse_object(trigger_payload, triggers.SOURCE))
+        if parsed is None:
+            parsed, from_trigger = derived, "inputs" in trigger
     settings, role_map = _engine_under(profile)
     runner.check_flow_name(settings, flow)  # a typo is reported before CrewAI is imported
     runner.check_writable(settings)
     from crewkit import console
 
+    if from_trigger is not None:  # errors name the payload's field, before anything is written
+        triggers.check_inputs(runner.load_flow_class(settings, flow), parsed, from_trigger)
     if parsed is None:
         parsed = dict(getattr(runner.load_flow_class(settings, flow), "EXAMPLE_INPUTS", {}) or {})
         if parsed:
@@ -256,10 +256,16 @@ def _queued_run(
     wait: bool,
 ) -> int:
     """`run --queue [--wait]`: the run id on stdout (or the --json line), then maybe its end."""
-    from crewkit import console
     from crewkit.scheduling import queue
 
     queued = queue.enqueue(settings, role_map, flow, inputs, trigger_payload=trigger)
+    return _queued(settings, queued, as_json=as_json, wait=wait)
+
+
+def _queued(settings: Any, queued: Any, *, as_json: bool, wait: bool) -> int:
+    from crewkit import console
+    from crewkit.scheduling import queue
+
     console.note(
         f"queued run {queued.run_id} on queue '{queued.queue}' ({queued.broker}); `crewkit worker` runs it"
     )
@@ -300,12 +306,22 @@ def _ended(settings: Any, outcome: Any, as_json: bool) -> int:
 @app.command(context_settings=CONTEXT, short_help="Continue a paused, failed or interrupted run.")
 @click.argument("run_id")
 @_run_options
-def resume(run_id: str, as_json: bool, verbose: bool) -> int:
+@click.option(
+    "--queue", "queued", is_flag=True, help="Continue it on a worker (`crewkit worker`) instead of here."
+)
+@click.option("--wait", is_flag=True, help="With --queue: wait for the run to end and exit with its code.")
+def resume(run_id: str, as_json: bool, verbose: bool, queued: bool = False, wait: bool = False) -> int:
     """Continue RUN_ID from its last checkpoint: finished steps are replayed, not run or paid again."""
     from crewkit import console
     from crewkit.runtime import runner
 
+    if wait and not queued:
+        raise UsageError("--wait goes with --queue (a resume without --queue always waits)")
     settings, role_map = _engine()
+    if queued:
+        from crewkit.scheduling import queue
+
+        return _queued(settings, queue.requeue(settings, run_id), as_json=as_json, wait=wait)
     with console.running(f"resuming run {run_id}", verbose) as progress:
         outcome = runner.resume_run(settings, role_map, run_id, progress, verbose=verbose)
     return _ended(settings, outcome, as_json)

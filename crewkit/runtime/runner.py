@@ -196,6 +196,7 @@ def start_queued(
     progress: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Start a queued run in this process (a worker's task): its stored flow, inputs, profile and arms.
+    A run queued again (`crewkit resume --queue`) continues from its checkpoints, as `resume_run`.
 
     Refused with a UsageError, the run left queued: its flow or inputs do not check out here, or the
     flow's code differs from the code it was queued with. The claim is atomic: of two workers
@@ -215,8 +216,9 @@ def start_queued(
             "deploy the same project to the workers and to where runs are queued"
         )
     store.claim(run_id, {QUEUED})
+    previous = store.checkpoints(run_id)
     return _run(
-        settings, role_map, store, run_id, row.flow, flow_cls, inputs, trigger_payload, row.requester, [],
+        settings, role_map, store, run_id, row.flow, flow_cls, inputs, trigger_payload, row.requester, previous,
         progress, False,
     )  # fmt: skip
 

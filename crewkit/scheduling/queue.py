@@ -245,6 +245,80 @@ def enqueue(
     return Enqueued(run_id, task_id, cfg.queue, target.shown)
 
 
+def requeue(settings: Settings, run_id: str) -> Enqueued:
+    """Queue an existing run again (`crewkit resume RUN_ID --queue`): a worker continues it from its
+    checkpoints. For what `crewkit resume` would continue (a decided pause, a failure, an
+    interruption, a rollback, a run whose process died) and for a run still `queued` whose message
+    was lost with Redis's data. Refused like `crewkit resume` otherwise (exit 2; 75 while its
+    approval is pending), and when the broker does not answer; nothing is changed then."""
+    from crewkit.errors import ApprovalRequired
+    from crewkit.governance import audit
+    from crewkit.runtime.crew_run import CREW_PREFIX
+    from crewkit.runtime.record import PAUSED, RESUMABLE
+    from crewkit.runtime.store import StateStore
+
+    target = check_broker(settings)
+    store = StateStore.open(settings.home)
+    row = store.require_run(run_id)
+    if row.flow.startswith(CREW_PREFIX):
+        raise UsageError(
+            f"run {run_id} is a crew run; workers run flows: continue it with `crewkit resume {run_id}`"
+        )
+    if row.status in ("done", "rejected"):
+        raise UsageError(
+            f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"
+        )
+    if row.status == "running" and not store.process_gone(row):
+        where = f" on host {row.host}" if row.host else ""
+        raise UsageError(f"run {run_id} is running in process {row.pid}{where}; wait for it or stop it")
+    if row.status not in {QUEUED, "running", *RESUMABLE}:
+        raise UsageError(f"run {run_id} is {row.status}; nothing to queue")
+    if row.status == PAUSED and row.approval_id:
+        store.expire_due()
+        approval = store.get_approval(row.approval_id)
+        if approval is not None and approval.status == "pending":
+            raise ApprovalRequired(
+                f"run {run_id} still waits for approval {approval.id} ({approval.tier}); decide it with "
+                f"`crewkit approvals approve {approval.id}` or `crewkit approvals reject {approval.id} --reason ...`",
+                approval.id,
+            )
+    cfg = settings.operations.queue
+    task_id = str(uuid.uuid4())
+    app = make_app(settings)
+    try:
+        with store.write() as conn:
+            changed = conn.execute(
+                "UPDATE runs SET status = ?, pid = NULL, pid_start = NULL, host = NULL, queue_task = ?, "
+                "updated = ? WHERE run_id = ? AND status = ? AND updated = ?",
+                (QUEUED, task_id, time.time(), run_id, row.status, row.updated),
+            )
+            if changed.rowcount != 1:
+                raise UsageError(
+                    f"run {run_id} changed while it was being queued; look at `crewkit runs show {run_id}`"
+                )
+            audit.append(
+                conn,
+                audit.Entry(
+                    "queue.enqueued",
+                    f"run {run_id}",
+                    {
+                        "resume": True,
+                        "was": row.status,
+                        "queue": cfg.queue,
+                        "task": task_id,
+                        "broker": target.shown,
+                    },
+                    actor=env("CREWKIT_USER") or "crewkit",
+                    run_id=run_id,
+                ),
+            )
+            _publish(app, target, run_id, task_id, cfg.queue)
+    finally:
+        app.close()
+    log.info("queued run %s again as task %s on %s", run_id, task_id, target.shown)
+    return Enqueued(run_id, task_id, cfg.queue, target.shown)
+
+
 def _publish(app: Celery, target: Broker, run_id: str, task_id: str, queue: str) -> None:
     from kombu.exceptions import KombuError, OperationalError
 

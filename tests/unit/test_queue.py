@@ -291,3 +291,57 @@ def test_worker_refuses_a_pool_that_would_share_the_embedded_memory_store(
     assert code == 2 and out == ""
     assert "--concurrency 2: long-term memory is on the embedded store" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_queue_hands_a_failed_run_to_a_worker_which_continues_it(
+    scripted, project, settings, capsys, redis_server
+):
+    run_id = queued_run(capsys, project)
+    scripted.add(RuntimeError("model server restarted"))
+    settings_, role_map = engine()
+    queue.execute(settings_, role_map, run_id)
+    store = store_of(settings)
+    assert store.require_run(run_id).status == "failed"
+    code, out, err = run_cli(capsys, "resume", run_id, "--queue", "--json")
+    assert code == 0, err
+    line = json.loads(out.strip().splitlines()[-1])
+    assert line["run_id"] == run_id and line["status"] == "queued"
+    assert store.read("SELECT queue_task FROM runs WHERE run_id = ?", (run_id,))[0][0] == line["queue_task"]
+    enqueued = store.read(
+        "SELECT detail FROM audit WHERE action = 'queue.enqueued' AND run_id = ?", (run_id,)
+    )
+    assert [json.loads(d)["was"] for (d,) in enqueued[1:]] == ["failed"]
+    assert _queue_length(redis_server.port) == 2  # the first message (acknowledged by a real worker) and this
+    scripted.add("second time lucky")
+    assert queue.execute(settings_, role_map, run_id) == queue.STARTED
+    assert store.require_run(run_id).status == "done"
+
+
+def test_resume_queue_republishes_a_queued_run_whose_message_was_lost(
+    scripted, project, settings, capsys, redis_server
+):
+    import redis
+
+    run_id = queued_run(capsys, project)
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    client.flushall()  # Redis lost its data
+    code, out, err = run_cli(capsys, "resume", run_id, "--queue")
+    assert code == 0, err
+    assert out.strip() == run_id
+    assert client.llen("crewkit") == 1
+    client.close()
+
+
+def test_resume_queue_refuses_a_finished_run_and_changes_nothing(
+    scripted, project, settings, capsys, redis_server
+):
+    run_id = queued_run(capsys, project)
+    scripted.add("done")
+    queue.execute(*engine(), run_id)
+    store = store_of(settings)
+    before = audit_actions(store, run_id)
+    code, _, err = run_cli(capsys, "resume", run_id, "--queue")
+    assert code == 2 and f"run {run_id} is done; nothing to resume" in err
+    assert audit_actions(store, run_id) == before and store.require_run(run_id).status == "done"
+    code, _, err = run_cli(capsys, "resume", run_id, "--wait")
+    assert code == 2 and "--wait goes with --queue" in err
