@@ -126,6 +126,8 @@ class MetricsSubscriber(Subscriber):
         if call.attempt == 0 and not getattr(local, "skipped_first", False):
             local.call_id = f"{self._prefix}-{next(self._seq)}"
         local.skipped_first = outcome == "skipped" and call.attempt == 0
+        if call.agent not in self.agents:  # the listener's guardrail rows name the agent only
+            self.agents[call.agent] = (call.role, call.model)
         paid = outcome in RAN
         row = (
             result.started,
