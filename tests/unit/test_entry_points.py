@@ -119,7 +119,7 @@ def test_trigger_payload_without_an_inputs_model_goes_to_the_state(project, monk
     ("payload", "expected"),
     [
         ("{oops", "trigger payload: invalid JSON"),
-        ("[1]", "trigger payload must be a JSON object"),
+        ("[1]", "trigger payload: expected a JSON object"),
         ('{"inputs": [1]}', "'inputs' must be an object"),
     ],
 )
