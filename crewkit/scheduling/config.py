@@ -305,5 +305,5 @@ def check_inputs(cfg: SchedulesConfig, doc: yamlfile.YamlDoc | None, settings: A
             validate_inputs(load_flow_class(settings, job.flow), dict(job.inputs))
         except UsageError as exc:
             where = doc.where(("jobs", i, "inputs")) if doc is not None else "config/schedules.yaml"
-            detail = str(exc).removeprefix("--inputs: ")
+            detail = str(exc).removeprefix("--inputs: ").split(" (e.g. --inputs", 1)[0]
             raise ConfigError(f"{where}: job '{job.name}' inputs: {detail}") from None
