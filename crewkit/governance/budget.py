@@ -484,7 +484,7 @@ class Budgets:
                 rows = conn.execute(
                     "INSERT INTO budget_totals (scope, period, spent, updated) VALUES "
                     + ",".join("(?, ?, ?, ?)" for _ in scopes)
-                    + " ON CONFLICT (scope, period) DO UPDATE SET spent = spent + excluded.spent, "
+                    + " ON CONFLICT (scope, period) DO UPDATE SET spent = budget_totals.spent + excluded.spent, "
                     "updated = excluded.updated RETURNING scope, spent",
                     tuple(x for sc in scopes for x in (sc.key, sc.period, cost, now)),
                 ).fetchall()

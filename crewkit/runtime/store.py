@@ -718,7 +718,12 @@ class StateStore:
 
     def _environment(self, exc: sqlite3.OperationalError) -> StateStoreError:
         text = str(exc)
-        if self.url and not ("locked" in text or "full" in text):
+        state = str(getattr(exc, "sqlstate", None) or "")
+        if self.url and state[:2] in ("42", "22", "0A"):  # the statement, not the server
+            hint = "this statement does not run on PostgreSQL; report it with this message"
+        elif self.url and state[:2] == "53":
+            hint = "the PostgreSQL server is out of disk, memory or connections; free some and try again"
+        elif self.url and not ("locked" in text or "full" in text):
             hint = f"check that the PostgreSQL server is up and that {url_env()} is right, then try again"
         elif "readonly" in text or "read-only" in text:
             hint = "make the file and its folder writable, or point CREWKIT_HOME elsewhere"

@@ -13,15 +13,20 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from crewkit.errors import StateStoreError
-from crewkit.runtime import pg
 from crewkit.runtime import store as store_mod
 from crewkit.runtime.store import SCHEMA_VERSION, StateStore
-from tests.fixtures.postgres import PASSWORD, PostgresServer, free_port, postgres_server, postgres_url  # noqa: F401
+from tests.fixtures.postgres import (  # noqa: F401
+    PASSWORD,
+    PostgresServer,
+    free_port,
+    postgres_server,
+    postgres_url,
+    sqlite3_on_postgres,
+)
 from tests.unit import test_store as unit_store
 
 pytestmark = pytest.mark.integration
@@ -42,34 +47,12 @@ _SQLITE_ONLY = {
 }
 
 
-class _SecondConnection:
-    """What the unit tests' `sqlite3.connect(store.path)` gives here: a connection of its own to
-    the same PostgreSQL database (autocommit, so `commit()` has nothing left to do)."""
-
-    def __init__(self, url: str) -> None:
-        self.conn = pg.connect(url, 5.0)
-
-    def execute(self, sql: str, args: tuple[object, ...] = ()) -> object:
-        return self.conn.execute(sql, args)
-
-    def commit(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 @pytest.fixture(autouse=True)
 def _on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     """Every test here keeps its state in a fresh PostgreSQL database; the reused unit tests'
     second connections (`sqlite3.connect(store.path)`) open one to that database."""
 
-    def connect(path: object, *args: object, **kw: object) -> object:
-        if isinstance(path, pg.DatabaseName):
-            return _SecondConnection(postgres_url)
-        return sqlite3.connect(path, *args, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(unit_store, "sqlite3", SimpleNamespace(**{**vars(sqlite3), "connect": connect}))
+    monkeypatch.setattr(unit_store, "sqlite3", sqlite3_on_postgres(postgres_url))
 
 
 store = unit_store.store
