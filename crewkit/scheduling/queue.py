@@ -152,7 +152,6 @@ def make_app(settings: Settings, engine: Engine | None = None) -> Celery:
         accept_content=["json"],
         worker_prefetch_multiplier=1,  # a worker holds only the runs it works on
         worker_concurrency=cfg.concurrency,
-        worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=CONNECT_TIMEOUT_S,
         broker_transport_options={
