@@ -15,9 +15,12 @@ profile, agent, role, model, task, latency, tokens, cost, error, and an `outcome
 | `skipped`  | the model was cooling down                      | no                      |
 
 Attempts of one logical call (the primary and its fallbacks, made one after another on one
-thread) share a `call_id`; `attempt` > 0 is a retry on a fallback. The row is written inside
-the hook path's per-call transaction (`RunHooks(transaction=store.write)`), so it costs one
-INSERT in a commit that happens anyway. The CrewAI event listener
+thread) share a `call_id`; `attempt` > 0 is a retry on a fallback. Rows are buffered and
+written together (`FLUSH_ROWS` rows, or `FLUSH_SECONDS` after the last write, inside the per-call
+transaction of the call that fills the buffer, and when the run's segment ends), so a call pays
+a tuple and an append: an INSERT and its pages in every call's commit cost ~5x more (see
+bench/metrics_overhead.py). The price: a process killed mid-run loses its last rows (at most
+`FLUSH_ROWS`, or `FLUSH_SECONDS` of calls), never a run's state. The CrewAI event listener
 (`crewkit.observability.listener`) adds the task, agent, tool and guardrail rows through
 `MetricsSubscriber.record` and tells it which task each agent works on.
 
@@ -56,6 +59,8 @@ GROUP_KEYS = ("role", "model", "agent", "task", "run_id", "flow", "profile")
 ANSWERED = ("ok", "cached", "replayed", "relayed")  # a logical call with one of these got an answer
 RAN = ("ok", "error")  # a model really ran
 PURGE_EVERY_S = 3600.0  # retention is applied at most this often per process
+FLUSH_ROWS = 100  # buffered rows are written once this many wait ...
+FLUSH_SECONDS = 2.0  # ... or this long after the last write, and when the run's segment ends
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _INSERT = (
@@ -114,6 +119,8 @@ class MetricsSubscriber(Subscriber):
         self._seq = itertools.count(1)
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._pending: list[tuple[Any, ...]] = []
+        self._flushed = time.monotonic()
 
     # -- the hook path -----------------------------------------------------------------------
 
@@ -149,11 +156,7 @@ class MetricsSubscriber(Subscriber):
             call.attempt,
             call.stage or None,
         )
-        try:
-            with self.store.write() as conn:
-                conn.execute(_INSERT, row)
-        except Exception as exc:  # noqa: BLE001 - metrics never fail a run
-            log.warning("metrics: a model call's row was not written: %s", exc)
+        self._add(row)
 
     # -- the listener's rows -----------------------------------------------------------------
 
@@ -191,11 +194,30 @@ class MetricsSubscriber(Subscriber):
             None,
             detail,
         )
+        self._add(row)
+
+    # -- buffered writes ---------------------------------------------------------------------
+
+    def _add(self, row: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._pending.append(row)
+            due = len(self._pending) >= FLUSH_ROWS or time.monotonic() - self._flushed >= FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows (one executemany; inside the hook path's per-call transaction
+        when called from a call's after hook). A failure is logged and the rows dropped."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            self._flushed = time.monotonic()
+        if not rows:
+            return
         try:
             with self.store.write() as conn:
-                conn.execute(_INSERT, row)
+                conn.executemany(_INSERT, rows)
         except Exception as exc:  # noqa: BLE001 - metrics never fail a run
-            log.warning("metrics: a %s row was not written: %s", kind, exc)
+            log.warning("metrics: %d row(s) not written: %s", len(rows), exc)
 
     def task_begins(
         self,
@@ -224,6 +246,7 @@ class MetricsSubscriber(Subscriber):
         if started is None:
             return None
         if task and agent:
+            self.flush()  # the task's calls are in the table before they are labelled
             try:
                 with self.store.write() as conn:
                     conn.execute(
@@ -474,5 +497,7 @@ def segment_ended(settings: Any, store: Any, run_id: str, subscriber: Any) -> No
         return
     from crewkit.observability import listener, slo
 
-    listener.flush()
+    subscriber.flush()
+    listener.flush()  # CrewAI's handlers still running add their rows ...
+    subscriber.flush()  # ... which are written now
     slo.check_quietly(settings, store, run_id)

@@ -63,6 +63,7 @@ def test_every_model_attempt_is_a_row_with_its_outcome_and_fallbacks_share_a_cal
     cached.replay_source = "cache"  # type: ignore[attr-defined]  # C's field: a response-cache hit
     path.after_model(cached)
     path.after_model(_result(error="over budget", not_run="refused"))
+    sub.flush()
     rows = _rows(store)
     assert [r[7] for r in rows] == ["error", "ok", "replayed", "cached", "refused"]
     assert rows[0][:7] == ("model_call", "r1", "default", "startup", "reasoning", "m1", "Planner")
@@ -78,9 +79,25 @@ def test_a_skipped_primary_and_the_attempt_after_it_are_one_logical_call(store):
     path.after_model(_result(error="cooling down for 20 s", not_run="cooling down"))
     path.after_model(_result(model="m2"))  # RoleLLM gives the next candidate attempt 0 as well
     path.after_model(_result())  # a new call
+    sub.flush()
     rows = _rows(store)
     assert [r[7] for r in rows] == ["skipped", "ok", "ok"]
     assert rows[0][8] == rows[1][8] != rows[2][8]
+
+
+def test_rows_are_buffered_and_written_in_batches_or_after_a_while(store, monkeypatch):
+    monkeypatch.setattr(metrics, "FLUSH_ROWS", 3)
+    sub = MetricsSubscriber(store, "r1")
+    path = hooks.RunHooks([sub], with_ledger=False, transaction=store.write)
+    path.after_model(_result())
+    path.after_model(_result())
+    assert _rows(store) == []  # two rows wait in the buffer
+    path.after_model(_result())
+    assert len(_rows(store)) == 3  # the third filled it: written in that call's transaction
+    path.after_model(_result())
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)
+    path.after_model(_result())
+    assert len(_rows(store)) == 5  # the buffer is written after FLUSH_SECONDS, however few rows
 
 
 def test_percentiles_are_nearest_rank():
@@ -101,6 +118,7 @@ def _fill(
                 role, model, seconds=(i + 1) / 1000.0, started=T0 + i, error="boom" if i < errors else None
             )
         )
+    sub.flush()
 
 
 def test_summary_per_role_and_model_has_latency_percentiles_error_rate_throughput_tokens_and_cost(store):
@@ -134,6 +152,7 @@ def test_availability_counts_a_call_a_fallback_answered_and_leaves_refusals_out(
     cached = _result(tokens=(0, 0), replayed=True)
     cached.replay_source = "cache"  # type: ignore[attr-defined]
     path.after_model(cached)
+    sub.flush()
     total = summarize(store, T0 - 1, T0 + 60, by=()).total
     assert (total.logical_calls, total.failed_calls, total.availability) == (3, 1, pytest.approx(2 / 3))
     assert (total.calls, total.errors, total.retries, total.cache_hits, total.refused) == (4, 3, 2, 1, 1)

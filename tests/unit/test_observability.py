@@ -47,6 +47,7 @@ def test_a_crews_tasks_guardrails_and_retries_are_recorded_with_agent_role_model
             settings, RoleMap(settings, overrides={"reasoning": fake}), "guarded", {"topic": "Owl"}
         )
     listener.flush()
+    sub.flush()
     rows = _rows(store)
     kinds = [r[0] for r in rows]
     assert kinds.count("model_call") == 2
@@ -113,6 +114,7 @@ def test_a_failing_tool_and_a_failed_task_are_recorded(store):
             None, TaskFailedEvent(error="boom: token sk-proj-abcdefghijklmnopqrstuv0123", task=Task())
         )
     listener.flush()
+    sub.flush()
     failed, tool = sorted(_rows(store))  # handlers run in CrewAI's thread pool: any order
     assert tool[:6] == ("tool_error", "Analyst", None, "analyse", "error", "fetch")
     assert failed[:5] == ("task_failed", "Analyst", None, "analyse", "error")
@@ -132,6 +134,7 @@ def _fill(store: StateStore, n: int = 3) -> None:
     for _ in range(n):
         call = hooks.ModelCall("reasoning", "m1", "Planner", "plan", "hi")
         path.after_model(hooks.ModelResult(call, "ok", 10, 5, 0.001, time.time(), 0.2))
+    sub.flush()
 
 
 def _free_port() -> int:

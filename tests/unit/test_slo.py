@@ -46,6 +46,7 @@ def _calls(store: StateStore, n: int, *, ms: float = 100.0, errors: int = 0, at:
         path.after_model(
             hooks.ModelResult(call, None if err else "ok", 1, 1, 0.0, at - i, ms / 1000.0, error=err)
         )
+    sub.flush()
 
 
 def _audit(store: StateStore) -> list[dict[str, Any]]:
