@@ -345,3 +345,22 @@ def test_resume_queue_refuses_a_finished_run_and_changes_nothing(
     assert audit_actions(store, run_id) == before and store.require_run(run_id).status == "done"
     code, _, err = run_cli(capsys, "resume", run_id, "--wait")
     assert code == 2 and "--wait goes with --queue" in err
+
+
+def test_a_run_of_another_host_that_stopped_beating_is_taken_over_here(
+    scripted, project, settings, capsys, redis_server
+):
+    run_id = queued_run(capsys, project)
+    store = store_of(settings)
+    beat = settings.operations.queue.heartbeat_seconds
+    with store.write() as conn:  # host-a claimed it, then vanished: no heartbeat for 5 beats
+        conn.execute("UPDATE runs SET status = 'running', pid = 4242, host = 'host-a', updated = ? WHERE run_id = ?",
+                     (time.time() - 5 * beat, run_id))  # fmt: skip
+    scripted.add("finished on host b")
+    assert queue.execute(*engine(), run_id) == queue.RESUMED
+    row = store.require_run(run_id)
+    assert row.status == "done" and row.host == socket.gethostname()
+    (detail,) = store.read(
+        "SELECT detail FROM audit WHERE action = 'queue.retried' AND run_id = ?", (run_id,)
+    )
+    assert json.loads(detail[0])["lost_host"] == "host-a"
