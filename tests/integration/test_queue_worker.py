@@ -96,6 +96,8 @@ def reply(call):
         fh.write(step + "\\n")
         fh.flush()
         os.fsync(fh.fileno())
+    if step == os.environ.get("QW_SLOW_AT"):  # a slow call, longer than the visibility timeout
+        time.sleep(float(os.environ["QW_SLOW_S"]))
     if step == os.environ.get("QW_HANG_AT"):
         marker = os.environ["QW_MARKER"]
         Path(marker + ".tmp").write_text(str(os.getpid()))
@@ -275,3 +277,24 @@ def test_a_pool_child_killed_mid_run_is_retried_at_once_by_its_own_worker(worker
     retried = store.read("SELECT detail FROM audit WHERE action = 'queue.retried' AND run_id = ?", (run_id,))
     assert [json.loads(r[0])["lost_pid"] for r in retried] == [child]
     assert workers.counted() == Counter({"one": 1, "two": 2})  # `one` answered from the journal
+
+
+def test_a_run_longer_than_the_visibility_timeout_runs_once_while_another_worker_watches(
+    workers, project, capsys
+):
+    slow = {"QW_SLOW_AT": "two", "QW_SLOW_S": "12"}  # 3 x the 4 s visibility timeout
+    first, second = workers.start(**slow), workers.start(**slow)
+    code, out, err = run_cli(
+        capsys, "run", "steps", "--queue", "--wait", "--json", "--inputs", '{"task": "t"}'
+    )
+    assert code == 0, err + workers.log(first) + workers.log(second)
+    run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
+    # Redis handed the unacknowledged message to the idle worker, which saw the run alive and only
+    # looked again later: every step ran once, nothing was taken over
+    assert workers.counted() == Counter({"one": 1, "two": 1, "three": 1, "three+": 1})
+    store = store_of(project)
+    assert store.read(
+        "SELECT COUNT(*) FROM audit WHERE action = 'queue.retried' AND run_id = ?", (run_id,)
+    ) == [(0,)]
+    logs = workers.log(first) + workers.log(second)
+    assert "Retry in" in logs, logs
