@@ -303,6 +303,11 @@ class PgConnection:
         self.raw = raw
         self.url = url
         self._sp = 0
+        self._trace: Any = None
+
+    def set_trace_callback(self, fn: Any) -> None:
+        """As sqlite3's: `fn(sql)` with each statement run (the SQL as the caller wrote it)."""
+        self._trace = fn
 
     @property
     def usable(self) -> bool:
@@ -319,6 +324,8 @@ class PgConnection:
         self._run(f"BEGIN; SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(current_schema()))", None)
 
     def execute(self, sql: str, args: Sequence[Any] | None = ()) -> _Cursor:
+        if self._trace is not None:
+            self._trace(sql)
         head = sql.lstrip()[:6].lower()
         params = _adapt(args)
         if head in ("commit", "rollba", "begin", "savepo", "releas"):
