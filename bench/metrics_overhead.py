@@ -1,6 +1,10 @@
 """Benchmark: the time run metrics add to each model call, and to the end of a run.
 
-Target: metrics add < 100 µs per model call (median) on the full hook path of a persisted run.
+Target: the metrics subscriber adds < 50 µs of CPU per model call (median of paired batches) to
+the hook path. CPU time of the calling thread (`time.thread_time`) is the verdict's figure: on a
+shared machine wall-clock differences swing by more than that; both are printed. The full path
+of a run (~1-3 ms per call on a ScriptedLLM) is measured too, as context: its difference is the
+same cost inside ~100 µs of run-to-run noise, so it is reported, not judged.
 
 (1) On the call path, B batches of N calls each, the variants alternating batch by batch after
     one untimed warm-up batch each, on a real state.db (WAL) in a temp CREWKIT_HOME:
@@ -46,13 +50,13 @@ import logging  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
-TARGET_US = 100.0
+TARGET_US = 50.0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", "--calls", type=int, default=2000, help="calls per batch")
-    parser.add_argument("-b", "--batches", type=int, default=7, help="timed batches per variant")
+    parser.add_argument("-b", "--batches", type=int, default=9, help="timed batches per variant")
     parser.add_argument(
         "-w", "--window-rows", type=int, default=10_000, help="rows in the SLO window for (2)"
     )
@@ -61,7 +65,7 @@ def main() -> int:
 
     from crewkit.governance.approvals import ApprovalGate
     from crewkit.models.registry import RoleMap
-    from crewkit.observability import ledger
+    from crewkit.observability import ledger, listener, slo
     from crewkit.observability import metrics as run_metrics
     from crewkit.observability.metrics import MetricsSubscriber
     from crewkit.runtime import hooks, segment
@@ -97,13 +101,13 @@ def main() -> int:
         path = full_path(with_metrics)
         gc.collect()
         with ledger.open_ledger(), hooks.scope(path):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             for _ in range(N):
                 llm.call(msgs)
-            elapsed = time.perf_counter() - t
+            elapsed, cpu = time.perf_counter() - t, time.thread_time() - c
         if len(scripted.calls) != N:
             raise SystemExit(f"full path: {len(scripted.calls)} calls, expected {N}")
-        return elapsed / N * 1e6
+        return elapsed / N * 1e6, cpu / N * 1e6
 
     def hook_batch(with_metrics: bool) -> float:
         subs = (
@@ -114,11 +118,11 @@ def main() -> int:
         result = hooks.ModelResult(call, "ok", 12, 3, 0.0, time.time(), 0.01)
         gc.collect()
         with ledger.open_ledger():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             for _ in range(N):
                 path.after_model(result)
-            elapsed = time.perf_counter() - t
-        return elapsed / N * 1e6
+            elapsed, cpu = time.perf_counter() - t, time.thread_time() - c
+        return elapsed / N * 1e6, cpu / N * 1e6
 
     results: dict[str, list[float]] = {
         "full_with": [],
@@ -126,6 +130,7 @@ def main() -> int:
         "hook_with": [],
         "hook_without": [],
     }
+    cpu: dict[str, list[float]] = {k: [] for k in results}
     runners = {
         "full_with": lambda: full_batch(True),
         "full_without": lambda: full_batch(False),
@@ -137,12 +142,19 @@ def main() -> int:
     order = list(runners)
     for b in range(B):
         for name in order[b % len(order) :] + order[: b % len(order)]:  # rotate the order
-            results[name].append(runners[name]())
+            wall_us, cpu_us = runners[name]()
+            results[name].append(wall_us)
+            cpu[name].append(cpu_us)
     med = {k: statistics.median(v) for k, v in results.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
     paired_full = [w - o for w, o in zip(results["full_with"], results["full_without"], strict=True)]
     paired_hook = [w - o for w, o in zip(results["hook_with"], results["hook_without"], strict=True)]
+    cpu_full = [w - o for w, o in zip(cpu["full_with"], cpu["full_without"], strict=True)]
+    cpu_hook = [w - o for w, o in zip(cpu["hook_with"], cpu["hook_without"], strict=True)]
     added_full = statistics.median(paired_full)
     added_hook = statistics.median(paired_hook)
+    added_full_cpu = statistics.median(cpu_full)
+    added_hook_cpu = statistics.median(cpu_hook)
 
     # (2) the end of a run: the event bus flushed and the SLOs evaluated over W rows
     sub = MetricsSubscriber(store, "bench-window", flow="bench", profile=settings.profile_name)
@@ -157,24 +169,30 @@ def main() -> int:
     end_ms = []
     for _ in range(5):
         t = time.perf_counter()
-        run_metrics.segment_ended(settings, store, "bench-window", sub)
+        listener.flush()  # what segment_ended does, without its once-per-10-s throttle
+        slo.check(settings, store, run_id="bench-window")
         end_ms.append((time.perf_counter() - t) * 1000)
     window_rows = store.read(
         "SELECT COUNT(*) FROM metric_events WHERE ts >= ?",
         (now - run_metrics.parse_duration(settings.operations.metrics.slo_window),),
     )[0][0]
 
-    ok = added_full < TARGET_US
-    print(f"model calls per batch: {N}, batches: {B} per variant (rotating order, after a warm-up)")
-    print(f"full hook path of a run, RoleLLM.call on a ScriptedLLM: {med['full_without']:.1f} µs without metrics, "
-          f"{med['full_with']:.1f} µs with; metrics add {added_full:.1f} µs per call (median of paired batches)")  # fmt: skip
-    print(f"hook path alone (ledger, one transaction per call): {med['hook_without']:.1f} µs without, "
-          f"{med['hook_with']:.1f} µs with MetricsSubscriber; its INSERT adds {added_hook:.1f} µs per call")  # fmt: skip
+    ok = added_hook_cpu < TARGET_US
+    load = os.getloadavg()[0]
+    print(f"model calls per batch: {N}, batches: {B} per variant (rotating order, after a warm-up); "
+          f"load average {load:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(f"full hook path of a run, RoleLLM.call on a ScriptedLLM: CPU {cmed['full_without']:.1f} µs without "
+          f"metrics, {cmed['full_with']:.1f} µs with: metrics add {added_full_cpu:.1f} µs CPU per call "
+          f"(wall: {med['full_without']:.1f} -> {med['full_with']:.1f} µs, {added_full:+.1f}; medians of paired batches)")  # fmt: skip
+    print(f"hook path alone (ledger, one transaction per call): CPU {cmed['hook_without']:.1f} µs without, "
+          f"{cmed['hook_with']:.1f} µs with MetricsSubscriber: {added_hook_cpu:.1f} µs CPU per call "
+          f"(wall {added_hook:+.1f} µs)")  # fmt: skip
     print(f"end of a run (event bus flush + SLO check over {window_rows} rows in the window): "
           f"{statistics.median(end_ms):.1f} ms (median of 5)")  # fmt: skip
     verdict = (
-        f"{'PASS' if ok else 'FAIL'}: metrics add {added_full:.1f} µs per model call on a run's full hook path "
-        f"(target < {TARGET_US:.0f} µs)"
+        f"{'PASS' if ok else 'FAIL'}: the metrics subscriber adds {added_hook_cpu:.1f} µs CPU per model call "
+        f"on the hook path (target < {TARGET_US:.0f} µs); on a run's full hook path {added_full_cpu:+.1f} µs CPU, "
+        f"{added_full:+.1f} µs wall (load {load:.1f} on {os.cpu_count()} cores)"
     )
     print(verdict)
     write_results(
@@ -182,9 +200,13 @@ def main() -> int:
         {
             "calls_per_batch": N,
             "batches": B,
-            "us_per_call": {k: mmm(v, 2) for k, v in results.items()},
-            "added_us_per_call_full_path": round(added_full, 2),
-            "added_us_per_call_hook_only": round(added_hook, 2),
+            "load_average": round(load, 2),
+            "wall_us_per_call": {k: mmm(v, 2) for k, v in results.items()},
+            "cpu_us_per_call": {k: mmm(v, 2) for k, v in cpu.items()},
+            "added_cpu_us_per_call_full_path": round(added_full_cpu, 2),
+            "added_cpu_us_per_call_hook_only": round(added_hook_cpu, 2),
+            "added_wall_us_per_call_full_path": round(added_full, 2),
+            "added_wall_us_per_call_hook_only": round(added_hook, 2),
             "paired_full_us": [round(x, 2) for x in paired_full],
             "paired_hook_us": [round(x, 2) for x in paired_hook],
             "run_end_ms": mmm(end_ms, 2),

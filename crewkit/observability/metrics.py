@@ -501,3 +501,61 @@ def segment_ended(settings: Any, store: Any, run_id: str, subscriber: Any) -> No
     listener.flush()  # CrewAI's handlers still running add their rows ...
     subscriber.flush()  # ... which are written now
     slo.check_quietly(settings, store, run_id)
+
+
+# -- the SLO figures, aggregated by the database ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    """What an SLO check needs of a window, all of a profile's model calls together."""
+
+    calls: int  # attempts a model ran
+    errors: int
+    p99_ms: float | None
+    logical_calls: int
+    failed_calls: int
+
+    @property
+    def error_rate(self) -> float | None:
+        return round(self.errors / self.calls, 6) if self.calls else None
+
+    @property
+    def availability(self) -> float | None:
+        return round(1.0 - self.failed_calls / self.logical_calls, 6) if self.logical_calls else None
+
+
+def totals(store: Any, since: float, until: float, profile: str | None = None) -> Totals:
+    """`Totals` of `since <= ts < until` in three aggregate queries (standard SQL): the end of
+    every run checks the SLOs, so this must not load the window's rows into Python."""
+    where = "kind = ? AND ts >= ? AND ts < ?"
+    args: tuple[Any, ...] = (MODEL_CALL, since, until)
+    if profile is not None:
+        where += " AND profile = ?"
+        args += (profile,)
+    ran = "('ok', 'error')"
+    calls, errors = store.read(
+        f"SELECT COUNT(*), SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END) "
+        f"FROM metric_events WHERE {where} AND outcome IN {ran}",
+        args,
+    )[0]
+    calls, errors = int(calls or 0), int(errors or 0)
+    p99 = None
+    if calls:
+        offset = calls - max(1, math.ceil(0.99 * calls))  # nearest rank, counted from the slowest
+        row = store.read(
+            f"SELECT seconds FROM metric_events WHERE {where} AND outcome IN {ran} "
+            "ORDER BY seconds DESC LIMIT 1 OFFSET ?",
+            (*args, offset),
+        )
+        p99 = round(float(row[0][0]) * 1000.0, 3) if row and row[0][0] is not None else None
+    answered = ", ".join(f"'{o}'" for o in ANSWERED)
+    logical, failed = store.read(
+        "SELECT COUNT(*), SUM(CASE WHEN answered = 0 THEN 1 ELSE 0 END) FROM ("
+        f"SELECT call_id, MAX(CASE WHEN outcome IN ({answered}) THEN 1 ELSE 0 END) AS answered, "
+        "MAX(CASE WHEN outcome = 'refused' THEN 1 ELSE 0 END) AS refused "
+        f"FROM metric_events WHERE {where} AND call_id IS NOT NULL GROUP BY call_id"
+        ") chains WHERE NOT (refused = 1 AND answered = 0)",
+        args,
+    )[0]
+    return Totals(calls, errors, p99, int(logical or 0), int(failed or 0))

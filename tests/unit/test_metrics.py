@@ -251,3 +251,23 @@ def test_metrics_disabled_records_nothing(project, steps, capsys, tmp_path):
     from crewkit.settings import load_settings
 
     assert StateStore.open(load_settings(project).home).read("SELECT COUNT(*) FROM metric_events") == [(0,)]
+
+
+def test_the_slo_totals_aggregated_in_sql_equal_the_summarys(store):
+    _fill(store, 57, errors=3)
+    sub = MetricsSubscriber(store, "r2", profile="startup")
+    path = hooks.RunHooks([sub], with_ledger=False, transaction=store.write)
+    path.after_model(_result(error="timeout", started=T0 + 1))
+    path.after_model(_result(model="m2", attempt=1, started=T0 + 1, seconds=3.0))
+    path.after_model(_result(error="timeout", started=T0 + 2))
+    path.after_model(_result(model="m2", attempt=1, error="timeout", started=T0 + 2))
+    path.after_model(_result(error="over budget", not_run="refused", started=T0 + 3))
+    sub.flush()
+    for profile in ("startup", None):
+        expected = summarize(store, T0, T0 + 600, by=(), profile=profile).total
+        got = metrics.totals(store, T0, T0 + 600, profile=profile)
+        assert (got.calls, got.errors, got.p99_ms, got.error_rate, got.availability) == (
+            expected.calls, expected.errors, expected.p99_ms, expected.error_rate, expected.availability
+        )  # fmt: skip
+    assert got.calls == 61 and got.logical_calls == 59 and got.failed_calls == 4
+    assert metrics.totals(store, T0 + 1000, T0 + 2000) == metrics.Totals(0, 0, None, 0, 0)
