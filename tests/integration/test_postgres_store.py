@@ -229,3 +229,48 @@ def test_a_connection_the_server_dropped_is_replaced(store: StateStore) -> None:
     with pytest.raises(StateStoreError):  # the call that finds it gone fails, as a lost file would
         store.get_run("r1")
     assert store.get_run("r1") is not None  # the next one reconnects
+
+
+@pytest.mark.parametrize(
+    "argv", [("runs", "list"), ("approvals", "list"), ("run", "default", "--inputs", '{"task": "x"}')]
+)
+def test_the_cli_with_postgresql_unreachable_is_one_line_exit_2_and_starts_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...]
+) -> None:
+    from tests.sample_project import run_cli
+
+    monkeypatch.setenv(
+        "CREWKIT_DATABASE_URL", f"postgresql://crewkit:{PASSWORD}@127.0.0.1:{free_port()}/crewkit"
+    )
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2, (out, err)
+    assert err.startswith("error: postgresql://crewkit:***@127.0.0.1:") and err.count("\n") == 1
+    assert "cannot connect to PostgreSQL" in err and "CREWKIT_DATABASE_URL" in err
+    assert PASSWORD not in out + err
+    assert not (project / "output").exists() or not list((project / "output").iterdir())
+
+
+def test_operations_yaml_names_the_variable_holding_the_url(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str,  # noqa: F811
+) -> None:
+    from tests.sample_project import run_cli
+
+    ops = project / "config" / "operations.yaml"
+    ops.write_text(ops.read_text().replace("url_env: CREWKIT_DATABASE_URL", "url_env: STATE_DB_URL"))
+    monkeypatch.delenv("CREWKIT_DATABASE_URL")
+    monkeypatch.setenv("STATE_DB_URL", postgres_url)
+    try:
+        code, out, err = run_cli(capsys, "runs", "list")
+        assert code == 0, err
+        assert StateStore.open(project).backend == "postgresql"
+        from crewkit.settings import load_settings
+
+        assert not (load_settings(project).home / "state.db").exists()
+        monkeypatch.setenv("STATE_DB_URL", "sqlite:///x.db")
+        code, out, err = run_cli(capsys, "runs", "list")
+        assert code == 2 and err.startswith("error: STATE_DB_URL: not a PostgreSQL URL")
+    finally:
+        store_mod.use_url_env(store_mod.URL_ENV)
