@@ -115,24 +115,24 @@ def broker(settings: Settings) -> Broker:
 
 def check_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> Broker:
     """The broker, after it answered a PING; else one line naming its variable (exit 2)."""
-    import redis
+    from kombu import Connection
+    from kombu.exceptions import KombuError
 
     target = broker(settings)
-    url = target.url
-    if url.startswith("redis+socket://"):
-        url = "unix://" + url[len("redis+socket://") :]
+    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "max_retries": 0}
+    conn = Connection(target.url, connect_timeout=timeout, transport_options=options)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        errors = (KombuError, *conn.connection_errors, *conn.channel_errors, OSError, ValueError)
         try:
-            client.ping()
-        finally:
-            client.close()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        reason = str(exc).split("\n")[0] or type(exc).__name__
-        raise UsageError(
-            f"Redis unreachable at {target.shown} ({target.source}): {reason}; start Redis there "
-            f"or set {target.variable} to the broker's URL (nothing was queued)"
-        ) from None
+            conn.default_channel.client.ping()
+        except errors as exc:
+            reason = str(exc).split("\n")[0] or type(exc).__name__
+            raise UsageError(
+                f"Redis unreachable at {target.shown} ({target.source}): {reason}; start Redis there "
+                f"or set {target.variable} to the broker's URL (nothing was queued)"
+            ) from None
+    finally:
+        conn.release()
     return target
 
 
