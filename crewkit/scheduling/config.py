@@ -205,37 +205,57 @@ def trigger(expr: str, tz: str) -> Any:
     from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 
+    from crewkit.scheduling.cron import Forward
+
     fields = _fields(expr)
     where = zone(tz)
     try:
         if fields["day"] not in ("*", "?") and fields["day_of_week"] != "*":
-            return OrTrigger(
-                [
-                    CronTrigger(**{**fields, "day_of_week": "*"}, timezone=where),
-                    CronTrigger(**{**fields, "day": "*"}, timezone=where),
-                ]
+            return Forward(
+                OrTrigger(
+                    [
+                        CronTrigger(**{**fields, "day_of_week": "*"}, timezone=where),
+                        CronTrigger(**{**fields, "day": "*"}, timezone=where),
+                    ]
+                )
             )
-        return CronTrigger(**{**fields, "day": fields["day"].replace("?", "*")}, timezone=where)
+        return Forward(CronTrigger(**{**fields, "day": fields["day"].replace("?", "*")}, timezone=where))
     except ValueError as exc:
         raise ValueError(str(exc).replace("Error validating expression", "invalid field")) from None
 
 
+def _wall(trig: Any, t: datetime) -> datetime:
+    """`t` as the wall clock of the trigger's zone reads it (no offset)."""
+    return t.astimezone(trig.timezone).replace(tzinfo=None)
+
+
 def fire_times(trig: Any, after: datetime, until: datetime, limit: int = 100_000) -> list[datetime]:
-    """The trigger's fire times t with after < t <= until, oldest first (at most `limit`)."""
+    """The trigger's fire times t with after < t <= until, oldest first (at most `limit`).
+
+    As in cron, a wall-clock time the zone repeats when its clocks go back fires once (the
+    first time): APScheduler alone would fire 01:30 twice on that night."""
     out: list[datetime] = []
+    seen = _wall(trig, after)
     t = trig.get_next_fire_time(None, after + timedelta(microseconds=1))
     while t is not None and t <= until and len(out) < limit:
-        out.append(t)
+        wall = _wall(trig, t)
+        if wall != seen:
+            out.append(t)
+        seen = wall
         t = trig.get_next_fire_time(t, t + timedelta(microseconds=1))
     return out
 
 
 def next_fires(trig: Any, now: datetime, count: int) -> list[datetime]:
-    """The next `count` fire times after `now`."""
+    """The next `count` fire times after `now` (a repeated wall-clock time once)."""
     out: list[datetime] = []
+    seen = None
     t = trig.get_next_fire_time(None, now)
     while t is not None and len(out) < count:
-        out.append(t)
+        wall = _wall(trig, t)
+        if wall != seen:
+            out.append(t)
+        seen = wall
         t = trig.get_next_fire_time(t, t + timedelta(microseconds=1))
     return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -126,3 +126,29 @@ def test_flow_names_follow_the_runners_rule(settings):
 
     (settings.project_dir / "flows" / "_helper.py").write_text("")
     assert flow_names(settings.project_dir) == list(discover_flows(settings))
+
+
+def test_a_wall_clock_time_repeated_when_clocks_go_back_fires_once():
+    from crewkit.scheduling.config import fire_times
+
+    trig = trigger("30 1 * * *", "Europe/London")
+    autumn = [t.isoformat() for t in next_fires(trig, datetime(2026, 10, 24, tzinfo=UTC), 3)]
+    assert autumn == ["2026-10-24T01:30:00+01:00", "2026-10-25T01:30:00+01:00", "2026-10-26T01:30:00+00:00"]
+    first = datetime.fromisoformat("2026-10-25T00:30:00+00:00")  # 01:30 BST, recorded by an earlier tick
+    assert fire_times(trig, first, datetime(2026, 10, 25, 12, tzinfo=UTC)) == []
+
+
+def test_the_trigger_moves_past_fires_in_a_repeated_hour():
+    """APScheduler's CronTrigger alone answers the same fire again there (its scheduler thread loops)."""
+    import pickle
+
+    trig = pickle.loads(pickle.dumps(trigger("*/20 1 * * *", "Europe/London")))  # as the job store keeps it
+    t = datetime.fromisoformat("2026-10-25T00:00:00+00:00")
+    seen = []
+    for _ in range(7):
+        t = trig.get_next_fire_time(t, t + timedelta(microseconds=1))
+        seen.append(t.isoformat())
+    times = [datetime.fromisoformat(x) for x in seen]
+    assert all(a < b for a, b in zip(times, times[1:], strict=False))  # always forward, never stuck
+    # the repeated hour (01:00-02:00 GMT after 01:00-02:00 BST) fires once, in its first pass
+    assert seen[:3] == ["2026-10-25T01:20:00+01:00", "2026-10-25T01:40:00+01:00", "2026-10-26T01:00:00+00:00"]
