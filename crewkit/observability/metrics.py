@@ -559,3 +559,61 @@ def totals(store: Any, since: float, until: float, profile: str | None = None) -
         args,
     )[0]
     return Totals(calls, errors, p99, int(logical or 0), int(failed or 0))
+
+
+def counts(store: Any, since: float, until: float, by: tuple[str, ...] = ("role", "model")) -> Summary:
+    """The counters of `summarize` (calls, errors, tokens, cost, hits, retries, the listener's
+    counts) aggregated by the database, without percentiles: what a Prometheus scrape of every
+    row kept needs, at any table size."""
+    by = tuple(by)
+    if any(k not in GROUP_KEYS for k in by):
+        raise UsageError(f"unknown metric dimension in {by!r}; use: {', '.join(GROUP_KEYS)}")
+    cols = "".join(f"{k}, " for k in by)
+    rows = store.read(
+        f"SELECT {cols}kind, outcome, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
+        "SUM(CASE WHEN attempt > 0 THEN 1 ELSE 0 END) FROM metric_events WHERE ts >= ? AND ts < ? "
+        f"GROUP BY {cols}kind, outcome",
+        (since, until),
+    )
+    n = len(by)
+    groups: dict[tuple[Any, ...], Stats] = {}
+    total = Stats(group={k: None for k in by})
+    for r in rows:
+        key = tuple(r[:n])
+        kind, outcome, count, tin, tout, cost, fallbacks = r[n:]
+        s = groups.get(key)
+        if s is None:
+            s = groups[key] = Stats(group=dict(zip(by, key, strict=True)))
+        for target in (s, total):
+            _add_counted(target, kind, outcome, int(count), int(tin or 0), int(tout or 0), float(cost or 0.0))
+            if kind == MODEL_CALL and outcome in RAN:
+                target.retries += int(fallbacks or 0)
+    ordered = sorted(
+        groups.values(), key=lambda s: tuple("" if v is None else str(v) for v in s.group.values())
+    )
+    for s in (*ordered, total):
+        s.cost_usd = round(s.cost_usd, 8)
+    return Summary(since, until, by, ordered, total)
+
+
+def _add_counted(
+    s: Stats, kind: str, outcome: str | None, count: int, tin: int, tout: int, cost: float
+) -> None:
+    if kind != MODEL_CALL:
+        name = _LISTENER_COUNTS.get((kind, outcome)) or _LISTENER_COUNTS.get((kind, None))
+        if name is not None:
+            setattr(s, name, getattr(s, name) + count)
+        return
+    if outcome in RAN:
+        s.calls += count
+        if outcome == "error":
+            s.errors += count
+        s.input_tokens += tin
+        s.output_tokens += tout
+        s.cost_usd += cost
+    elif outcome == "cached":
+        s.cache_hits += count
+    elif outcome == "replayed":
+        s.replayed += count
+    elif outcome == "refused":
+        s.refused += count

@@ -271,3 +271,26 @@ def test_the_slo_totals_aggregated_in_sql_equal_the_summarys(store):
         )  # fmt: skip
     assert got.calls == 61 and got.logical_calls == 59 and got.failed_calls == 4
     assert metrics.totals(store, T0 + 1000, T0 + 2000) == metrics.Totals(0, 0, None, 0, 0)
+
+
+def test_the_counters_aggregated_in_sql_equal_the_summarys(store):
+    _fill(store, 30, errors=4)
+    _fill(store, 5, role="code", model="m2")
+    sub = MetricsSubscriber(store, "r2")
+    path = hooks.RunHooks([sub], with_ledger=False, transaction=store.write)
+    path.after_model(_result(error="timeout", started=T0 + 1))
+    path.after_model(_result(model="m2", attempt=1, started=T0 + 1))
+    cached = _result(tokens=(0, 0), replayed=True, started=T0 + 2)
+    cached.replay_source = "cache"
+    path.after_model(cached)
+    sub.record("guardrail", role="reasoning", model="m1", outcome="failed", ts=T0 + 3)
+    sub.record("retry", role="reasoning", model="m1", outcome="guardrail", ts=T0 + 3)
+    sub.flush()
+    fields = ("calls", "errors", "input_tokens", "output_tokens", "cost_usd", "cache_hits", "retries",
+              "guardrails_failed", "refused", "replayed")  # fmt: skip
+    want = summarize(store, T0, T0 + 600)
+    got = metrics.counts(store, T0, T0 + 600)
+    assert [r.group for r in got.rows] == [r.group for r in want.rows]
+    for g, w in zip([*got.rows, got.total], [*want.rows, want.total], strict=True):
+        assert {f: getattr(g, f) for f in fields} == {f: getattr(w, f) for f in fields}
+    assert got.total.retries == 2 and got.total.cache_hits == 1
