@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -391,6 +392,7 @@ def execute(settings: Settings, role_map: RoleMap, run_id: str) -> str:
     """Handle one delivery of `crewkit.run_flow(run_id)`; returns what it did (see `decide`)."""
     from crewkit.runtime import runner
     from crewkit.runtime.store import StateStore
+    from crewkit.runtime.worker import error_text
 
     store = StateStore.open(settings.home)
     row = store.get_run(run_id)
@@ -421,16 +423,21 @@ def execute(settings: Settings, role_map: RoleMap, run_id: str) -> str:
             log.info("resuming run %s from its last checkpoint (worker lost, retry %d)", run_id, taken + 1)
             with _heartbeat(store, run_id, cfg.heartbeat_seconds):
                 outcome = runner.resume_run(settings, role_map, run_id, progress)
-    except CrewkitError as exc:
+    except Exception as exc:  # noqa: BLE001 - a run this worker holds must not stay "running"
         now = store.get_run(run_id)
-        if (
-            now is not None
-            and now.status in (QUEUED, "running")
-            and (now.status == QUEUED or decide(store, now, settings) == RESUMED)
-        ):
-            _fail(store, run_id, now.status, str(exc))
-            log.error("run %s failed before it started: %s", run_id, exc)
+        held = now is not None and now.status == "running" and now.pid == os.getpid()
+        unstarted = now is not None and (
+            now.status == QUEUED or (now.status == "running" and decide(store, now, settings) == RESUMED)
+        )
+        if now is not None and (held or unstarted):
+            _fail(store, run_id, now.status, error_text(exc))
+            if isinstance(exc, CrewkitError):
+                log.error("run %s failed: %s", run_id, exc)
+            else:
+                log.exception("run %s failed with an internal error", run_id)
             return ENDED
+        if not isinstance(exc, CrewkitError):
+            raise
         log.info("run %s: %s", run_id, exc)  # another worker claimed it first
         return WAIT if now is not None and now.status in (QUEUED, "running") else ENDED
     log.info("run %s ended: %s (exit %d)", run_id, outcome.status, outcome.exit_code)
@@ -496,8 +503,6 @@ def _fail(store: StateStore, run_id: str, status: str, error: str) -> None:
 def _heartbeat(store: StateStore, run_id: str, every: float) -> Iterator[None]:
     """While the block runs, mark the run alive every `every` seconds (`runs.updated`) while this
     process owns it, so workers on other hosts can tell a live run from one whose host died."""
-    import os
-
     stop = threading.Event()
     pid = os.getpid()
 

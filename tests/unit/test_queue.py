@@ -364,3 +364,20 @@ def test_a_run_of_another_host_that_stopped_beating_is_taken_over_here(
         "SELECT detail FROM audit WHERE action = 'queue.retried' AND run_id = ?", (run_id,)
     )
     assert json.loads(detail[0])["lost_host"] == "host-a"
+
+
+def test_an_internal_error_after_the_claim_fails_the_run_instead_of_leaving_it_running(
+    scripted, project, settings, capsys, redis_server, monkeypatch
+):
+    from crewkit.runtime import runner
+
+    run_id = queued_run(capsys, project)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a bug in the engine")
+
+    monkeypatch.setattr(runner, "_run", broken)
+    assert queue.execute(*engine(), run_id) == queue.ENDED
+    row = store_of(settings).require_run(run_id)
+    assert row.status == "failed" and row.error == "RuntimeError: a bug in the engine"
+    assert queue.wait(settings, run_id).exit_code == 1
