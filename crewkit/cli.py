@@ -409,6 +409,10 @@ def config_check() -> None:
     suite_names = suites.available(settings.project_dir)
     for name in suite_names:  # a malformed suite: FILE:LINE, exit 2, before any "ok"
         suites.load(suites.resolve(settings.project_dir, name))
+    if settings.schedules_doc is not None:  # jobs' inputs against their flows, before any "ok" too
+        from crewkit.scheduling import config as schedule_config
+
+        schedule_config.check_inputs(settings.schedules, settings.schedules_doc, settings)
     governance = (
         "config/governance.yaml" if report.governance_file else "no config/governance.yaml (defaults)"
     )
@@ -437,9 +441,6 @@ def config_check() -> None:
     if suite_names:
         click.echo(f"eval suites ({suites.SUITES_DIR}/): {', '.join(suite_names)}")
     if settings.schedules_doc is not None:
-        from crewkit.scheduling import config as schedule_config
-
-        schedule_config.check_inputs(settings.schedules, settings.schedules_doc, settings)
         jobs = settings.schedules.jobs
         click.echo(
             f"schedules (config/schedules.yaml): {len(jobs)} job(s)"
@@ -1056,7 +1057,7 @@ def schedule_run(once: bool, seconds: float | None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    failed = [s for _, _, s in done.ended if s not in ("done", "paused", "skipped")]
+    failed = [s for _, _, s in done.ended if s not in ("done", "paused", "skipped", "misfired")]
     return 1 if once and failed else 0
 
 

@@ -62,6 +62,8 @@ def test_job_inputs_are_checked_against_the_flows_inputs_at_their_line(project, 
         "error: config/schedules.yaml:5: job 'a' inputs: unknown field 'tsk' (did you mean 'task'?)"
     )
     assert main(["config", "check"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "job 'a' inputs: unknown field 'tsk'" in captured.err  # before any "ok"
 
 
 def test_schedule_run_without_an_enabled_job_says_how_to_enable_one(project, capsys):
