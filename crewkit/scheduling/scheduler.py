@@ -606,14 +606,13 @@ def _tick(name: str) -> None:
 def job_store_url(settings: Any) -> str:
     """SQLAlchemy URL of APScheduler's job store: the state database when it is PostgreSQL,
     else `CREWKIT_HOME/schedules.db`."""
-    from crewkit.settings import env
+    from crewkit.runtime.database import database_url
 
-    url = env(settings.operations.database.url_env)
-    if url and url.split(":", 1)[0] in ("postgresql", "postgres"):
-        return "postgresql+psycopg:" + url.split(":", 1)[1]
-    if url and url.startswith("postgresql+"):
-        return url
-    return f"sqlite:///{settings.home / 'schedules.db'}"
+    url = database_url()  # what the state store uses (operations.database.url_env)
+    if url is None:
+        return f"sqlite:///{settings.home / 'schedules.db'}"
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if "+" not in scheme else url
 
 
 def clock(settings: Any) -> Any:
@@ -634,7 +633,11 @@ def clock(settings: Any) -> Any:
         )
         aps.start(paused=True)
     except Exception as exc:  # the database: unreachable, unwritable
-        where = settings.operations.database.url_env if url.startswith("postgresql") else url
+        where = (
+            settings.operations.database.url_env
+            if url.startswith("postgresql")
+            else url.removeprefix("sqlite:///")
+        )
         raise ConfigError(
             f"schedule job store {redact(where)}: cannot open it ({type(exc).__name__}: {redact(str(exc)).splitlines()[0]}); "
             "check the database URL, or that CREWKIT_HOME is writable"

@@ -57,3 +57,29 @@ def test_a_scheduled_job_runs_once_per_fire_without_overlap_and_restarts_cleanly
     assert dict(store.read("SELECT run_id, status FROM runs")) == runs  # nothing ran twice, nothing new
     after = store.read("SELECT fire_time, status FROM schedule_fires ORDER BY fire_time")
     assert after[: len(fires)] == [(t, s) for t, s, _ in fires] and after[-1][1] == "skipped"
+
+
+# --- the same guarantees with the state (and APScheduler's job store) in PostgreSQL ----------------
+
+from tests.fixtures.postgres import postgres_server, postgres_url  # noqa: E402, F401
+from tests.unit.test_scheduler import JOB, FakeLauncher, fires, make, minute, project_with, run  # noqa: E402
+
+
+def test_two_schedulers_on_one_postgresql_launch_each_fire_once(project, postgres_url):  # noqa: F811
+    from crewkit.scheduling import scheduler as sched
+
+    settings = project_with(project, JOB)
+    a, b = FakeLauncher(), FakeLauncher()
+    first, second = make(settings, minute(0) + 30, a), make(settings, minute(0) + 30, b)
+    run(first, minute(1))
+    run(second, minute(1) + 0.5)
+    assert a.calls + b.calls == [("tick", minute(1))]
+    assert fires(settings) == [(minute(1), "done", "run-1")]
+    assert sched.job_store_url(settings).startswith("postgresql+psycopg://")
+    fast = project_with(project, "  - {name: fast, cron: '* * * * * *', misfire: run_all}\n")
+    launcher = FakeLauncher()
+    sched.run(fast, seconds=2.2, launcher=launcher)
+    times = [t for _, t in launcher.calls]
+    assert len(times) >= 2 and len(set(times)) == len(times)
+    audit = StateStore.open(settings.home).read("SELECT COUNT(*) FROM audit WHERE action = 'schedule.fired'")
+    assert audit[0][0] == 1 + len(times)
