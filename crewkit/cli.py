@@ -501,7 +501,9 @@ FORMAT = click.option(
 @runs_app.command("list", context_settings=CONTEXT)
 @click.option(
     "--status",
-    type=click.Choice(["running", "paused", "done", "failed", "rejected", "interrupted", "rolled_back"]),
+    type=click.Choice(
+        ["queued", "running", "paused", "done", "failed", "rejected", "interrupted", "rolled_back"]
+    ),
     default=None,
     help="Only runs with this status.",
 )

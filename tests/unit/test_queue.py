@@ -381,3 +381,10 @@ def test_an_internal_error_after_the_claim_fails_the_run_instead_of_leaving_it_r
     row = store_of(settings).require_run(run_id)
     assert row.status == "failed" and row.error == "RuntimeError: a bug in the engine"
     assert queue.wait(settings, run_id).exit_code == 1
+
+
+def test_runs_list_filters_queued_runs(scripted, project, settings, capsys, redis_server):
+    run_id = queued_run(capsys, project)
+    code, out, err = run_cli(capsys, "runs", "list", "--status", "queued", "--format", "json")
+    assert code == 0, err
+    assert [r["run_id"] for r in json.loads(out)] == [run_id]
