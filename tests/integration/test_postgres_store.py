@@ -9,6 +9,7 @@ PRAGMA, file permissions, a torn file) are left out by name.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -274,3 +275,31 @@ def test_operations_yaml_names_the_variable_holding_the_url(
         assert code == 2 and err.startswith("error: STATE_DB_URL: not a PostgreSQL URL")
     finally:
         store_mod.use_url_env(store_mod.URL_ENV)
+
+
+def test_a_forked_child_letting_go_of_inherited_connections_leaves_the_parents_session_alive(
+    store: StateStore,  # noqa: F811
+) -> None:
+    """A Celery prefork child inherits the parent's connections; closing them there must not
+    end the parent's sessions (libpq would say goodbye to the server on the shared socket)."""
+    import gc
+
+    unit_store._run(store)
+    session = store.read("SELECT pg_backend_pid()")[0][0]
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's exit code is the assertion
+        code = 1
+        try:
+            mine = StateStore.open(store.path.parent)  # a new store and connection of its own
+            mine.add_checkpoint("r1", "child", None, {}, True)
+            for _, inherited in list(store._conns):
+                inherited.close()  # as a worker_process_init hook closing "its" connections would
+            store.close()
+            gc.collect()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.read("SELECT pg_backend_pid()")[0][0] == session  # the same session, still alive
+    assert [c.step for c in store.checkpoints("r1")] == ["child"]
