@@ -37,7 +37,7 @@ from crewkit.observability.metrics import MetricsSubscriber
 log = logging.getLogger(__name__)
 
 MAX_ERROR = 500
-_installed: MetricsListener | None = None
+_listeners: list[MetricsListener] = []  # every listener made in this process (normally one)
 _install_lock = threading.Lock()
 
 
@@ -113,8 +113,22 @@ class MetricsListener(BaseEventListener):
             LLMGuardrailStartedEvent: self.on_guardrail_started,
             LLMGuardrailCompletedEvent: self.on_guardrail_completed,
         }
+        self.registered: list[tuple[type, Any]] = []
         for event_type, handler in handlers.items():
-            crewai_event_bus.on(event_type)(_safe(handler))
+            wrapped = _safe(handler)
+            crewai_event_bus.on(event_type)(wrapped)
+            self.registered.append((event_type, wrapped))
+
+    def attached(self) -> bool:
+        """Whether the handlers are still on the bus (`crewai_event_bus.scoped_handlers()` drops
+        what was registered inside it when it exits)."""
+        from crewai.events.event_bus import crewai_event_bus
+
+        handlers = getattr(crewai_event_bus, "_sync_handlers", None)
+        if not isinstance(handlers, dict) or not self.registered:
+            return True  # cannot tell: assume so
+        event_type, wrapped = self.registered[0]
+        return wrapped in handlers.get(event_type, ())
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -261,11 +275,13 @@ def _safe(handler: Any) -> Any:
 
 def install() -> MetricsListener:
     """The process's listener (registered on CrewAI's event bus once)."""
-    global _installed
     with _install_lock:
-        if _installed is None:
-            _installed = MetricsListener()
-        return _installed
+        # one that scoped_handlers() detached may be back on the bus once that scope has exited
+        found = next((x for x in _listeners if x.attached()), None)
+        if found is None:
+            found = MetricsListener()
+            _listeners.append(found)
+        return found
 
 
 def flush(timeout: float = 5.0) -> None:

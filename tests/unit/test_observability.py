@@ -249,3 +249,18 @@ def test_otel_export_is_off_without_the_setting_or_the_endpoint_variable(project
         yaml.safe_dump({"metrics": {"otel": {"enabled": True}}})
     )
     assert export.start_otel(load_settings(project), store) is None  # enabled, but no endpoint: no network
+
+
+def test_the_listener_is_registered_again_after_crewais_scoped_handlers_dropped_it(project, settings, store):
+    from crewai.events.event_bus import crewai_event_bus
+
+    before = listener.install()
+    with crewai_event_bus.scoped_handlers():  # e.g. a test or a tool of CrewAI's own
+        assert not before.attached()
+        inside = listener.install()  # events inside the scope are still recorded
+        assert inside is not before and inside.attached()
+    assert not inside.attached() and before.attached()  # the scope restored the one before it
+    assert listener.install() is before  # not a second one: no event is recorded twice
+    with crewai_event_bus.scoped_handlers():
+        pass
+    assert listener.install() is before
