@@ -169,7 +169,7 @@ class SubprocessLauncher:
             detail["output_file"] = line["output_file"]
         if line.get("approval_id"):
             detail["approval_id"] = line["approval_id"]
-        status = str(line.get("status") or EXIT_STATUS.get(code, "failed"))
+        status = str(line.get("status") or EXIT_STATUS.get(code, "killed" if code < 0 else "failed"))
         if timed_out:
             status = "timeout"
         if code not in (0,) and not line:
@@ -425,6 +425,10 @@ class Scheduler:
         self._finish(job, fire.fire_time, result, detail)
 
     def _finish(self, job: Job, t: float, result: Launched, detail: dict[str, Any]) -> None:
+        if result.run_id is None and isinstance(detail.get("child_pid"), int):  # died before its --json line
+            found = self._run_of(detail["child_pid"], str(detail.get("host")), t)
+            if found is not None:
+                result = Launched(found[0], result.status, result.exit_code, result.detail)
         detail = {**detail, **result.detail, "exit_code": result.exit_code, "ended": _iso(self.clock())}
         detail.pop("owner", None)
         with self.store.write() as conn:
@@ -511,22 +515,23 @@ class Scheduler:
             return
         self._finish(job, t, self._orphan_outcome(detail, t), detail)
 
+    def _run_of(self, pid: int, host: str, t: float) -> tuple[str, str] | None:
+        """The run a fire's child created (runs records its process and host), with its status."""
+        rows = self.store.read(
+            "SELECT run_id, status FROM runs WHERE pid = ? AND host = ? AND created >= ? ORDER BY created",
+            (pid, host, t - 1),
+        )
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
     def _orphan_outcome(self, detail: dict[str, Any], t: float) -> Launched:
         """How an orphaned run ended, from the runs table (the child's pid and host)."""
         pid, host = detail.get("child_pid"), detail.get("host")
-        rows = (
-            self.store.read(
-                "SELECT run_id, status FROM runs WHERE pid = ? AND host = ? AND created >= ? ORDER BY created",
-                (pid, host, t - 1),
-            )
-            if isinstance(pid, int)
-            else []
-        )
-        if not rows:
+        found = self._run_of(pid, str(host), t) if isinstance(pid, int) else None
+        if found is None:
             return Launched(
                 None, "abandoned", None, {"reason": "its scheduler stopped; no run of it was found"}
             )
-        run_id, status = rows[0]
+        run_id, status = found
         final = status if status != "running" else "abandoned"
         return Launched(run_id, final, None, {"reason": "finished after its scheduler stopped"})
 

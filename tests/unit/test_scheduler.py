@@ -5,6 +5,7 @@ misfire policies, the audit trail, and fires left behind by a scheduler that die
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -315,3 +316,26 @@ def test_apscheduler_fires_each_second_once_with_a_persistent_job_store(project)
     recorded = [t for t, _, _ in fires(settings, "fast")]
     assert sorted(recorded) == sorted(first + second)
     assert all(b - a == 1.0 for a, b in zip(sorted(recorded), sorted(recorded)[1:], strict=False))
+
+
+def test_a_run_killed_before_its_json_line_is_still_named_by_its_fire(project):
+    settings = project_with(project, JOB)
+    store = StateStore.open(settings.home)
+
+    def launcher(job, fire_time, on_start, stop):
+        on_start(os.getpid())  # the child: runs records its pid and host
+        store.create_run("run-killed", job.flow, {"task": "t"}, "sha256:x", None)
+        return Launched(None, "killed", -9, {"log": "x.log"})
+
+    start = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp()  # before the run's real creation time
+    run(make(settings, start, launcher), start + 30)
+    assert fires(settings) == [(start + 30, "killed", "run-killed")]
+
+
+def test_a_child_killed_by_a_signal_is_killed_not_failed(settings):
+    job = settings.schedules.jobs[0]
+    script = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    result = SubprocessLauncher(settings, [sys.executable, "-c", script])(
+        job, T0, lambda pid: None, threading.Event()
+    )
+    assert result.status == "killed" and result.exit_code == -9
