@@ -613,7 +613,9 @@ class MemoryStore:
                 ),
             )  # fmt: skip
 
-        if self.state.backend != "sqlite":  # PostgreSQL: no page zeroing (docs/postgresql.md)
+        if (
+            getattr(self.state, "backend", "sqlite") != "sqlite"
+        ):  # PostgreSQL: no page zeroing (docs/postgresql.md)
             self._atomic(sql, deletes=ids)
             return removed[0]
         self.state.read("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable

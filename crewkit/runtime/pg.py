@@ -277,7 +277,10 @@ def _adapt(args: Sequence[Any] | None) -> tuple[Any, ...]:
 
 def connect(url: str, lock_timeout_s: float) -> PgConnection:
     """A new connection (autocommit between transactions); PgOperationalError when unreachable."""
-    import psycopg
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency of crewkit; a trimmed install may lack it
+        raise PgOperationalError("psycopg 3 is not installed; pip install 'psycopg[binary]'") from None
 
     try:
         raw = psycopg.connect(
