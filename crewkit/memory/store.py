@@ -613,9 +613,8 @@ class MemoryStore:
                 ),
             )  # fmt: skip
 
-        if (
-            getattr(self.state, "backend", "sqlite") != "sqlite"
-        ):  # PostgreSQL: no page zeroing (docs/postgresql.md)
+        # PostgreSQL has no page zeroing: the rows are gone, their bytes wait for VACUUM (docs/postgresql.md)
+        if getattr(self.state, "backend", "sqlite") != "sqlite":
             self._atomic(sql, deletes=ids)
             return removed[0]
         self.state.read("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left readable
