@@ -243,6 +243,10 @@ class MetricsSubscriber(Subscriber):
         before it knew the task)."""
         with self._lock:
             started = self.task_started.pop(key, None)
+            if agent and task and self.tasks.get(agent) == task:
+                del self.tasks[agent]  # its later calls (outside a task) are not this task's
+            if task and self.active_task == task:
+                self.active_task = None
         if started is None:
             return None
         if task and agent:
