@@ -242,10 +242,11 @@ if hasattr(os, "register_at_fork"):
 class _Cursor:
     """The result of one statement, shaped like a sqlite3 cursor (fetchone/fetchall/rowcount)."""
 
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int, description: Any = None) -> None:
         self._rows = rows
         self._next = 0
         self.rowcount = rowcount
+        self.description = description  # as sqlite3's: (name, None x 6) per column, None for no rows
         self.lastrowid = None  # PostgreSQL has none: use `INSERT ... RETURNING id`
 
     def fetchone(self) -> tuple[Any, ...] | None:
@@ -374,8 +375,10 @@ class PgConnection:
         try:
             with self.raw.cursor() as cur:
                 cur.execute(text, params or None)
-                rows = cur.fetchall() if cur.description is not None else []
-                return _Cursor(rows, cur.rowcount)
+                if cur.description is None:
+                    return _Cursor([], cur.rowcount)
+                names = tuple((c.name, None, None, None, None, None, None) for c in cur.description)
+                return _Cursor(cur.fetchall(), cur.rowcount, names)
         except psycopg.errors.IntegrityError as exc:
             raise PgIntegrityError(one_line(exc, self.url)) from None
         except psycopg.errors.LockNotAvailable as exc:

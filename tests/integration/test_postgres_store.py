@@ -303,3 +303,12 @@ def test_a_forked_child_letting_go_of_inherited_connections_leaves_the_parents_s
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.read("SELECT pg_backend_pid()")[0][0] == session  # the same session, still alive
     assert [c.step for c in store.checkpoints("r1")] == ["child"]
+
+
+def test_a_cursor_names_its_columns_as_sqlite3_does(store: StateStore) -> None:  # noqa: F811
+    unit_store._run(store)
+    with store.write() as conn:
+        cur = conn.execute("SELECT run_id, flow AS kind FROM runs")
+        assert [d[0] for d in cur.description] == ["run_id", "kind"]
+        assert list(cur) == [("r1", "default")]
+        assert conn.execute("UPDATE runs SET error = NULL").description is None
