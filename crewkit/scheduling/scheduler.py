@@ -232,6 +232,7 @@ class Scheduler:
         self._mine: dict[tuple[str, float], int | None] = {}  # my in-flight fires -> child pid
         self._adopted: dict[tuple[str, float], int] = {}  # orphans I watch -> their child pid
         self._mine_lock = threading.Lock()
+        self._named: set[tuple[str, float]] = set()  # running fires whose run id is recorded
         self.ended: list[tuple[str, float, str]] = []  # (job, fire time, final status) in this process
 
     # -- what is due ------------------------------------------------------------------------------
@@ -546,6 +547,7 @@ class Scheduler:
                 conn.execute(
                     "UPDATE schedule_fires SET updated = ? WHERE job = ? AND fire_time = ?", (now, job, t)
                 )
+        self._name_runs()
         for (job, t), pid in adopted.items():
             if not _alive(pid):
                 rows = self.store.read(
@@ -555,6 +557,20 @@ class Scheduler:
                 with self._mine_lock:
                     self._adopted.pop((job, t), None)
                 self._finish(self.jobs[job], t, self._orphan_outcome(detail, t), detail)
+
+    def _name_runs(self) -> None:
+        """Give my running fires their run id as soon as the child has created its run."""
+        with self._mine_lock:
+            started = [(k, pid) for k, pid in self._mine.items() if pid is not None and k not in self._named]
+        for (job, t), pid in started:
+            found = self._run_of(pid, HOST, t)
+            if found is not None:
+                with self.store.write() as conn:
+                    conn.execute(
+                        "UPDATE schedule_fires SET run_id = ? WHERE job = ? AND fire_time = ? AND run_id IS NULL",
+                        (found[0], job, t),
+                    )
+                self._named.add((job, t))
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -631,6 +647,8 @@ def clock(settings: Any) -> Any:
 
     url = job_store_url(settings)
     try:
+        if url.startswith("sqlite"):
+            settings.home.mkdir(parents=True, exist_ok=True)
         aps = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=url, tablename=JOB_TABLE)},
             executors={"default": ThreadPoolExecutor(4)},

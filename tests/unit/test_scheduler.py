@@ -339,3 +339,27 @@ def test_a_child_killed_by_a_signal_is_killed_not_failed(settings):
         job, T0, lambda pid: None, threading.Event()
     )
     assert result.status == "killed" and result.exit_code == -9
+
+
+def test_a_running_fire_names_its_run_before_the_run_ends(project):
+    settings = project_with(project, JOB)
+    store = StateStore.open(settings.home)
+    created, release = threading.Event(), threading.Event()
+
+    def launcher(job, fire_time, on_start, stop):
+        on_start(os.getpid())
+        store.create_run("run-live", job.flow, {"task": "t"}, "sha256:x", None)
+        created.set()
+        release.wait(10)
+        return Launched("run-live", "done", 0)
+
+    start = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC).timestamp()
+    s = make(settings, start, launcher)
+    s.clock.now = start + 30
+    (thread,) = s.tick("tick")
+    assert created.wait(10)
+    s.heartbeat()
+    assert fires(settings) == [(start + 30, "running", "run-live")]
+    release.set()
+    thread.join(10)
+    assert fires(settings) == [(start + 30, "done", "run-live")]
