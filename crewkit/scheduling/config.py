@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crewkit import yamlfile
 from crewkit.errors import ConfigError
@@ -53,7 +53,9 @@ class Misfire(_Strict):
     `grace_seconds` never runs, whatever the policy (recorded as misfired)."""
 
     policy: MisfirePolicy = "run_once"
-    grace_seconds: float = Field(3600.0, ge=0, allow_inf_nan=False)
+    grace_seconds: float = Field(
+        3600.0, ge=0, allow_inf_nan=False, validation_alias=AliasChoices("grace_seconds", "grace")
+    )
 
 
 class Job(_Strict):
@@ -64,7 +66,9 @@ class Job(_Strict):
     inputs: dict[str, Any] = Field(default_factory=dict)
     profile: str | None = None  # a deployment profile; default: CREWKIT_PROFILE, else profiles.yaml's
     enabled: bool = True
-    jitter: float = Field(0.0, ge=0, le=3600, allow_inf_nan=False)  # seconds of random delay per fire
+    jitter: float = Field(  # seconds of random delay per fire (`jitter_seconds` works too)
+        0.0, ge=0, le=3600, allow_inf_nan=False, validation_alias=AliasChoices("jitter", "jitter_seconds")
+    )
     max_concurrent: int = Field(1, ge=1, le=64)  # runs of this job at once; a fire beyond is skipped
     timeout_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)  # then the run is interrupted
     misfire: Misfire = Misfire()

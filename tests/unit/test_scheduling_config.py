@@ -152,3 +152,12 @@ def test_the_trigger_moves_past_fires_in_a_repeated_hour():
     assert all(a < b for a, b in zip(times, times[1:], strict=False))  # always forward, never stuck
     # the repeated hour (01:00-02:00 GMT after 01:00-02:00 BST) fires once, in its first pass
     assert seen[:3] == ["2026-10-25T01:20:00+01:00", "2026-10-25T01:40:00+01:00", "2026-10-26T01:00:00+00:00"]
+
+
+def test_jitter_seconds_and_grace_are_accepted_spellings(project):
+    write(
+        project,
+        "jobs:\n  - {name: a, cron: '0 9 * * *', jitter_seconds: 5, misfire: {policy: skip, grace: 60}}\n",
+    )
+    (job,) = load_settings(project).schedules.jobs
+    assert job.jitter == 5 and job.misfire.grace_seconds == 60
