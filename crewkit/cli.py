@@ -1028,6 +1028,7 @@ def schedule_fires(job: str | None, limit: int, fmt: str) -> None:
     "seconds",
     type=click.FloatRange(min=0),
     default=None,
+    metavar="SECONDS",
     help="Stop after SECONDS (then wait for runs).",
 )
 def schedule_run(once: bool, seconds: float | None) -> int:
@@ -1039,6 +1040,8 @@ def schedule_run(once: bool, seconds: float | None) -> int:
     from crewkit.scheduling import config as schedule_config
     from crewkit.scheduling import scheduler
 
+    if once and seconds is not None:
+        raise UsageError("give --once or --for, not both")
     settings = _settings()
     schedule_config.check_inputs(settings.schedules, settings.schedules_doc, settings)
     enabled = [j.name for j in settings.schedules.jobs if j.enabled]

@@ -83,3 +83,8 @@ def test_schedule_fires_names_an_unknown_job(project, capsys):
     assert "unknown job 'weekday-digst' (did you mean 'weekday-digest'?)" in capsys.readouterr().err
     assert main(["schedule", "fires", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_once_and_for_do_not_go_together(project, capsys):
+    assert main(["schedule", "run", "--once", "--for", "5"]) == 2
+    assert "give --once or --for, not both" in capsys.readouterr().err
