@@ -3,8 +3,10 @@
 - Loaded lazily, once per process and file (`_load`), shared by every role that maps to it. A
   file llama.cpp cannot load is a `ModelUnavailable` naming entry and file. Each call runs on
   every usable core that other processes leave free (`free_cores`; `params.n_threads` fixes it).
-- Safe under concurrent calls: llama.cpp contexts are not re-entrant, so generation holds a
-  per-model lock. llama.cpp reuses the KV cache of the longest prefix shared with the previous
+- Safe under concurrent calls and serves them at once: llama.cpp contexts are not re-entrant, so
+  each generation holds one instance of the model's pool (`gguf.Pool`); calls that arrive
+  together (batched subtasks) get an instance each, up to `params.parallel` (default: the usable
+  cores; 1 keeps one instance), the cores split between them. llama.cpp reuses the KV cache of the longest prefix shared with the previous
   prompt; a RAM prompt cache keeps earlier prompts' states too (an agent's next turn, a retry).
 - Honours stop words and the context window. Tokens are counted on the prompt exactly as
   llama.cpp renders it with the model's chat template; to fit, old middle turns are dropped
@@ -32,9 +34,8 @@ from typing import Any
 from crewai.llms.base_llm import BaseLLM, llm_call_context
 from pydantic import BaseModel
 
-from crewkit.models import usage_cell
+from crewkit.models import gguf, usage_cell
 from crewkit.models.context_fit import DEFAULT_CONSTRAINED_MAX_TOKENS, DEFAULT_MAX_TOKENS
-from crewkit.models.gguf import free_cores
 from crewkit.models.gguf import load as _load
 from crewkit.runtime import pins
 
@@ -299,6 +300,7 @@ class LlamaCppLLM(BaseLLM):
     # Constrained replies (plans, tool calls) must close their JSON: give them room to.
     constrained_max_tokens: int = DEFAULT_CONSTRAINED_MAX_TOKENS
     tools_capable: bool = True
+    parallel: int = 0  # instances generating at once; 0: as many as the usable cores hold
 
     def supports_function_calling(self) -> bool:
         return self.tools_capable
@@ -309,15 +311,17 @@ class LlamaCppLLM(BaseLLM):
     def get_context_window_size(self) -> int:
         return self.n_ctx
 
-    def _set_threads(self, llama: Any) -> None:
-        """Explicit `n_threads` param: that many; else the usable cores that are free now."""
-        threads = self.n_threads or free_cores()
-        if getattr(llama, "_crewkit_threads", None) != threads and hasattr(llama, "_ctx"):
-            llama._ctx.set_n_threads(threads, threads)
-            llama._crewkit_threads = threads
+    def _set_threads(self, llama: Any, threads: int | None = None) -> None:
+        """Run this instance's next generation on `threads` threads; by default the explicit
+        `n_threads` param, else the usable cores that are free now (pooled calls: `gguf.Pool`)."""
+        gguf.apply_threads(llama, threads or self.n_threads or gguf.free_cores())
 
     def _model(self) -> tuple[Any, threading.Lock]:
         return _load(self.model, self.model_path, self.n_ctx, self.n_threads)
+
+    def _another(self) -> Any:
+        """One more instance of this model for calls made at the same time (`gguf.Pool`)."""
+        return gguf.new_instance(self.model, self.model_path, self.n_ctx, self.n_threads)
 
     def get_input_tokens_count(self, messages: Any, tools: Any = None, response_model: Any = None) -> int:
         """Exact count with the model's tokenizer and chat template (CrewAI uses it to manage the context)."""
@@ -435,10 +439,14 @@ class LlamaCppLLM(BaseLLM):
             self._emit_call_started_event(
                 messages=messages, tools=tools, from_task=from_task, from_agent=from_agent
             )
-            with lock:
-                turns = self._fit(llama, turns, max_tokens)
-                self._set_threads(llama)
-                out = llama.create_chat_completion(messages=turns, **kwargs)
+            slots = gguf.pool(llama, lock)
+            limit = gguf.instance_limit(self.parallel, self.n_threads)
+            with slots.generation(self._another, limit=limit, n_threads=self.n_threads) as (
+                instance,
+                threads,
+            ):
+                turns = self._fit(instance, turns, max_tokens)
+                out = instance.create_chat_completion(messages=turns, **kwargs)
             splice = (pinned_fn, pin) if pinned_fn is not None and mode == "tool_call" else None
             return self._finish(out, mode, response_model, messages, from_task, from_agent, splice)
 
