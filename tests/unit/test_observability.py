@@ -264,3 +264,13 @@ def test_the_listener_is_registered_again_after_crewais_scoped_handlers_dropped_
     with crewai_event_bus.scoped_handlers():
         pass
     assert listener.install() is before
+
+
+def test_metrics_serve_on_a_taken_port_is_one_line_exit_2(project, capsys):
+    from crewkit import cli
+
+    with socketserver_on_a_port() as port:
+        code = cli.main(["metrics", "--serve", "--port", str(port)])
+    _out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith(f"error: cannot serve metrics on 127.0.0.1:{port}") and err.count("\n") == 1
