@@ -55,6 +55,7 @@ STALE_S = 60.0  # an in-flight row not refreshed for this long belongs to a dead
 EXIT_STATUS = {0: "done", 1: "failed", 2: "error", 75: "paused", 130: "interrupted"}
 HOST = socket.gethostname()
 JOB_TABLE = "crewkit_apscheduler_jobs"
+LATE_COUNT_CAP = 1000  # missed fires counted one by one up to this many ("1000 or more")
 
 
 def _iso(ts: float, tz: Any = UTC) -> str:
@@ -241,16 +242,35 @@ class Scheduler:
         rows = self.store.read("SELECT MAX(fire_time) FROM schedule_fires WHERE job = ?", (name,))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def due(self, name: str, now: float) -> list[float]:
-        """Nominal fire times of `name` after its last recorded fire (else since the fire the job
-        store was waiting for, else since this scheduler started), up to `now`."""
+    def _after(self, name: str) -> float:
+        """Fires after this instant are not recorded yet: the job's last recorded fire, else just
+        before the fire the job store was waiting for, else just before this scheduler started."""
         last = self._last_fire(name)
         if last is not None:
-            after = last
-        elif name in self.resume_from:
-            after = min(self.resume_from[name], self.started) - 0.001
-        else:
-            after = self.started - 0.001
+            return last
+        if name in self.resume_from:
+            return min(self.resume_from[name], self.started) - 0.001
+        return self.started - 0.001
+
+    def _late(self, name: str, after: float, cut: float) -> tuple[list[float], int | str]:
+        """The first and last fires in (after, cut) and how many (capped): found without listing
+        them all, so a job that missed a year of per-minute fires costs a few trigger steps."""
+        trig = self.triggers[name]
+        first = fire_times(trig, _dt(after), _dt(cut - 0.001), limit=1)
+        if not first:
+            return [], 0
+        window, last = 60.0, []
+        while not last:  # the newest late fire: look back from `cut` over a doubling window
+            lo = max(after, cut - window)
+            last = fire_times(trig, _dt(lo), _dt(cut - 0.001))[-1:]
+            window *= 2
+        counted = fire_times(trig, _dt(after), _dt(cut - 0.001), limit=LATE_COUNT_CAP)
+        count: int | str = len(counted) if len(counted) < LATE_COUNT_CAP else f"{LATE_COUNT_CAP} or more"
+        return sorted({first[0].timestamp(), last[0].timestamp()}), count
+
+    def due(self, name: str, now: float) -> list[float]:
+        """Nominal fire times of `name` not recorded yet, up to `now` (late ones included)."""
+        after = self._after(name)
         return [t.timestamp() for t in fire_times(self.triggers[name], _dt(after), _dt(now))]
 
     def tick(self, name: str, now: float | None = None) -> list[threading.Thread]:
@@ -261,14 +281,15 @@ class Scheduler:
         with self._locks[name]:
             now = self.clock() if now is None else now
             self._reap(job, now)
-            due = self.due(name, now)
-            if not due:
-                return []
+            after = self._after(name)
             grace = job.misfire.grace_seconds
-            late = [t for t in due if now - t > grace]
-            ok = [t for t in due if now - t <= grace]
+            cut = now - grace  # a fire before this is too late to run, whatever the policy
+            late, count = self._late(name, after, cut) if after < cut else ([], 0)
             if late:
-                self._record_missed(job, late, "misfired", f"later than grace_seconds ({grace:g} s)")
+                reason = f"later than grace_seconds ({grace:g} s)"
+                self._record_missed(job, late, "misfired", reason, count)
+            start = max(after, cut - 0.001)
+            ok = [t.timestamp() for t in fire_times(self.triggers[name], _dt(start), _dt(now))]
             if job.misfire.policy == "skip":
                 missed = [t for t in ok if t < self.started]
                 ok = [t for t in ok if t >= self.started]
@@ -335,15 +356,19 @@ class Scheduler:
             self._mine[(job.name, t)] = None
         return Fire(job.name, t, detail)
 
-    def _record_missed(self, job: Job, times: list[float], status: str, reason: str) -> None:
-        """One row (the newest missed fire) and one audit record for a run of missed fires."""
+    def _record_missed(
+        self, job: Job, times: list[float], status: str, reason: str, count: int | str | None = None
+    ) -> None:
+        """One row (the newest missed fire) and one audit record for a series of missed fires
+        (`times`: the series, or its first and last; `count`: how many when not all are listed)."""
         t = times[-1]
-        detail = {"reason": reason, "missed": len(times), "first": _iso(times[0]), "last": _iso(t)}
+        missed = len(times) if count is None else count
+        detail = {"reason": reason, "missed": missed, "first": _iso(times[0]), "last": _iso(t)}
         action = "schedule.misfired" if status == "misfired" else "schedule.skipped"
         with self.store.write() as conn:
             if self._insert(conn, job.name, t, status, detail, self.clock()):
                 self._audit(conn, action, job, t, detail)
-                self.progress(f"{job.name}: {len(times)} fire(s) up to {_iso(t)} {status}: {reason}")
+                self.progress(f"{job.name}: {missed} fire(s) up to {_iso(t)} {status}: {reason}")
 
     def _audit(
         self, conn: Any, action: str, job: Job, t: float, detail: dict[str, Any], run_id: str | None = None

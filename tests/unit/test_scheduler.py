@@ -363,3 +363,24 @@ def test_a_running_fire_names_its_run_before_the_run_ends(project):
     release.set()
     thread.join(10)
     assert fires(settings) == [(start + 30, "done", "run-live")]
+
+
+def test_a_year_of_missed_fires_is_one_misfired_row_found_without_listing_them(project):
+    settings = project_with(project, JOB)  # every minute, grace 3600 s
+    run(make(settings, T0), minute(1))
+    year = 365 * 24 * 60
+    launcher = FakeLauncher()
+    s = make(settings, minute(year) + 5, launcher)
+    started = time.monotonic()
+    for thread in s.run_pending():
+        thread.join(10)
+    assert time.monotonic() - started < 5  # not 525,000 trigger steps
+    rows = fires(settings)
+    assert [(round((t - minute(0)) / MINUTE), status) for t, status, _ in rows] == [
+        (1, "done"),
+        (year - 60, "misfired"),  # the newest fire more than grace (3600 s) before now (5 s past)
+        (year, "done"),  # run_once: the fires within the grace time, as one run
+    ]
+    (misfired,) = [d for _, act, _, d in audit_actions(settings) if act == "schedule.misfired"]
+    assert misfired["missed"] == "1000 or more" and misfired["first"] == "2026-11-27T12:02:00+00:00"
+    assert launcher.calls == [("tick", minute(year))]
