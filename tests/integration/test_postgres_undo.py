@@ -1,0 +1,19 @@
+"""The undo unit suite (tests/unit/test_undo.py) again, with the state in a real PostgreSQL: a
+fresh schema per test (tests/fixtures/postgres.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.postgres import keep_only, postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
+from tests.unit import test_undo as unit
+from tests.unit.test_undo import *  # noqa: F403 - the same tests, on PostgreSQL
+
+pytestmark = pytest.mark.integration
+keep_only(globals(), set())  # the whole suite runs with CREWKIT_TEST_PG_FULL=1 only
+
+
+@pytest.fixture(autouse=True)
+def _on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    if hasattr(unit, "sqlite3"):
+        monkeypatch.setattr(unit, "sqlite3", sqlite3_on_postgres(postgres_url))
