@@ -22,6 +22,9 @@
            (`routing:` in config/models.yaml): which model of its role's chain answers it, from
            its task type, its complexity and the budget left; the run record's `routing` and the
            audit log ("route") say what was chosen and why, and which model answered.
+           Each subtask is a crew of its own; independent subtasks run at the same time, up to
+           `batching.max_concurrency` (config/operations.yaml), with the prompts and results
+           of a run that does them one after another (see docs/cost.md, "Batching").
 - verify:  deterministic acceptance checks, the grounding check (each claim of the result
            against the run's sources: tool outputs, recalled memory, knowledge; the profile's
            `grounding.require` decides whether unsupported claims fail the result, else they are
