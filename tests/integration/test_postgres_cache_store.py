@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fixtures.postgres import keep_only, postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
+from tests.fixtures.postgres import postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
 from tests.unit import test_cache_store as unit
 from tests.unit.test_cache_store import *  # noqa: F403 - the same tests, on PostgreSQL
 
 pytestmark = pytest.mark.integration
-keep_only(globals(), set())  # the whole suite runs with CREWKIT_TEST_PG_FULL=1 only
 
 
 @pytest.fixture(autouse=True)

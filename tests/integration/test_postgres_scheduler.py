@@ -10,7 +10,8 @@ from tests.unit import test_scheduler as unit
 from tests.unit.test_scheduler import *  # noqa: F403 - the same tests, on PostgreSQL
 
 pytestmark = pytest.mark.integration
-keep_only(globals(), set())  # the whole suite runs with CREWKIT_TEST_PG_FULL=1 only
+# by default only the job store + schedule_fires test below (the whole suite: CREWKIT_TEST_PG_FULL=1)
+keep_only(globals(), set())
 
 
 @pytest.fixture(autouse=True)
