@@ -660,7 +660,16 @@ class StateStore:
             yield from self._savepoint(conn, depth)
             return
         try:
-            conn.begin_immediate() if self.url else conn.execute("BEGIN IMMEDIATE")
+            if self.url:
+                try:
+                    conn.begin_immediate()
+                except sqlite3.OperationalError:
+                    if not self._lost(conn):
+                        raise
+                    conn = self._conn()  # the server dropped it while idle: nothing was written yet
+                    conn.begin_immediate()
+            else:
+                conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise self._environment(exc) from None
         local.depth, local.pending = 1, []
@@ -741,9 +750,20 @@ class StateStore:
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._conn().execute(sql, args).fetchall()
+            conn = self._conn()
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError:
+                if not self._lost(conn):
+                    raise
+                return self._conn().execute(sql, args).fetchall()  # once, on a new connection
         except sqlite3.DatabaseError as exc:
             raise self._database_error(exc) from None
+
+    def _lost(self, conn: Any) -> bool:
+        """PostgreSQL: whether `conn` was dropped by the server (a restart, a failover, an idle
+        timeout) outside a transaction, so the statement may run again on a new connection."""
+        return bool(self.url) and not conn.usable and not getattr(self._local, "depth", 0)
 
     def _prepare(self) -> None:
         """Check the file and bring its schema up to date (once per store per process)."""

@@ -219,17 +219,33 @@ def test_sums_of_integers_are_ints_and_booleans_are_stored_as_numbers(store: Sta
     assert store.read("SELECT stable FROM checkpoints WHERE stable = ?", (True,)) == [(1,)]
 
 
-def test_a_connection_the_server_dropped_is_replaced(store: StateStore) -> None:  # noqa: F811
+def test_a_connection_the_server_dropped_while_idle_is_replaced_without_an_error(store: StateStore) -> None:  # noqa: F811
     unit_store._run(store)
-    pid = store.read("SELECT pg_backend_pid()")[0][0]
+
+    def kill_my_session() -> None:
+        pid = store.read("SELECT pg_backend_pid()")[0][0]
+        with store.snapshot() as conn:
+            conn.execute("SELECT pg_terminate_backend(?)", (pid,))
+        time.sleep(0.2)
+
     other = StateStore.open(Path("/nonexistent"))  # same URL: the same store
     assert other is store
-    with store.snapshot() as conn:
-        conn.execute("SELECT pg_terminate_backend(?)", (pid,))
-    time.sleep(0.2)
-    with pytest.raises(StateStoreError):  # the call that finds it gone fails, as a lost file would
-        store.get_run("r1")
-    assert store.get_run("r1") is not None  # the next one reconnects
+    kill_my_session()
+    assert store.get_run("r1") is not None  # a read: run again on a new connection
+    kill_my_session()
+    store.set_status("r1", "paused")  # a write: its transaction begins on a new connection
+    assert store.require_run("r1").status == "paused"
+
+
+def test_a_connection_lost_inside_a_transaction_fails_that_transaction_whole(store: StateStore) -> None:  # noqa: F811
+    unit_store._run(store)
+    with pytest.raises(StateStoreError), store.write() as conn:
+        conn.execute("UPDATE runs SET status = 'paused'")
+        with store.snapshot() as other:
+            other.execute("SELECT pg_terminate_backend(?)", (conn.raw.info.backend_pid,))
+        time.sleep(0.2)
+        conn.execute("UPDATE runs SET error = 'x'")
+    assert store.require_run("r1").status == "running"  # nothing of it was kept
 
 
 @pytest.mark.parametrize(
