@@ -15,7 +15,8 @@ config/operations.yaml in that copy (no code flags).
             cached; the shipped `local-small` samples at temperature 0.2 without one).
 - batching: a task whose plan has several subtasks, run in pairs (one at a time, then batched,
             alternating), a fresh state home per run, the cache off in both arms so every call
-            is made. Arm "sequential": `batching.enabled: false`; arm "batched": enabled with
+            is made, and a fixed seed on the embedded model in both (at temperature 0.2 without
+            one, answers differ in length from run to run, which swamps what batching changes). Arm "sequential": `batching.enabled: false`; arm "batched": enabled with
             `--concurrency` (default 2). Figures: the execute step's wall time (first to last
             model call of the step, from the usage rows) and the whole process's wall time, each
             as batched / sequential per pair (median over pairs) and the share saved.
@@ -205,6 +206,7 @@ def batching_half(tmp: Path, pairs: int, concurrency: int) -> dict[str, Any]:
         project = copy_project(tmp / f"batch-{arm}")
         set_section(project, "batching", body)
         set_section(project, "cache", "  enabled: false\n")  # every call is made in both arms
+        fixed_seed(project)  # same prompt, same answer: both arms generate the same tokens
         projects[arm] = project
     results: list[dict[str, Any]] = []
     for i in range(pairs):
@@ -216,9 +218,12 @@ def batching_half(tmp: Path, pairs: int, concurrency: int) -> dict[str, Any]:
             span = execute_span(rows)
             r.update(counted(rows), execute_s=None if span is None else round(span, 2), load_avg=load())
             r["execute_calls"] = sum(1 for x in rows if x.get("stage") == "execute" and not x.get("relayed"))
+            r["output_tokens"] = sum(
+                int(x.get("output_tokens") or 0) for x in rows if x.get("stage") == "execute"
+            )
             pair[arm] = r
             print(f"  pair {i} {arm:10s} {r['status']!s:8s} whole {r['wall_s']:7.1f} s  execute "
-                  f"{r['execute_s']} s  execute calls {r['execute_calls']}  load {r['load_avg']}")  # fmt: skip
+                  f"{r['execute_s']} s  execute calls {r['execute_calls']} ({r['output_tokens']} tokens out)  load {r['load_avg']}")  # fmt: skip
         seq, bat = pair["sequential"], pair["batched"]
         if seq["execute_s"] and bat["execute_s"]:
             pair["execute_ratio"] = round(bat["execute_s"] / seq["execute_s"], 3)
@@ -229,7 +234,13 @@ def batching_half(tmp: Path, pairs: int, concurrency: int) -> dict[str, Any]:
     exec_median = statistics.median(exec_ratios) if exec_ratios else None
     wall_median = statistics.median(wall_ratios)
     return {
-        "workload": {"task": BATCH_TASK, "pairs": pairs, "max_concurrency": concurrency, "cache": False},
+        "workload": {
+            "task": BATCH_TASK,
+            "pairs": pairs,
+            "max_concurrency": concurrency,
+            "cache": False,
+            "seed": 42,
+        },
         "pairs": results,
         "execute_ratio_batched_over_sequential": None if exec_median is None else round(exec_median, 3),
         "execute_time_saved": None if exec_median is None else round(1 - exec_median, 3),
