@@ -9,19 +9,24 @@
   busy cores measured ~40x slower than 1); each call sets its thread count from this.
 - `generation(...)`: a llama.cpp context is not re-entrant, so one `Llama` generates one reply at
   a time. Calls that arrive together (batched subtasks) each get an instance of their own from
-  the file's `Pool`: a second instance is loaded the first time a call finds every instance busy,
-  up to a limit (the usable cores; `params.parallel` sets it, 1 turns it off). The weights are
+  the file's `Pool`: the first time a call finds every instance busy, another is loaded in the
+  background (the call takes whichever instance is free first, so a short burst never waits
+  for a load), up to a limit (the usable cores; `params.parallel` sets it, 1 turns it off). The weights are
   memory-mapped, so instances share them; each has its own KV cache and prompt cache. The cores
   are split between the instances generating at the same time (or within the last seconds), so
   two calls on 2 cores run with a thread each instead of three threads fighting for two cores.
 
-No CrewAI import here. Loading is not moved to a background thread on purpose: with
+No CrewAI import here. The first instance is loaded in the calling thread on purpose: with
 verbose=False llama_cpp silences a load by redirecting the process's stdout/stderr file
 descriptors (and swapping sys.stdout), which would swallow or un-redirect the main thread's output.
+A further instance loads in the background only while calls overlap (a batch is running, the
+main thread waits for the flow); what another thread prints during that load (about a second)
+can be lost.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from crewkit.errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
 
 PROMPT_CACHE_BYTES = 256 << 20
 PROMPT_BATCH = 128
@@ -135,29 +142,38 @@ class Pool:
         self.slots = [_Slot(first, lock)]
         self.changed = threading.Condition()
         self.loading = False
+        self.cannot_grow: str | None = None  # why another instance could not be loaded
 
     def _take(self, make: Callable[[], Any], limit: int) -> _Slot:
+        """The first idle instance. When every one is busy and the pool may grow, another is
+        loaded in the background meanwhile: the caller takes whichever is free first (a busy
+        instance finishing, or the new one), so a short burst never waits for a load."""
         while True:
             with self.changed:
                 for slot in self.slots:
                     if slot.lock.acquire(blocking=False):
                         return slot
-                grow = not self.loading and len(self.slots) < limit
-                if grow:
+                if not self.loading and self.cannot_grow is None and len(self.slots) < limit:
                     self.loading = True
-                else:  # the primary's lock may be released without a notify (eval compare holds it)
-                    self.changed.wait(0.05)
-                    continue
-            try:
-                slot = _Slot(make(), threading.Lock())
-            finally:
-                with self.changed:
-                    self.loading = False
-                    self.changed.notify_all()
-            slot.lock.acquire()
+                    threading.Thread(
+                        target=self._grow, args=(make,), name="crewkit-llama-load", daemon=True
+                    ).start()
+                # the primary's lock may be released without a notify (eval compare holds it)
+                self.changed.wait(0.05)
+
+    def _grow(self, make: Callable[[], Any]) -> None:
+        slot = None
+        try:
+            slot = _Slot(make(), threading.Lock())
+        except Exception as exc:  # noqa: BLE001 - the pool goes on with the instances it has
+            self.cannot_grow = str(exc) or type(exc).__name__
+            log.warning("embedded model: no further instance for calls at once: %s", self.cannot_grow)
+        finally:
             with self.changed:
-                self.slots.append(slot)
-            return slot
+                if slot is not None:
+                    self.slots.append(slot)
+                self.loading = False
+                self.changed.notify_all()
 
     def _sharing(self, mine: _Slot) -> int:
         """Instances generating now or a moment ago, this one included."""
