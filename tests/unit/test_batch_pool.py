@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -142,3 +143,34 @@ def test_the_limit_follows_params_and_the_cores(cores: None):
     assert gguf.instance_limit(0, 0) == 2  # one per usable core
     assert gguf.instance_limit(0, 2) == 1  # n_threads 2 on 2 cores: room for one
     assert gguf.instance_limit(3, 0) == 3  # `params.parallel` wins
+
+
+def test_a_call_waiting_for_an_instance_never_waits_for_a_slow_load(cores: None):
+    pool = gguf.Pool("first", threading.Lock())
+    loaded = threading.Event()
+
+    def slow_make() -> str:
+        time.sleep(1.0)
+        loaded.set()
+        return "second"
+
+    got: list[tuple[str, float]] = []
+
+    def generate(hold: float) -> None:
+        t0 = time.perf_counter()
+        with pool.generation(slow_make, limit=2) as (instance, _):
+            got.append((instance, time.perf_counter() - t0))
+            time.sleep(hold)
+
+    first = threading.Thread(target=generate, args=(0.2,))
+    first.start()
+    time.sleep(0.05)
+    generate(0.0)  # every instance busy: a load starts, but the first instance frees sooner
+    first.join()
+    assert got[0][0] == "first" and got[1][0] == "first"
+    assert got[1][1] < 0.8  # it took the first instance when it freed (~0.15 s), not the new one
+    assert loaded.wait(5)
+    deadline = time.monotonic() + 5
+    while len(pool.slots) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [s.llama for s in pool.slots] == ["first", "second"]  # ready for the next burst
