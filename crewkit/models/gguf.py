@@ -26,6 +26,8 @@ can be lost.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -222,10 +224,29 @@ _POOLS: dict[int, tuple[Any, Pool]] = {}
 def pool(first: Any, lock: threading.Lock) -> Pool:
     """The pool whose first instance is `first` (the one `load` shares)."""
     with _LOAD_LOCK:
+        if not _POOLS:
+            atexit.register(close_pools)
         entry = _POOLS.get(id(first))
         if entry is None or entry[0] is not first:
             entry = _POOLS[id(first)] = (first, Pool(first, lock))
         return entry[1]
+
+
+def close_pools(wait_s: float = 30.0) -> None:
+    """Free the pools' instances while llama_cpp is still whole (at exit).
+
+    An instance left to the interpreter's shutdown is freed by its `__del__` after llama_cpp's
+    bindings were torn down, which prints a `TypeError` traceback on stderr. A load in flight is
+    waited for; an instance still generating (a run interrupted by Ctrl-C) is left alone.
+    """
+    for _, p in list(_POOLS.values()):
+        with p.changed:
+            p.changed.wait_for(lambda p=p: not p.loading, timeout=wait_s)
+            slots = list(p.slots)
+        for slot in slots:
+            if slot.lock.acquire(blocking=False):
+                with contextlib.suppress(Exception):
+                    slot.llama.close()
 
 
 def instance_limit(parallel: int, n_threads: int) -> int:

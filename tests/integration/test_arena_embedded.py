@@ -28,7 +28,8 @@ SECOND = """\
 def test_battle_vote_export_on_the_embedded_model(project, capsys):
     path = project / "config" / "models.yaml"
     text = path.read_text().replace(
-        "params: {temperature: 0.2, max_tokens: 256}", "params: {temperature: 0.2, max_tokens: 12}"
+        "params: {temperature: 0.2, max_tokens: 256, seed: 42}",
+        "params: {temperature: 0.2, max_tokens: 12, seed: 42}",
     )
     path.write_text(
         text.replace("  # Embedded embedder (default)", SECOND + "  # Embedded embedder (default)", 1)

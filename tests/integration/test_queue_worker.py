@@ -168,7 +168,8 @@ class Workers:
 
 @pytest.fixture
 def workers(project: Path, tmp_path: Path, redis_server) -> Iterator[Workers]:
-    (project / "flows" / "steps.py").write_text(STEPS_FLOW)
+    # its own module name: a `flows.steps` imported here would be the one unit tests in this process get
+    (project / "flows" / "queued_steps.py").write_text(STEPS_FLOW)
     budget_settings(project, {"total": 100.0})
     ops = project / "config" / "operations.yaml"
     text = ops.read_text().replace("visibility_timeout: 3600", "visibility_timeout: 4")
@@ -194,7 +195,7 @@ def spent_total(store: StateStore) -> float:
 def test_a_queued_run_goes_through_a_worker_and_wait_exits_with_its_code(workers, project, capsys):
     worker = workers.start()
     code, out, err = run_cli(
-        capsys, "run", "steps", "--queue", "--wait", "--json", "--inputs", '{"task": "t"}'
+        capsys, "run", "queued_steps", "--queue", "--wait", "--json", "--inputs", '{"task": "t"}'
     )
     assert code == 0, err + workers.log(worker)
     line = json.loads(out.strip().splitlines()[-1])
@@ -211,7 +212,7 @@ def test_a_queued_run_goes_through_a_worker_and_wait_exits_with_its_code(workers
 def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_paid_twice(workers, project, tmp_path, capsys):
     marker = tmp_path / "hung"
     first = workers.start(QW_HANG_AT="three+", QW_MARKER=str(marker))
-    code, out, err = run_cli(capsys, "run", "steps", "--queue", "--json", "--inputs", '{"task": "t"}')
+    code, out, err = run_cli(capsys, "run", "queued_steps", "--queue", "--json", "--inputs", '{"task": "t"}')
     assert code == 0, err
     run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
     deadline = time.monotonic() + WAIT_S
@@ -255,7 +256,7 @@ def test_a_pool_child_killed_mid_run_is_retried_at_once_by_its_own_worker(worker
     ops.write_text(ops.read_text().replace("visibility_timeout: 4", "visibility_timeout: 3600"))
     marker = tmp_path / "hung"
     worker = workers.start(QW_HANG_AT="two", QW_MARKER=str(marker))
-    code, out, err = run_cli(capsys, "run", "steps", "--queue", "--json", "--inputs", '{"task": "t"}')
+    code, out, err = run_cli(capsys, "run", "queued_steps", "--queue", "--json", "--inputs", '{"task": "t"}')
     assert code == 0, err
     run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
     deadline = time.monotonic() + WAIT_S
@@ -285,7 +286,7 @@ def test_a_run_longer_than_the_visibility_timeout_runs_once_while_another_worker
     slow = {"QW_SLOW_AT": "two", "QW_SLOW_S": "12"}  # 3 x the 4 s visibility timeout
     first, second = workers.start(**slow), workers.start(**slow)
     code, out, err = run_cli(
-        capsys, "run", "steps", "--queue", "--wait", "--json", "--inputs", '{"task": "t"}'
+        capsys, "run", "queued_steps", "--queue", "--wait", "--json", "--inputs", '{"task": "t"}'
     )
     assert code == 0, err + workers.log(first) + workers.log(second)
     run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
