@@ -7,6 +7,7 @@ import pytest
 
 from tests.fixtures.postgres import keep_only, postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
 from tests.unit import test_ab_assignment as unit
+from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 from tests.unit.test_ab_assignment import *  # noqa: F403 - the same tests, on PostgreSQL
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from crewkit.governance import audit
 from crewkit.runtime.store import DB_NAME, StateStore
 from tests.fixtures.postgres import postgres_server, postgres_url  # noqa: F401
 from tests.unit import test_default_flow as unit
+from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import pytest
 
 from crewkit.runtime.store import DB_NAME
 from tests.fixtures.postgres import postgres_server, postgres_url  # noqa: F401
+from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 from tests.unit.test_queue import (  # noqa: F401 - the same tests (those that touch the store), on PostgreSQL
     redis_server_fixture,
     test_a_publish_that_fails_after_the_check_leaves_no_run_and_no_audit,
