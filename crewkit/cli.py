@@ -446,8 +446,16 @@ def config_check() -> None:
             f"schedules (config/schedules.yaml): {len(jobs)} job(s)"
             + "".join(f"; {j.name} ({j.cron}, {j.flow}{'' if j.enabled else ', disabled'})" for j in jobs)
         )
-    from crewkit.settings import price_warnings
+    from crewkit.settings import env, price_warnings
 
+    ops = settings.operations
+    click.echo(
+        f"operations ({'config/operations.yaml' if settings.operations_doc else 'defaults'}): "
+        f"cache {'on' if ops.cache.enabled else 'off'} (semantic {'on' if ops.cache.semantic.enabled else 'off'}), "
+        f"batching {ops.batching.max_concurrency if ops.batching.enabled else 'off'}, "
+        f"metrics {'on' if ops.metrics.enabled else 'off'}, queue via {ops.queue.broker_url_env}, "
+        f"state in {'PostgreSQL' if env(ops.database.url_env) else 'SQLite'} ({ops.database.url_env})"
+    )
     for name in settings.profiles.profiles:
         for warning in price_warnings(settings.with_profile(name)):
             sys.stderr.write(f"warning: {warning}\n")

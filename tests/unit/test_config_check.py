@@ -113,3 +113,16 @@ def test_config_check_lists_eval_suites_and_names_a_malformed_one_at_its_line(pr
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1, err
     assert err.startswith("error: config/suites/mine.yaml:6: unknown field 'answr'"), err
+
+
+def test_config_check_says_how_operations_are_set(project, capsys, monkeypatch):
+    (project / "config" / "operations.yaml").write_text(
+        "cache: {enabled: false}\nbatching: {enabled: true, max_concurrency: 3}\n"
+        "database: {url_env: MY_DB_URL}\n"
+    )
+    monkeypatch.setenv("MY_DB_URL", "postgresql://u:secret@db.invalid/x")
+    code, out, err = _check(capsys)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("operations"))
+    assert "cache off" in line and "batching 3" in line and "state in PostgreSQL (MY_DB_URL)" in line
+    assert "secret" not in out  # the variable is named, its value never printed
