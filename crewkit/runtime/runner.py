@@ -123,6 +123,25 @@ def run_flow(
     )
 
 
+def check_continuable(store: StateStore, row: Any) -> None:
+    """Refuse to continue a finished run (exit 2) or one whose approval is still pending (exit 75);
+    what `crewkit resume` and `crewkit resume --queue` both check first."""
+    run_id = row.run_id
+    if row.status in ("done", "rejected"):
+        raise UsageError(
+            f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"
+        )
+    if row.status == PAUSED and row.approval_id:
+        store.expire_due()
+        approval = store.get_approval(row.approval_id)
+        if approval is not None and approval.status == "pending":
+            raise ApprovalRequired(
+                f"run {run_id} still waits for approval {approval.id} ({approval.tier}); decide it with "
+                f"`crewkit approvals approve {approval.id}` or `crewkit approvals reject {approval.id} --reason ...`",
+                approval.id,
+            )
+
+
 def resume_run(
     settings: Settings,
     role_map: RoleMap,
@@ -143,19 +162,7 @@ def resume_run(
     settings = settings.with_profile(row.profile)  # the profile the run started under
     if row.status == rollback.ROLLING_BACK:
         raise UsageError(f"run {run_id} is half rolled back: {row.error}")
-    if row.status in ("done", "rejected"):
-        raise UsageError(
-            f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"
-        )
-    if row.status == PAUSED and row.approval_id:
-        store.expire_due()
-        approval = store.get_approval(row.approval_id)
-        if approval is not None and approval.status == "pending":
-            raise ApprovalRequired(
-                f"run {run_id} still waits for approval {approval.id} ({approval.tier}); decide it with "
-                f"`crewkit approvals approve {approval.id}` or `crewkit approvals reject {approval.id} --reason ...`",
-                approval.id,
-            )
+    check_continuable(store, row)
     inputs = dict(row.inputs)
     if row.flow.startswith(CREW_PREFIX):
         name = row.flow[len(CREW_PREFIX) :]

@@ -251,10 +251,10 @@ def requeue(settings: Settings, run_id: str) -> Enqueued:
     interruption, a rollback, a run whose process died) and for a run still `queued` whose message
     was lost with Redis's data. Refused like `crewkit resume` otherwise (exit 2; 75 while its
     approval is pending), and when the broker does not answer; nothing is changed then."""
-    from crewkit.errors import ApprovalRequired
     from crewkit.governance import audit
     from crewkit.runtime.crew_run import CREW_PREFIX
-    from crewkit.runtime.record import PAUSED, RESUMABLE
+    from crewkit.runtime.record import RESUMABLE
+    from crewkit.runtime.runner import check_continuable
     from crewkit.runtime.store import StateStore
 
     target = check_broker(settings)
@@ -264,24 +264,12 @@ def requeue(settings: Settings, run_id: str) -> Enqueued:
         raise UsageError(
             f"run {run_id} is a crew run; workers run flows: continue it with `crewkit resume {run_id}`"
         )
-    if row.status in ("done", "rejected"):
-        raise UsageError(
-            f"run {run_id} is {row.status}; nothing to resume (start it again with `crewkit runs rerun {run_id}`)"
-        )
+    check_continuable(store, row)  # done, rejected: exit 2; a pending approval: exit 75
     if row.status == "running" and not store.process_gone(row):
         where = f" on host {row.host}" if row.host else ""
         raise UsageError(f"run {run_id} is running in process {row.pid}{where}; wait for it or stop it")
     if row.status not in {QUEUED, "running", *RESUMABLE}:
         raise UsageError(f"run {run_id} is {row.status}; nothing to queue")
-    if row.status == PAUSED and row.approval_id:
-        store.expire_due()
-        approval = store.get_approval(row.approval_id)
-        if approval is not None and approval.status == "pending":
-            raise ApprovalRequired(
-                f"run {run_id} still waits for approval {approval.id} ({approval.tier}); decide it with "
-                f"`crewkit approvals approve {approval.id}` or `crewkit approvals reject {approval.id} --reason ...`",
-                approval.id,
-            )
     cfg = settings.operations.queue
     task_id = str(uuid.uuid4())
     app = make_app(settings)
