@@ -25,6 +25,16 @@ def telemetry_off() -> None:
         os.environ.setdefault(key, value)
 
 
+def temp_home() -> str:
+    """A fresh CREWKIT_HOME (and CrewAI's storage inside it) for this process; returns its path."""
+    import tempfile
+
+    home = tempfile.mkdtemp(prefix="crewkit-bench-")
+    os.environ["CREWKIT_HOME"] = home
+    os.environ["CREWAI_STORAGE_DIR"] = str(Path(home) / "crewai")
+    return home
+
+
 def mmm(values: list[float], digits: int) -> dict[str, float]:
     return {
         "min": round(min(values), digits),

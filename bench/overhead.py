@@ -44,16 +44,13 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from _common import mmm, telemetry_off, write_results
+from _common import mmm, telemetry_off, temp_home, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 telemetry_off()
-_HOME = tempfile.mkdtemp(prefix="crewkit-bench-")
-os.environ["CREWKIT_HOME"] = _HOME
-os.environ["CREWAI_STORAGE_DIR"] = str(Path(_HOME) / "crewai")
+_HOME = temp_home()
 sys.path.insert(0, str(ROOT))  # for tests.fakes
 
 import argparse  # noqa: E402
