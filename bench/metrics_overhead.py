@@ -74,6 +74,9 @@ def main() -> int:
     project = Path(_HOME) / "project"
     shutil.copytree(ROOT / "config", project / "config")
     shutil.copytree(ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    # every call sends the same prompt: with the shipped seed the response cache would answer all
+    # but the first, and the path measured would be the cache's, not a model call's
+    (project / "config" / "operations.yaml").write_text("cache: {enabled: false}\n")
     settings = load_settings(project)
     store = StateStore.open(Path(_HOME))
     run_ids = (f"bench-{i:05d}" for i in itertools.count())
