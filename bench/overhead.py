@@ -133,6 +133,11 @@ def main() -> int:
     logging.getLogger("crewai.llms.base_llm").setLevel(logging.ERROR)
     project = Path(_HOME) / "project"
     shutil.copytree(ROOT / "config", project / "config")
+    # config/schedules.yaml names the default flow, which config loading checks exists
+    shutil.copytree(ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    # the runs repeat the same tasks: with the shipped seed the response cache would answer them
+    # and no model call would be left to measure the governance path around
+    (project / "config" / "operations.yaml").write_text("cache: {enabled: false}\n")
     if not args.free:  # a priced model, so every call reserves and settles its budgets
         models = project / "config" / "models.yaml"
         models.write_text(
