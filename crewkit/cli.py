@@ -1172,6 +1172,20 @@ def eval_compare(models: str, suite_name: str, profile: str | None, out: Path | 
     return 0
 
 
+# --- the web console (crewkit.web) ---------------------------------------------------------------
+@app.command(context_settings=CONTEXT, short_help="The web console: runs, approvals, arena, metrics, memory.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any other than loopback makes reading need a sign-in too.")  # fmt: skip
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True, help="Port to listen on.")
+def serve(host: str, port: int) -> None:
+    """Serve the web console until Ctrl-C. Acting (approve, reject, vote, resume, delete) needs a
+    sign-in with a token: CREWKIT_CONSOLE_USERS="alice:TOKEN ...", CREWKIT_CONSOLE_TOKEN, or the
+    one written to CREWKIT_HOME/console.token at each start."""
+    from crewkit.web.serve import serve as serving
+
+    serving(_settings(), host, port, say=lambda line: click.echo(line, err=True))
+
+
 # --- arena: pairwise battles, votes and ratings (crewkit.evaluation.arena, .ratings) ---------
 @app.group("arena", context_settings=CONTEXT, no_args_is_help=True)
 def arena_app() -> None:

@@ -8,15 +8,37 @@ from __future__ import annotations
 
 
 class CrewkitError(Exception):
-    """Base of every error a user can act on."""
+    """Base of every error a user can act on.
+
+    `http_status` is what the web console (`crewkit.web`) answers with for it."""
 
     exit_code = 1
+    http_status = 500
 
 
 class UsageError(CrewkitError):
     """Bad command-line input (flags, --inputs JSON, unknown crew or flow)."""
 
     exit_code = 2
+    http_status = 422
+
+
+class NotFound(UsageError):
+    """The named thing does not exist: an unknown run, approval, battle or memory id."""
+
+    http_status = 404
+
+
+class Conflict(UsageError):
+    """The thing exists but its state no longer allows the action: decided, voted, expired."""
+
+    http_status = 409
+
+
+class NotAllowed(UsageError):
+    """This person may not take the action (not an approver of the tier, approving their own run)."""
+
+    http_status = 403
 
 
 class ConfigError(CrewkitError):

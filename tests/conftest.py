@@ -174,3 +174,11 @@ def scripted(project: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(cli, "_engine", engine)
     return fake
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the folder of the console's browser screenshots (tests/browser), when any were taken."""
+    shots = ROOT / "output" / "screenshots"
+    found = sorted(shots.glob("*.png")) if shots.is_dir() else []
+    if found:
+        terminalreporter.write_line(f"console screenshots ({len(found)}): {shots}/")

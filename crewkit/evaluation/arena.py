@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from crewkit.errors import ModelCallFailed, UsageError
+from crewkit.errors import Conflict, ModelCallFailed, NotFound, UsageError
 from crewkit.evaluation.votes import Battle, write_jsonl
 from crewkit.redact import redact
 
@@ -183,11 +183,11 @@ def get(store: Any, battle_id: str) -> ArenaBattle:
     return _row(rows[0])
 
 
-def _unknown(store: Any, battle_id: str) -> UsageError:
+def _unknown(store: Any, battle_id: str) -> NotFound:
     from crewkit.settings import suggest
 
     ids = [r[0] for r in store.read("SELECT id FROM arena_battles ORDER BY tstamp DESC LIMIT 200")]
-    return UsageError(
+    return NotFound(
         f"unknown battle '{battle_id}'{suggest(battle_id, ids)}; "
         "pending battles are listed by 'crewkit arena pending'"
     )
@@ -208,7 +208,7 @@ def vote(store: Any, battle_id: str, choice: str, *, voter: str | None = None) -
             raise _unknown(store, battle_id)
         found = _row(rows[0])
         if not found.pending:
-            raise UsageError(
+            raise Conflict(
                 f"battle '{battle_id}' already has a vote ({found.winner}); a battle takes one vote, "
                 "start a new one with 'crewkit arena battle'"
             )

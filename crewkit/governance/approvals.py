@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crewkit import redact
-from crewkit.errors import ApprovalRequired, CrewkitError, RunPaused, UsageError
+from crewkit.errors import ApprovalRequired, CrewkitError, NotAllowed, RunPaused, UsageError
 from crewkit.governance import data_classes, risk
 from crewkit.settings import GovernanceConfig, Settings, env
 
@@ -367,12 +367,12 @@ def decide(
     requester = getattr(run, "requester", None)
     allow_self = gov.approvals.allow_self_approval
     if outcome == "approved" and requester and by == requester and not allow_self:
-        raise UsageError(
+        raise NotAllowed(
             f"{by} requested run {approval.run_id} and may not approve it; another approver decides "
             "(or set approvals.allow_self_approval: true in config/governance.yaml)"
         )
     if approval.approvers and by not in approval.approvers:
-        raise UsageError(
+        raise NotAllowed(
             f"{by} may not decide approval {approval_id} ({approval.tier}); approvers: {', '.join(approval.approvers)}"
         )
     return store.decide(approval_id, outcome, by, note)

@@ -64,6 +64,14 @@ _NAME_BAD = re.compile(r"[\x00-\x1f\x7f]")
 class MemoryStoreError(MemoryError_):
     """A memory operation refused as asked (bad text, unknown id, version or tenant); nothing changed."""
 
+    http_status = 422
+
+
+class MemoryNotFound(MemoryStoreError):
+    """An unknown (or out-of-scope, or deleted) memory id."""
+
+    http_status = 404
+
 
 class MemoryInconsistent(CrewkitError):
     """A write failed and putting the vectors back failed too: SQLite is right, Qdrant may differ."""
@@ -294,12 +302,12 @@ class MemoryStore:
         )
         row = rows[0] if rows else None
         if row is None or not self._in_scope(row, scope):  # another tenant's id is "unknown" too
-            raise MemoryStoreError(
+            raise MemoryNotFound(
                 f"unknown memory id '{memory_id}' for {scope.describe()}; find ids with "
                 "crewkit memory list (or search) and the same --tenant/--user/--agent"
             )
         if row[6] is not None:
-            raise MemoryStoreError(
+            raise MemoryNotFound(
                 f"memory '{memory_id}' was deleted (every version removed); it cannot be read or changed"
             )
         return row

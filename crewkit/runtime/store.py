@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crewkit.errors import StateStoreError, UsageError
+from crewkit.errors import Conflict, NotFound, StateStoreError, UsageError
 from crewkit.governance import audit
 from crewkit.runtime.database import URL_ENV, database_url, url_env, use_url_env  # noqa: F401 - re-exported
 
@@ -955,11 +955,11 @@ class StateStore:
             raise self._unknown_run(run_id)
         return run
 
-    def _unknown_run(self, run_id: str) -> UsageError:
+    def _unknown_run(self, run_id: str) -> NotFound:
         from crewkit.settings import suggest  # pydantic: only when a message needs it
 
         ids = [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY created DESC LIMIT 5000")]
-        return UsageError(f"unknown run '{run_id}'{suggest(run_id, ids)}; `crewkit runs list` shows the runs")
+        return NotFound(f"unknown run '{run_id}'{suggest(run_id, ids)}; `crewkit runs list` shows the runs")
 
     def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRow]:
         """Runs newest first, optionally only those with `status`."""
@@ -1232,11 +1232,11 @@ class StateStore:
             raise self._unknown_approval(approval_id)
         return approval
 
-    def _unknown_approval(self, approval_id: str) -> UsageError:
+    def _unknown_approval(self, approval_id: str) -> NotFound:
         from crewkit.settings import suggest
 
         ids = [r[0] for r in self._read("SELECT id FROM approvals ORDER BY created DESC LIMIT 5000")]
-        return UsageError(
+        return NotFound(
             f"unknown approval '{approval_id}'{suggest(approval_id, ids)}; "
             "`crewkit approvals list` shows the approvals"
         )
@@ -1297,11 +1297,11 @@ class StateStore:
         if current.status == "pending":  # past its expiry: it takes its default now
             expired = [a for a in self.expire_due(now) if a.id == approval_id]
             current = expired[0] if expired else self.require_approval(approval_id)
-            raise UsageError(
+            raise Conflict(
                 f"approval {approval_id} expired at {when(current.expires_at)} and was "
                 f"{current.status} by {current.decided_by}"
             )
-        raise UsageError(
+        raise Conflict(
             f"approval {approval_id} was already {current.status} by {current.decided_by} at {when(current.decided)}"
         )
 

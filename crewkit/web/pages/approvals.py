@@ -1,0 +1,7 @@
+"""The approvals room of the console."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

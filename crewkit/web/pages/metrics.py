@@ -1,0 +1,7 @@
+"""The metrics room of the console."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
