@@ -31,6 +31,7 @@ memories, deleted ones included).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -755,6 +756,31 @@ class MemoryStore:
                     "crewkit",
                     run_id,
                 )
+
+    def changes(self, tenant: str, memory_id: str | None = None, limit: int = 50) -> list[audit.Record]:
+        """The audit records of memory writes in `tenant` (of `memory_id` only, if given), newest
+        first: who changed or deleted what, when and why (deleted memories included)."""
+        where, args = "action LIKE 'memory.%'", ()
+        if memory_id is not None:
+            where, args = f"{where} AND subject = ?", (f"memory:{memory_id}",)
+        rows = self.state.read(
+            "SELECT seq, ts, actor, action, subject, detail, prev_hash, hash, run_id FROM audit "
+            f"WHERE {where} ORDER BY seq DESC",
+            args,
+        )
+        found: list[audit.Record] = []
+        for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run_id in rows:
+            try:
+                detail = json.loads(detail_text)
+            except ValueError:  # a tampered record: `crewkit audit verify` names it
+                continue
+            if isinstance(detail, dict) and detail.get("tenant") == tenant:
+                found.append(
+                    audit.Record(seq, ts, actor, action, subject, detail, prev_hash, digest_, run_id)
+                )
+                if len(found) >= limit:
+                    break
+        return found
 
     def count(self, scope: Scope | None = None) -> int:
         """Live memories in `scope` (all, without one), from state.db."""
