@@ -200,6 +200,7 @@ def create_app(settings: Any, auth_: auth.Auth, *, host: str = "127.0.0.1", resu
     )
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.state.arena_llms = None  # model name -> LLM for arena battles (tests inject fakes)
     app.include_router(auth_routes())
     for name in PAGES:
         module = importlib.import_module(f"crewkit.web.pages.{name}")
