@@ -44,7 +44,7 @@ log = logging.getLogger("crewkit.web")
 
 
 class BodyLimit:
-    """413 for a request body over `limit` bytes: by Content-Length at once, else while it streams."""
+    """413 for a request body over `limit` bytes: by Content-Length at once, else once that many arrive."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -58,17 +58,26 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, send)
             return
+        # read the body (at most `limit` bytes) before the app sees it: a 413 raised from
+        # inside the app's receive() would pass through the middleware's task group as a 500
+        messages: list[Message] = []
         seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise auth.WebError(413, self.message())
-            return message
+                await self._too_large(scope, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     def message(self) -> str:
         return f"the request is larger than {self.limit // 1024} KiB; shorten the text (nothing was changed)"
@@ -172,7 +181,10 @@ def auth_routes() -> APIRouter:
 
 def safe_next(target: str) -> str:
     """Only a path on this console (no //host, no scheme) may follow a sign-in."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    # browsers drop tabs and newlines from a URL ("/\t/evil" -> "//evil"): none allowed
+    control = any(ord(c) < 32 or ord(c) == 127 for c in target)
+    plain = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if plain and not control else "/"
 
 
 def create_app(settings: Any, auth_: auth.Auth, *, host: str = "127.0.0.1", resumer: Any = None) -> FastAPI:
@@ -188,6 +200,7 @@ def create_app(settings: Any, auth_: auth.Auth, *, host: str = "127.0.0.1", resu
     app.state.auth = auth_
     app.state.private_reads = not auth.is_loopback(host)
     app.state.resumer = resumer
+    app.state.arena_llms = None  # model name -> LLM for arena battles (tests inject fakes)
     error_handlers(app)
     security_headers(app)
     app.add_middleware(
@@ -200,7 +213,6 @@ def create_app(settings: Any, auth_: auth.Auth, *, host: str = "127.0.0.1", resu
     )
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.state.arena_llms = None  # model name -> LLM for arena battles (tests inject fakes)
     app.include_router(auth_routes())
     for name in PAGES:
         module = importlib.import_module(f"crewkit.web.pages.{name}")

@@ -21,6 +21,7 @@ Tokens come from the environment (or `.env`), never from a file in the repositor
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import re
 import secrets
@@ -242,7 +243,14 @@ def check_origin(request: Request) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+    """True for localhost and loopback IP addresses (127.0.0.0/8, ::1); any other name is not."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # a host name such as 127.example.com: reads need a sign-in
+        return False
 
 
 def client_name(request: Request) -> Any:
