@@ -88,6 +88,7 @@ class Ledger:
                 "seconds": round(c.seconds, 4),
                 "input_tokens": c.input_tokens,
                 "output_tokens": c.output_tokens,
+                "cost_usd": round(c.cost_usd, 8),
             }
             if c.error:
                 row["error"] = c.error

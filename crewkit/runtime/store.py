@@ -961,8 +961,8 @@ class StateStore:
         ids = [r[0] for r in self._read("SELECT run_id FROM runs ORDER BY created DESC LIMIT 5000")]
         return NotFound(f"unknown run '{run_id}'{suggest(run_id, ids)}; `crewkit runs list` shows the runs")
 
-    def list_runs(self, status: str | None = None, limit: int | None = None) -> list[RunRow]:
-        """Runs newest first, optionally only those with `status`."""
+    def list_runs(self, status: str | None = None, limit: int | None = None, offset: int = 0) -> list[RunRow]:
+        """Runs newest first, optionally only those with `status`; `offset` skips the newest (with a limit)."""
         sql = f"SELECT {self._RUN_COLS} FROM runs"
         args: list[Any] = []
         if status is not None:
@@ -972,6 +972,9 @@ class StateStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
+            if offset:
+                sql += " OFFSET ?"
+                args.append(int(offset))
         return [self._run(r) for r in self._read(sql, tuple(args))]
 
     def set_status(
