@@ -782,6 +782,11 @@ class MemoryStore:
                     break
         return found
 
+    def tenant_counts(self) -> dict[str, int]:
+        """Live memories per tenant (tenants without any are absent), from state.db."""
+        rows = self.state.read("SELECT tenant, COUNT(*) FROM memories WHERE deleted IS NULL GROUP BY tenant")
+        return {str(tenant): int(count) for tenant, count in rows}
+
     def count(self, scope: Scope | None = None) -> int:
         """Live memories in `scope` (all, without one), from state.db."""
         if scope is None:

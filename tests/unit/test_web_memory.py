@@ -240,3 +240,24 @@ def test_page_loads_in_a_row_leave_the_store_closed(memory_project: Path, acme: 
     )
     assert store_mod._OPEN == {}  # noqa: SLF001 - nothing left open in the console's process
     write(memory_project, lambda store: store.index.count())  # another client can take the folder
+
+
+def test_the_tenant_picker_counts_live_memories(memory_project: Path, acme: dict[str, Any]) -> None:
+    client = signed_in(make_app(memory_project), "bob")
+    page = client.get("/memory", params={"tenant": "acme"})
+    assert "acme (2)" in page.text and "globex (1)" in page.text and "default (0)" in page.text
+    client.post(f"/memory/{acme['globex']}/delete", data=client.form(tenant="globex"))
+    assert "globex (0)" in client.get("/memory", params={"tenant": "globex"}).text
+
+
+def test_delete_on_the_shipped_edge_engine(project: Path, memory_project: Path, acme: dict[str, Any]) -> None:
+    (project / "config" / "memory.yaml").write_text("long_term:\n  engine: edge\n")
+
+    def fill(store: MemoryStore) -> str:
+        return store.add("kept on Qdrant Edge", ACME, actor="ann").id
+
+    edge_id = write(project, fill)
+    client = signed_in(make_app(project), "bob")
+    answer = client.post(f"/memory/{edge_id}/delete", data=client.form(tenant="acme"))
+    assert answer.status_code == 303
+    assert write(project, lambda store: (store.index.retrieve([edge_id]), store.count(ACME))) == ([], 2)

@@ -67,7 +67,8 @@ def memories(request: Request, tenant: Name = None, user: Name = None, agent: Na
     scope = scope_of(tenant, user, agent)
     with opened(request) as store:
         store.require_tenant(scope.tenant)
-        tenants = [(name, store.count(Scope(name))) for name in store.known_tenants()]
+        counts = store.tenant_counts()
+        tenants = [(name, counts.get(name, 0)) for name in store.known_tenants()]
         rows = store.list_memories(scope, limit=limit + 1)
         changes = store.changes(scope.tenant, limit=20)
     return page(
