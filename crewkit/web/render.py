@@ -103,7 +103,10 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         "user": auth.user(request),
         "csrf": auth.csrf_token(request),
         "nav": NAV,
-        "pending_count": pending_approvals(request),
+        # on a non-loopback console the anonymous see nothing of the state, not even this count
+        "pending_count": None
+        if auth.user(request) is None and request.app.state.private_reads
+        else pending_approvals(request),
         "flashes": auth.take_flashes(request),
         "project": request.app.state.settings.project_dir.name,
     }

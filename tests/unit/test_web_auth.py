@@ -395,3 +395,26 @@ def test_token_file_is_not_readable_by_others_even_with_a_loose_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / auth.TOKEN_FILE).stat().st_mode) == 0o600
+
+
+def pending_approval(app: Any) -> str:
+    """A pending approval made through the store's own API (what a paused run leaves)."""
+    import time
+
+    store = app.state.store
+    store.create_run("r-pending", "default", {"task": "pay the invoice"}, "fp", "carol")
+    made = store.request_approval(
+        "r-pending", "k1", "release", "sensitive", {"what": "a payment"}, "payment", ["*"],
+        time.time() + 3600, "reject",
+    )  # fmt: skip
+    return made.id
+
+
+def test_the_pending_count_shows_on_loopback_but_not_to_the_anonymous_elsewhere(project):
+    loopback = make_app(project)
+    pending_approval(loopback)
+    assert 'id="pending-count">1<' in anonymous(loopback).get("/signin").text
+    private = make_app(project, host="0.0.0.0")
+    for path in ("/signin", "/runs", "/no-such-page"):
+        assert 'id="pending-count"' not in anonymous(private).get(path).text, path
+    assert 'id="pending-count">1<' in signed_in(private).get("/signin").text
