@@ -912,6 +912,22 @@ class MemoryStore:
 
 
 @contextmanager
+def opened(settings: Settings, home: Path | None = None) -> Iterator[MemoryStore]:
+    """The memory store for one request or command, closed after it (the embedded vector store
+    takes one client at a time), unless this process had it open already (a run keeps its own)."""
+    where = Path(home or settings.home).resolve()
+    key = (str(where), *_index_key(settings.memory.long_term, where))
+    with _OPEN_LOCK:
+        was_open = key in _OPEN
+    store = MemoryStore.open(settings, home)
+    try:
+        yield store
+    finally:
+        if not was_open:
+            store.close()
+
+
+@contextmanager
 def _store_for(payload: dict[str, Any]) -> Iterator[MemoryStore]:
     """The memory store a compensation needs: the open one of this process, else opened from the
     project named in the payload (and closed after)."""

@@ -261,3 +261,21 @@ def test_delete_on_the_shipped_edge_engine(project: Path, memory_project: Path, 
     answer = client.post(f"/memory/{edge_id}/delete", data=client.form(tenant="acme"))
     assert answer.status_code == 303
     assert write(project, lambda store: (store.index.retrieve([edge_id]), store.count(ACME))) == ([], 2)
+
+
+def test_a_store_this_process_holds_open_is_shared_and_left_open(
+    memory_project: Path, acme: dict[str, Any]
+) -> None:
+    held = MemoryStore.open(load_settings(memory_project))  # as a run in this process would
+    try:
+        held.index.count()  # the embedded folder is taken by this client
+        client = signed_in(make_app(memory_project), "bob")
+        assert client.get(f"/memory/{acme['ann']}", params={"tenant": "acme"}).status_code == 200
+        answer = client.post(f"/memory/{acme['ann']}/delete", data=client.form(tenant="acme"))
+        assert answer.status_code == 303
+        assert (
+            held.index.retrieve([acme["ann"]]) == [] and held.index.count() == 2
+        )  # still open, still usable
+        assert MemoryStore.open(load_settings(memory_project)) is held
+    finally:
+        held.close()

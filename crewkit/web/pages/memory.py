@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from crewkit.errors import MemoryError_
+from crewkit.memory import store as store_mod
 from crewkit.memory.store import MAX_NAME_CHARS, MemoryStore, MemoryStoreError, Scope
 from crewkit.web import auth
 from crewkit.web.render import page
@@ -41,12 +42,8 @@ Name = Annotated[str | None, Query(max_length=MAX_NAME_CHARS)]
 @contextmanager
 def opened(request: Request) -> Iterator[MemoryStore]:
     """The project's memory store for one request, closed after it (vector store included)."""
-    with _STORE_LOCK:
-        store = MemoryStore.open(request.app.state.settings)
-        try:
-            yield store
-        finally:
-            store.close()
+    with _STORE_LOCK, store_mod.opened(request.app.state.settings) as store:
+        yield store
 
 
 def scope_of(tenant: str | None, user: str | None, agent: str | None) -> Scope:
