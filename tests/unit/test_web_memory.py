@@ -279,3 +279,20 @@ def test_a_store_this_process_holds_open_is_shared_and_left_open(
         assert MemoryStore.open(load_settings(memory_project)) is held
     finally:
         held.close()
+
+
+def test_memory_texts_are_shown_as_text_never_as_markup(memory_project: Path) -> None:
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    found = write(memory_project, lambda store: store.add(evil, Scope("acme", "<b>ann</b>"), actor="ann"))
+    client = anonymous(make_app(memory_project))
+    for answer in (
+        client.get("/memory", params={"tenant": "acme"}),
+        client.get(f"/memory/{found.id}", params={"tenant": "acme", "user": "<b>ann</b>"}),
+    ):
+        assert answer.status_code == 200
+        assert (
+            "<script>alert" not in answer.text
+            and "<img src=x" not in answer.text
+            and "<b>ann" not in answer.text
+        )
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in answer.text
