@@ -134,6 +134,24 @@ def test_the_window_leaves_out_older_calls(app, sub):
     assert 'data-group="older"' in client.get(f"/metrics?since={iso}&by=model").text
 
 
+def test_by_may_be_given_once_per_dimension(app, sub):
+    _call(sub, role="code", model="m1")
+    sub.flush()
+    text = anonymous(app).get("/metrics?by=role&by=model").text
+    assert 'data-group="code|m1"' in text and 'value="role,model"' in text
+
+
+def test_the_page_says_when_recording_is_off(project):
+    assert 'id="metrics-off"' not in anonymous(make_app(project)).get("/metrics").text
+    ops = project / "config" / "operations.yaml"
+    text = ops.read_text()
+    line = next(x for x in text.splitlines() if "`crewkit metrics`" in x)
+    ops.write_text(text.replace(line, line.replace("enabled: true", "enabled: false")))
+    app = make_app(project)
+    assert app.state.settings.operations.metrics.enabled is False
+    assert 'id="metrics-off"' in anonymous(app).get("/metrics").text
+
+
 def test_the_profile_filter_keeps_that_profiles_calls(app, sub):
     _call(sub, model="startup-model")
     other = MetricsSubscriber(app.state.store, "r2", profile="enterprise")
@@ -161,6 +179,7 @@ def test_no_calls_says_so(app):
         ("by=,", "by is empty"),
         ("by=" + "role," * 60, "by is longer than"),
         ("chart=pie", "chart 'pie' is not a figure to chart"),
+        ("since=" + "1" * 80 + "h", "since is longer than 64 characters"),
         ("profile=nope", "profile 'nope' is not in config/profiles.yaml"),
     ],
 )
@@ -296,6 +315,18 @@ def test_a_skipped_fire_says_why(project):
         thread.join(10)
     text = _text(anonymous(make_app(project)).get("/schedules/tick"))
     assert "skipped" in text and "still running (max_concurrent 1)" in text
+
+
+def test_a_job_taken_out_of_the_config_keeps_its_fires(project):
+    settings = project_with(project, JOB)
+    run(make(settings, minute(0), FakeLauncher()), minute(1) + 0.2)
+    project_with(project, JOB.replace("tick", "tock"))
+    client = anonymous(make_app(project))
+    index = client.get("/schedules").text
+    assert 'data-job="tock"' in index and 'href="/schedules/tick"' in index  # its fire is listed
+    page = client.get("/schedules/tick")
+    assert page.status_code == 200
+    assert 'id="job-removed"' in page.text and 'href="/runs/run-1"' in page.text
 
 
 def test_no_jobs_and_no_fires_say_so(project):

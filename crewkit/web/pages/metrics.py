@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -31,6 +31,7 @@ DEFAULT_SINCE = "24h"
 DEFAULT_BY = "role,model"
 WINDOWS = ("1h", "24h", "7d", "30d")  # the quick links above the form
 MAX_BY_TEXT = 200
+MAX_SINCE_TEXT = 64
 MAX_BARS = 20
 CHART_WIDTH = 720
 LABEL_WIDTH = 240
@@ -64,6 +65,10 @@ def window_start(since: str, now: float) -> float:
     text = since.strip()
     if not text:
         raise auth.WebError(422, "since is empty; use an age (1h, 24h, 7d) or an ISO date (2026-11-01)")
+    if len(text) > MAX_SINCE_TEXT:
+        raise auth.WebError(
+            422, f"since is longer than {MAX_SINCE_TEXT} characters; use an age (24h) or an ISO date"
+        )
     try:
         start = metrics.parse_since(text, now)
     except UsageError as exc:
@@ -74,7 +79,8 @@ def window_start(since: str, now: float) -> float:
 
 
 def group_keys(by: str) -> tuple[str, ...]:
-    """`by` (comma-separated dimensions) as a tuple without repeats; 422 for an unknown one."""
+    """`by` (comma-separated dimensions; `?by=role&by=model` arrives joined) as a tuple without
+    repeats; 422 for an unknown one."""
     if len(by) > MAX_BY_TEXT:
         raise auth.WebError(422, f"by is longer than {MAX_BY_TEXT} characters")
     keys = tuple(dict.fromkeys(k.strip() for k in by.split(",") if k.strip()))
@@ -210,7 +216,7 @@ def profile_status(settings: Any, store: Any, name: str, now: float) -> dict[str
 def metrics_page(
     request: Request,
     since: str = DEFAULT_SINCE,
-    by: str = DEFAULT_BY,
+    by: Annotated[list[str] | None, Query()] = None,
     chart: str = "p95",
     profile: str = "",
 ) -> Response:
@@ -218,7 +224,7 @@ def metrics_page(
     store = request.app.state.store
     now = time.time()
     start = window_start(since, now)
-    keys = group_keys(by)
+    keys = group_keys(DEFAULT_BY if by is None else ",".join(by))
     kind = chart_kind(chart)
     only = profile_name(settings, profile)
     summary = metrics.summarize(store, start, now + 1e-6, keys, profile=only)
@@ -238,6 +244,7 @@ def metrics_page(
         graph=bar_chart(summary.rows, kind),
         profiles=profiles,
         profile_names=list(settings.profiles.profiles),
+        recording=settings.operations.metrics.enabled,
         ms=lambda value: show_value(value, "ms"),
     )
 
@@ -313,19 +320,23 @@ def schedule_page(
     from crewkit.settings import suggest
 
     settings = request.app.state.settings
-    names = [j.name for j in settings.schedules.jobs]
-    if settings.schedules.job(job) is None:
+    config = settings.schedules.job(job)
+    fires = fire_rows(scheduler.history(settings, job, limit))
+    if config is None and not fires:
+        names = [j.name for j in settings.schedules.jobs]
         raise NotFound(
             f"no job '{job}' in config/schedules.yaml{suggest(job, names)}; jobs: {', '.join(names) or 'none'}"
         )
     now = time.time()
-    listed = next(j for j in job_rows(settings, now, count) if j["job"] == job)
+    # a job taken out of config/schedules.yaml keeps its recorded fires: shown without its settings
+    listed = next((j for j in job_rows(settings, now, count) if j["job"] == job), None)
     return page(
         request,
         "schedules_job.html",
+        name=job,
         job=listed,
-        config=settings.schedules.job(job),
-        fires=fire_rows(scheduler.history(settings, job, limit)),
+        config=config,
+        fires=fires,
         count=count,
         limit=limit,
         now=now,
