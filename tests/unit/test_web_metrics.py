@@ -233,6 +233,12 @@ def test_each_profile_shows_its_slos_and_budgets(app, sub, project):
     # the other profiles have no startup calls: no verdict there
     enterprise = re.search(r'id="profile-enterprise".*?</section>', text, re.S).group(0)
     assert set(re.findall(r'slo-status">([^<]+)<', enterprise)) == {"not enough data"}
+    targets = re.findall(
+        r'data-slo="\w+">.*?<td class="num">[^<]*</td><td class="num">([^<]+)<', enterprise, re.S
+    )
+    assert [html.unescape(t) for t in targets] == ["<= 2.00 s", "<= 0.1%", ">= 99.99%"]
+    values = re.findall(r'data-slo="\w+">.*?<td class="num">([^<]*)</td>', startup, re.S)
+    assert values == ["10 ms", "20%", "80%"]
 
 
 def test_few_calls_give_no_slo_verdict(app, sub):

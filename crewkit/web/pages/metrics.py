@@ -123,6 +123,8 @@ def show_value(value: float | None, unit: str) -> str:
         return usd(value)
     if unit == "percent":
         return percent(value)
+    if unit == "fine percent":  # SLO figures: 99.99% must not read as 100.0%
+        return f"{100 * value:.4g}%"
     return f"{value:,.0f}"
 
 
@@ -188,7 +190,7 @@ def profile_status(settings: Any, store: Any, name: str, now: float) -> dict[str
         return {"name": name, "error": str(exc), "report": None, "budgets": []}
     slos = []
     for r in report.results:
-        unit = "ms" if r.slo == "p99_ms" else "percent"
+        unit = "ms" if r.slo == "p99_ms" else "fine percent"
         verdict = "not enough data" if r.ok is None else "ok" if r.ok else "breached"
         op = ">=" if r.slo == "availability" else "<="
         slos.append(
