@@ -174,7 +174,8 @@ def start_session(request: Request, name: str) -> None:
 
 def flash(request: Request, message: str) -> None:
     """A one-line message shown on the next page (after a POST's redirect)."""
-    request.session.setdefault("flash", []).append(message)
+    # assigned, not appended in place: the session saves only what it sees set
+    request.session["flash"] = [*(request.session.get("flash") or []), message]
 
 
 def take_flashes(request: Request) -> list[str]:

@@ -342,7 +342,7 @@ def nice_ticks(low: float, high: float, most: int = 7) -> list[float]:
     span = high - low
     step = 10 ** math.floor(math.log10(span / most))
     for factor in (1, 2, 5, 10):
-        if span / (step * factor) <= most:
+        if math.floor(high / (step * factor)) - math.ceil(low / (step * factor)) + 1 <= most:
             step *= factor
             break
     first = math.ceil(low / step) * step
