@@ -141,8 +141,9 @@ def show_run(request: Request, run_id: str) -> Response:
 def resume_run(request: Request, run_id: str, who: auth.Actor) -> Response:
     store = request.app.state.store
     runs.resumable(store, run_id)  # unknown: 404; finished, running, waiting for a person: 409
+    said = continue_run(request, run_id)  # it cannot start: its error page, nothing audited
     audit.record(
         store, audit.Entry("run.resume_requested", f"run {run_id}", {}, actor=who.name, run_id=run_id)
     )
-    auth.flash(request, continue_run(request, run_id))
+    auth.flash(request, said)
     return RedirectResponse(f"/runs/{quote(run_id, safe='')}", status_code=303)
