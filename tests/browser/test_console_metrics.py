@@ -92,5 +92,6 @@ def test_schedules_show_jobs_and_fires_that_lead_to_their_runs(project: Path, pa
         assert page.locator("#next-fires li").count() == 5
         statuses = page.locator("#fires-table .fire-status").all_inner_texts()
         assert statuses == ["failed", "done"]
+        shot(page, "schedules-job")
         page.locator("#fires-table a.run-link").first.click()
         page.wait_for_url("**/runs/run-2")
