@@ -386,3 +386,39 @@ def test_a_resumer_failure_keeps_the_decision_and_says_how_to_continue(project: 
     assert app.state.store.require_approval(approval_id).status == "approved"
     follow = client.get("/approvals").text
     assert "the run did not continue" in follow and "crewkit resume r1" in follow
+
+
+# --- a real paused run of the default flow ------------------------------------------------------
+
+
+def test_a_paused_default_flow_run_shows_its_plan_and_continues_after_approval(
+    project: Path, resumer: Resumer
+) -> None:
+    from crewkit.models.registry import RoleMap
+    from crewkit.runtime.runner import run_flow
+    from crewkit.settings import load_settings
+    from tests.fakes import ScriptedLLM
+
+    subtask = {
+        "description": "Transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00 for the invoice.",
+        "task_type": "reasoning",
+        "acceptance": "The transfer is described.",
+    }
+    settings = load_settings(project)
+    roles = {name: ScriptedLLM([]) for name in ("code", "manager", "vision")}
+    roles["reasoning"] = ScriptedLLM([{"subtasks": [subtask]}])
+    task = "Pay the invoice: transfer 500 EUR to IBAN DE89 3704 0044 0532 0130 00"
+    outcome = run_flow(settings, RoleMap(settings, overrides=roles), "default", {"task": task})
+    assert outcome.status == "paused", outcome
+    app = make_app(project, resumer=resumer)
+    approval_id = outcome.approval_id
+    html = unescape(anonymous(app).get(f"/approvals/{approval_id}").text)
+    plan = html[html.index('id="approval-plan"') :]
+    plan = plan[: plan.index("</table>")]
+    assert "s1" in plan and "reasoning" in plan and "sensitive" in plan and "IBAN DE89…3000" in plan
+    assert "transfer 500 EUR" in plan
+    client = signed_in(app, "bob")
+    answer = client.post(f"/approvals/{approval_id}/approve", data=client.form(note="ok"))
+    assert answer.status_code == 303 and answer.headers["location"] == f"/runs/{outcome.run_id}"
+    assert resumer.started == [outcome.run_id]
+    assert app.state.store.require_approval(approval_id).decided_by == "bob"

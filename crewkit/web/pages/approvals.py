@@ -29,6 +29,7 @@ router = APIRouter()
 STATUSES = ("pending", "approved", "rejected", "all")
 MAX_NOTE_CHARS = 2000
 WHAT_PREVIEW = 240  # characters of the content shown per row of the queue
+_EXPIRY_WORDS = {"reject": "rejected", "rejected": "rejected", "approve": "approved", "approved": "approved"}
 
 
 def view(a: Any) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def view(a: Any) -> dict[str, Any]:
         "who_may_decide": subject.get("who_may_decide") or (", ".join(a.approvers) or "anyone"),
         "approvers": list(a.approvers or []),
         "requester": subject.get("requester"),
-        "on_expiry": subject.get("on_expiry") or a.on_expiry,
+        "on_expiry": _EXPIRY_WORDS.get(str(subject.get("on_expiry") or a.on_expiry), "rejected"),
         "created": a.created,
         "expires_at": a.expires_at,
         "decided": a.decided,
@@ -71,7 +72,7 @@ def _as_text(value: Any) -> str | None:
 
 
 def _reasons(subject: dict[str, Any], reason: str) -> list[str]:
-    why = [str(r) for r in subject.get("why") or [] if r]
+    why = list(dict.fromkeys(str(r) for r in subject.get("why") or [] if r))  # once each, in order
     return why or [part.strip() for part in (reason or "").split("|") if part.strip()]
 
 
@@ -118,6 +119,7 @@ def show(request: Request, approval_id: str) -> Response:
         run=run,
         plan=plan,
         max_note=MAX_NOTE_CHARS,
+        on_reject=request.app.state.settings.governance.approvals.on_reject,
     )
 
 
