@@ -137,6 +137,10 @@ def test_queue_filters_by_status_and_refuses_an_unknown_one(app: Any) -> None:
     assert decided in both and waiting in both
     bad = client.get("/approvals?status=maybe")
     assert bad.status_code == 422 and "status must be one of" in bad.text
+    newest = client.get("/approvals?status=all&limit=1").text
+    assert waiting in newest and decided not in newest and 'id="approvals-more"' in newest
+    for limit in ("0", "5000", "many"):
+        assert client.get(f"/approvals?limit={limit}").status_code == 422
 
 
 def test_empty_queue_says_nothing_waits(app: Any) -> None:

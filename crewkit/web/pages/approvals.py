@@ -28,6 +28,7 @@ router = APIRouter()
 
 STATUSES = ("pending", "approved", "rejected", "all")
 MAX_NOTE_CHARS = 2000
+DEFAULT_LIMIT, MAX_LIMIT = 200, 2000  # rows of the list (newest first)
 WHAT_PREVIEW = 240  # characters of the content shown per row of the queue
 _EXPIRY_WORDS = {"reject": "rejected", "rejected": "rejected", "approve": "approved", "approved": "approved"}
 
@@ -91,16 +92,20 @@ def _plan(request: Request, run_id: str) -> tuple[Any, list[dict[str, Any]]]:
 
 
 @router.get("/approvals")
-def queue(request: Request, status: str = "pending") -> Response:
+def queue(request: Request, status: str = "pending", limit: int = DEFAULT_LIMIT) -> Response:
     if status not in STATUSES:
         raise auth.WebError(422, f"status must be one of {', '.join(STATUSES)}, not '{status}'")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise auth.WebError(422, f"limit must be between 1 and {MAX_LIMIT}, not {limit}")
     store = request.app.state.store
     store.expire_due()
     rows = store.list_approvals(status=None if status == "all" else status)
     return page(
         request,
         "approvals_list.html",
-        items=[view(a) for a in rows],
+        items=[view(a) for a in rows[:limit]],
+        total=len(rows),
+        limit=limit,
         shown=status,
         statuses=STATUSES,
     )
