@@ -259,11 +259,26 @@ def test_a_failing_model_gives_502_keeps_the_prompt_and_stores_nothing(app):
     assert rows(app) == [] and audit(app) == []
 
 
+def test_a_json_client_gets_the_refusal_as_json(app):
+    client = sign_in(app)
+    inject(app, local_small=[RuntimeError("boom")], gpt_4o=[RuntimeError("boom")])
+    app.state.arena_llms["local-small"].allow_unused = app.state.arena_llms["gpt-4o"].allow_unused = True
+    answer = client.post(
+        "/arena/battles",
+        data=client.form(prompt="hi", model_a=PAIR[0], model_b=PAIR[1]),
+        headers={"accept": "application/json"},
+    )
+    assert answer.status_code == 502 and "failed to answer the battle prompt: boom" in answer.json()["error"]
+    assert rows(app) == []
+
+
 def test_an_unavailable_or_unknown_model_is_422(app):
     client = sign_in(app)
     app.state.arena_llms = {"local-small": ScriptedLLM([], allow_unused=True)}
     answer = start(client)  # gpt-4o without OPENAI_API_KEY
-    assert answer.status_code == 422 and "OPENAI_API_KEY is not set" in error_line(answer.text)
+    line = error_line(answer.text)
+    assert answer.status_code == 422 and "model 'gpt-4o' (openai), but OPENAI_API_KEY is not set" in line
+    assert line.endswith("or pick another model (nothing was stored)") and "map 'arena'" not in line
     answer = start(client, b="gpt-5")
     assert answer.status_code == 422 and "unknown model 'gpt-5'" in error_line(answer.text)
     answer = start(client, b="local-small")

@@ -89,7 +89,7 @@ def contenders(request: Request) -> list[Contender]:
             missing, server = str(exc).splitlines()[0] if str(exc) else type(exc).__name__, None
         if missing:
             missing = missing.replace("role 'arena' uses model", "model").replace(
-                "map 'arena'", "pick another model"
+                ", or map 'arena' to a local model in config/models.yaml", ""
             )
         found.append(Contender(name, entry.provider, missing, server))
     return found
@@ -131,6 +131,8 @@ def arena_home(request: Request) -> Response:
 def _home(
     request: Request, status: int = 200, *, error: str | None = None, form: dict[str, str] | None = None
 ) -> Response:
+    if error and _wants_json(request):
+        raise auth.WebError(status, error)
     store = request.app.state.store
     found = contenders(request)
     recent = arena.voted(store)[-RECENT:][::-1]
@@ -155,7 +157,11 @@ def start_battle(request: Request, who: auth.Actor) -> Response:
     prompt = who.text("prompt", "the prompt", max_chars=PROMPT_MAX_CHARS)
     form = {"prompt": prompt, "model_a": _field(who, "model_a"), "model_b": _field(who, "model_b")}
     try:
-        models = pick_pair(contenders(request), form["model_a"], form["model_b"])
+        found = contenders(request)
+        models = pick_pair(found, form["model_a"], form["model_b"])
+        unusable = [c for c in found if c.name in models and not c.available]
+        if unusable:
+            raise ModelUnavailable(f"{unusable[0].missing}; or pick another model")
         fight = arena.battle(
             request.app.state.settings,
             prompt,
