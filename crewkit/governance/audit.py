@@ -483,13 +483,13 @@ def export(store: Any, out: TextIO, since: float | None = None, run_id: str | No
 
 
 def records(store: Any, run_id: str, limit: int = 1000) -> list[Record]:
-    """The run's records in seq order (at most the first `limit`): who did what to it, and when."""
+    """The run's newest `limit` records in seq order: who did what to it, and when."""
     with _snapshot(store) as conn:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM audit WHERE run_id = ? ORDER BY seq LIMIT ?", (run_id, int(limit))
+            f"SELECT {_COLUMNS} FROM audit WHERE run_id = ? ORDER BY seq DESC LIMIT ?", (run_id, int(limit))
         ).fetchall()
     found = []
-    for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run in rows:
+    for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run in reversed(rows):
         try:
             detail = json.loads(detail_text)
         except ValueError:  # a tampered record: shown as it is, `verify` names it

@@ -13,8 +13,11 @@ from crewkit.governance import approvals
 from crewkit.runtime.store import StateStore
 from crewkit.settings import load_settings
 from tests.browser.conftest import shot, sign_in
+from tests.fakes import ScriptedLLM, tool_call
 from tests.unit.conftest import set_batching, unseed
 from tests.unit.test_web_runs import ANSWER, EXPLAIN, IBAN_TASK, done_run, paused_run
+
+PAID = "The invoice payment of 500 EUR is prepared for the approved account; the transfer is scheduled today."
 
 
 @pytest.fixture
@@ -56,6 +59,34 @@ def test_find_a_run_by_status_and_read_its_plan_steps_and_audit_trail(settings, 
     assert "still waits for approval" in page.inner_text("#resume-refusal")
 
 
+class ScriptedResume:
+    """Continues a run in the console's request, as `crewkit resume` would, on scripted models."""
+
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.started: list[str] = []
+
+    def __call__(self, run_id: str) -> str:
+        from crewkit.models.registry import RoleMap
+        from crewkit.runtime.runner import resume_run
+
+        self.started.append(run_id)
+        delegate = tool_call(
+            "delegate_work_to_coworker", task=PAID, context="plan", coworker="Reasoning Specialist"
+        )
+        fakes = {
+            "reasoning": ScriptedLLM([PAID, {"passed": True, "issues": []}]),
+            "manager": ScriptedLLM([delegate, PAID]),
+        }
+        outcome = resume_run(self.settings, RoleMap(self.settings, overrides=fakes), run_id)
+        return f"resumed run {run_id}: {outcome.status}"
+
+
+@pytest.fixture
+def console_resumer(settings) -> ScriptedResume:
+    return ScriptedResume(settings)
+
+
 def test_resume_a_decided_run_as_a_signed_in_person(settings, console, console_resumer, page):
     run_id, approval_id = paused_run(settings)
     approvals.decide(StateStore.open(settings.home), settings, approval_id, "approve", "alice", "ok")
@@ -68,8 +99,9 @@ def test_resume_a_decided_run_as_a_signed_in_person(settings, console, console_r
     page.goto(console.url + f"/runs/{run_id}")
     page.click("#resume-button")
     page.wait_for_selector("p.flash")
-    assert f"resuming run {run_id}" in page.inner_text("p.flash")
+    assert page.inner_text("p.flash") == f"resumed run {run_id}: done"
     assert console_resumer.started == [run_id]
+    assert page.inner_text("#run-status") == "done" and PAID in page.inner_text("#run-result")
     row = page.locator('#audit-trail tr[data-action="run.resume_requested"]')
     assert row.count() == 1 and row.locator("td.actor").inner_text() == "bob"
     assert page.locator('#audit-trail tr[data-action="approval.approved"] td.actor').inner_text() == "alice"

@@ -211,6 +211,21 @@ def test_a_running_run_page_reloads_itself_every_3_seconds(settings, app):
     assert 'http-equiv="refresh"' not in anonymous(app).get("/runs/r-live").text
 
 
+def test_after_a_decision_the_run_page_reloads_until_the_run_is_taken_up(settings, app):
+    from crewkit.web.pages.runs import continuing
+
+    run_id, approval_id = paused_run(settings)
+    client = anonymous(app)
+    assert 'http-equiv="refresh"' not in client.get(f"/runs/{run_id}").text  # waiting for a person: still
+    approvals.decide(StateStore.open(settings.home), settings, approval_id, "approve", "alice", None)
+    html = client.get(f"/runs/{run_id}").text
+    assert '<meta http-equiv="refresh" content="3">' in html and "Continuing the run" in html
+    last = {"action": "approval.approved", "ts": 1000.0}
+    assert continuing([last], None, now=1060.0) and not continuing([last], None, now=1200.0)
+    assert not continuing([last], "run r is done; nothing to resume", now=1001.0)
+    assert not continuing([{"action": "run.status", "ts": 1000.0}], None, now=1001.0)
+
+
 def test_an_unknown_run_is_404_on_its_page_and_on_resume(settings, app):
     done_run(settings)
     client = signed_in(app, "bob")

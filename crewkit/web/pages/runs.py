@@ -34,6 +34,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000
 LIVE = ("queued", "running")  # the run page reloads itself while the run is in one of these
+# ... and for a while after a person asked it to go on, until its process has taken it
+CONTINUING = ("run.resume_requested", "approval.approved", "approval.rejected")
+CONTINUING_FOR_S = 120.0
 AUDIT_SHOWN = 1000
 
 
@@ -114,25 +117,36 @@ def _resume_refusal(store: Any, run_id: str) -> str | None:
     return None
 
 
+def continuing(trail: list[dict[str, Any]], refusal: str | None, now: float | None = None) -> bool:
+    """A person just decided or asked for a resume and the run's process has not taken it yet."""
+    if refusal is not None or not trail or trail[-1]["action"] not in CONTINUING:
+        return False
+    return (time.time() if now is None else now) - trail[-1]["ts"] < CONTINUING_FOR_S
+
+
 @router.get("/runs/{run_id}")
 def show_run(request: Request, run_id: str) -> Response:
     store = request.app.state.store
     row = store.require_run(run_id)  # unknown: 404
     detail = runs.detail(request.app.state.settings, run_id)
     model_steps = [s for s in detail["steps"] if s.get("role") is not None]
+    trail = _trail(store, run_id)
+    refusal = _resume_refusal(store, run_id)
     return page(
         request,
         "runs_detail.html",
         run=detail,
         row=row,
         live=row.status in LIVE,
+        continuing=row.status not in LIVE and continuing(trail, refusal),
         duration=duration(row),
         paid=runs.paid(store, run_id),
         inputs=json.dumps(detail["inputs"], ensure_ascii=False, indent=2),
         model_steps=model_steps,
         guard=_guard(detail["steps"], detail.get("blocked")),
-        trail=_trail(store, run_id),
-        refusal=_resume_refusal(store, run_id),
+        trail=trail,
+        trail_cut=len(trail) >= AUDIT_SHOWN,
+        refusal=refusal,
         gone=store.process_gone(row),
     )
 
