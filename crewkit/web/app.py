@@ -158,7 +158,7 @@ def auth_routes() -> APIRouter:
     @router.post("/signin")
     async def signin(request: Request) -> Response:
         auth.check_origin(request)
-        form = await request.form(max_files=0, max_fields=10)
+        form = await auth.read_form(request, max_fields=10)
         sent = form.get("csrf_token")
         if not isinstance(sent, str) or sent != request.session.get("csrf"):
             raise auth.WebError(403, "the sign-in form is stale; reload the page and sign in again")

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from crewkit.errors import UsageError
@@ -219,7 +220,7 @@ class Acting:
 async def acting(request: Request) -> Acting:
     """Dependency of every POST that changes state: signed in, same origin, valid CSRF token."""
     check_origin(request)
-    form = await request.form(max_files=0, max_fields=50)
+    form = await read_form(request, max_fields=50)
     name = user(request)
     if name is None:
         raise WebError(401, "sign in first: changing anything needs a signed-in person (nothing was changed)")
@@ -231,6 +232,16 @@ async def acting(request: Request) -> Acting:
             "the form's security token is missing or stale; reload the page and send it again (nothing was changed)",
         )
     return Acting(name=name, form=form)
+
+
+async def read_form(request: Request, max_fields: int) -> FormData:
+    """The request's form fields; WebError 422 for a file, too many fields or a malformed body."""
+    try:
+        return await request.form(max_files=0, max_fields=max_fields)
+    except HTTPException as exc:  # Starlette's answer to a multipart body it refuses
+        raise WebError(
+            422, f"the form cannot be used ({exc.detail}); send the page's own form (nothing was changed)"
+        ) from None
 
 
 def check_origin(request: Request) -> None:

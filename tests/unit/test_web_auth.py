@@ -418,3 +418,24 @@ def test_the_pending_count_shows_on_loopback_but_not_to_the_anonymous_elsewhere(
     for path in ("/signin", "/runs", "/no-such-page"):
         assert 'id="pending-count"' not in anonymous(private).get(path).text, path
     assert 'id="pending-count">1<' in signed_in(private).get("/signin").text
+
+
+def test_a_form_with_a_file_or_too_many_fields_is_422_and_changes_nothing(project):
+    client = signed_in(make_app(project), "bob")
+    with_file = client.post("/signout", data=client.form(), files={"f": ("a.txt", b"hello")})
+    assert with_file.status_code == 422 and "the form cannot be used" in with_file.text
+    many = client.post(
+        "/signout", data=client.form(), files={f"x{i}": (None, "1") for i in range(60)}
+    )  # multipart: Starlette counts the fields
+    assert many.status_code == 422
+    assert signed_in_as(client) == "bob"
+
+
+def test_sign_in_with_a_file_is_422(project):
+    client = anonymous(make_app(project))
+    answer = client.post(
+        "/signin",
+        data={"csrf_token": client.csrf, "name": "bob", "token": TOKEN},
+        files={"f": ("a.txt", b"x")},
+    )
+    assert answer.status_code == 422 and signed_in_as(client) is None
