@@ -226,6 +226,42 @@ def test_after_a_decision_the_run_page_reloads_until_the_run_is_taken_up(setting
     assert not continuing([{"action": "run.status", "ts": 1000.0}], None, now=1001.0)
 
 
+def test_a_record_in_shapes_of_another_flow_still_shows(settings, app):
+    from crewkit.runtime.record import write_atomic
+
+    store = StateStore.open(settings.home)
+    store.create_run("r-odd", "mine", {"task": "t"}, "fp", None)
+    path = settings.output_dir / "r-odd.json"
+    odd = {"plan": ["look it up", "write it down"], "result": {"answer": 42}, "verification": "by hand",
+           "routing": ["cheapest"], "blocked": None, "limitations": ["none worth a note"], "steps": ["x"]}  # fmt: skip
+    write_atomic(path, odd)
+    store.set_status("r-odd", "done", record_path=str(path))
+    page = anonymous(app).get("/runs/r-odd")
+    assert page.status_code == 200
+    assert "look it up" in page.text.split('id="plan"')[1] and "write it down" in page.text
+    assert "&#34;answer&#34;: 42" in page.text.split('id="run-result"')[1].split("</pre>")[0]
+    assert "by hand" in page.text and "cheapest" in page.text and "none worth a note" in page.text
+
+
+def test_a_run_whose_process_died_is_marked_and_can_be_resumed(settings, app, resumer):
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    store = StateStore.open(settings.home)
+    store.create_run("r-gone", "default", {"task": "t"}, "fp", "alice")
+    with store.write() as conn:  # as if the process that started it had been killed
+        conn.execute("UPDATE runs SET pid = ?, pid_start = NULL WHERE run_id = 'r-gone'", (int(gone.stdout),))
+    client = signed_in(app, "bob")
+    listing = client.get("/runs").text
+    assert "(process gone)" in listing.split('data-run-id="r-gone"')[1].split("</tr>")[0]
+    assert 'id="resume-button"' in client.get("/runs/r-gone").text
+    assert client.post("/runs/r-gone/resume", data=client.form()).status_code == 303
+    assert resumer.started == ["r-gone"]
+
+
 def test_an_unknown_run_is_404_on_its_page_and_on_resume(settings, app):
     done_run(settings)
     client = signed_in(app, "bob")

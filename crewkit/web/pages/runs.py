@@ -124,11 +124,45 @@ def continuing(trail: list[dict[str, Any]], refusal: str | None, now: float | No
     return (time.time() if now is None else now) - trail[-1]["ts"] < CONTINUING_FOR_S
 
 
+def _dicts(items: Any, key: str = "description") -> list[dict[str, Any]]:
+    """A record's list as dicts: any flow may write its own shapes (a plain-text plan item, say)."""
+    if not isinstance(items, list):
+        return []
+    return [item if isinstance(item, dict) else {key: str(item)} for item in items]
+
+
+def _dict_or_none(value: Any, key: str = "summary") -> dict[str, Any] | None:
+    if value is None or isinstance(value, dict):
+        return value
+    return {key: str(value)}
+
+
+def shaped(detail: dict[str, Any]) -> dict[str, Any]:
+    """`runs.detail` with the record's parts in the shapes the page shows (see `_dicts`)."""
+    result = detail.get("result")
+    usage = detail.get("usage") if isinstance(detail.get("usage"), dict) else {}
+    return {
+        **detail,
+        "plan": _dicts(detail.get("plan")),
+        "steps": _dicts(detail.get("steps"), "step"),
+        "routing": _dicts(detail.get("routing"), "reason"),
+        "gates": _dicts(detail.get("gates"), "outcome"),
+        "verification": _dict_or_none(detail.get("verification")),
+        "blocked": _dict_or_none(detail.get("blocked"), "sha256"),
+        "rollback": _dict_or_none(detail.get("rollback"), "to_step"),
+        "limitations": [str(x) for x in detail.get("limitations") or [] if x],
+        "usage": {str(k): v for k, v in usage.items() if isinstance(v, dict)},
+        "result": result
+        if result is None or isinstance(result, str)
+        else json.dumps(result, ensure_ascii=False, indent=2),
+    }
+
+
 @router.get("/runs/{run_id}")
 def show_run(request: Request, run_id: str) -> Response:
     store = request.app.state.store
     row = store.require_run(run_id)  # unknown: 404
-    detail = runs.detail(request.app.state.settings, run_id)
+    detail = shaped(runs.detail(request.app.state.settings, run_id))
     model_steps = [s for s in detail["steps"] if s.get("role") is not None]
     trail = _trail(store, run_id)
     refusal = _resume_refusal(store, run_id)
