@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import browser, page, shot, sign_in  # noqa: F401 - fixtures used below
+from tests.browser.conftest import SHOTS, browser, page, shot, sign_in  # noqa: F401 - fixtures used below
 from tests.web_support import TOKEN, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -133,6 +133,7 @@ def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, se
         if not (BIN / script).exists():
             pytest.skip(f"{BIN / script} is not installed (uv sync installs the project's scripts)")
     home = Path(os.environ["CREWKIT_HOME"])
+    (SHOTS / "console-e2e-failure.png").unlink(missing_ok=True)  # a failed earlier run's
 
     # 1. a real run of the default flow on the embedded model pauses for a person
     started = run(project, str(BIN / "kickoff"), "--inputs", json.dumps({"task": TASK}), "--json")
