@@ -184,7 +184,8 @@ def safe_next(target: str) -> str:
     # browsers drop tabs and newlines from a URL ("/\t/evil" -> "//evil"): none allowed
     control = any(ord(c) < 32 or ord(c) == 127 for c in target)
     plain = target.startswith("/") and not target.startswith("//") and "\\" not in target
-    return target if plain and not control else "/"
+    back_to_signin = target.split("?", 1)[0] == "/signin"  # e.g. from a wrong token's page
+    return target if plain and not control and not back_to_signin else "/"
 
 
 def create_app(settings: Any, auth_: auth.Auth, *, host: str = "127.0.0.1", resumer: Any = None) -> FastAPI:

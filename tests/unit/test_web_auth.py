@@ -369,6 +369,8 @@ def test_is_loopback(host, loopback):
         ("/\t/evil.example", False),
         ("/\n/evil.example", False),
         ("runs", False),
+        ("/signin", False),  # signing in again from the sign-in page lands on the console, not on it
+        ("/signin?next=/runs", False),
         ("", False),
     ],
 )
