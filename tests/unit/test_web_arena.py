@@ -345,7 +345,17 @@ def test_leaderboard_table_and_plot_match_the_cli_ratings(app):
     assert "200 bootstrap rounds (seed 3)" in html and "5 voted battles" in html
     svg = html.split('<svg id="ci-plot"')[1].split("</svg>")[0]
     assert svg.count('class="rating-point"') == 3 and svg.count('class="ci-bar"') == 3
-    assert "<script" not in html
+    assert "<script" not in html and 'id="thin-models"' not in html
+    assert "crewkit arena leaderboard --method bt --bootstrap 200 --seed 3 --min-battles 1" in html
+
+
+def test_a_model_with_one_battle_is_rated_and_flagged(app):
+    vote_many(app, [("local-small", "gpt-4o", "first"), ("local-small", "ollama-qwen", "first")])
+    html = anonymous(app).get("/leaderboard").text
+    assert re.findall(r'class="rating-row" data-model="([^"]+)"', html)[0] == "local-small"
+    assert re.search(
+        r'id="thin-models">Rated on a single battle: (gpt-4o, ollama-qwen|ollama-qwen, gpt-4o)\.', html
+    )
 
 
 def test_leaderboard_json_is_the_cli_json_and_elo_works(app):

@@ -244,6 +244,8 @@ def leaderboard_page(request: Request, method: str = "bt", bootstrap: str = str(
         bootstrap_min=BOOTSTRAP_MIN,
         bootstrap_max=BOOTSTRAP_MAX,
         votes=sum(r.battles for r in board) // 2,
+        thin=[r.model for r in board if r.battles < 2],
+        command=f"crewkit arena leaderboard --method {method} --bootstrap {rounds} --seed {seed_value} --min-battles 1",
     )
 
 
