@@ -191,6 +191,9 @@ def test_vote_on_an_unknown_battle_is_404(app):
     answer = client.post("/arena/battles/ab-0000000000/vote", data=client.form(choice="a"))
     assert answer.status_code == 404 and "unknown battle 'ab-0000000000'" in error_line(answer.text)
     assert client.get("/arena/battles/ab-0000000000").status_code == 404
+    assert (
+        client.post("/arena/battles/ab-0000000000/vote", data=client.form(choice="maybe")).status_code == 404
+    )
     assert rows(app)[0][3] is None and audit(app) == trail
     assert battle_id
 

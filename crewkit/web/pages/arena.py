@@ -205,13 +205,15 @@ def outcome(fight: arena.ArenaBattle) -> str | None:
 
 @router.post("/arena/battles/{battle_id}/vote")
 def cast_vote(request: Request, battle_id: str, who: auth.Actor) -> Response:
+    store = request.app.state.store
+    arena.get(store, battle_id)  # an unknown battle is 404 whatever the vote says
     choice = who.form.get("choice")
     if not isinstance(choice, str) or choice.strip().lower() not in CHOICES:
         shown = choice[:40] if isinstance(choice, str) and choice.strip() else "nothing"
         raise auth.WebError(
             422, f"the vote was {shown!r}; choose one of A, B, Tie or Both bad (nothing was stored)"
         )
-    fight = arena.vote(request.app.state.store, battle_id, choice, voter=who.name)
+    fight = arena.vote(store, battle_id, choice, voter=who.name)
     auth.flash(
         request, f"vote recorded: {outcome(fight)}; Model A was {fight.model_a}, Model B was {fight.model_b}"
     )
