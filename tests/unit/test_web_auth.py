@@ -9,6 +9,7 @@ so "nothing changed" means: the person is still signed in afterwards.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,16 @@ def signed_in(app: Any, name: str = "bob") -> Client:
     assert sign_in(client, TOKEN, name=name).status_code == 303
     client.refresh_csrf("/signin")
     return client
+
+
+def routes(app: Any, method: str) -> list[str]:
+    """Every path of the app (the rooms' too) answering `method` but sign-in, any {id} filled in."""
+    found = app.openapi()["paths"]  # the route table (the console serves no /openapi.json)
+    return sorted(
+        re.sub(r"\{[^}]+\}", "x-1", path)
+        for path, methods in found.items()
+        if method in methods and path != "/signin"
+    )
 
 
 def users_app(project: Path, users: str, **kw: Any) -> Any:
@@ -331,12 +342,9 @@ def test_reads_need_a_sign_in_on_a_non_loopback_host(project, host):
     app = make_app(project, host=host)
     client = anonymous(app)
     # every page the app has (the rooms' too), with any {id} filled in: nothing readable
-    paths = {"/"} | {
-        route.path.replace("{", "").replace("}", "")
-        for route in app.routes
-        if "GET" in getattr(route, "methods", ()) and route.path != "/signin"
-    }
-    for path in sorted(paths):
+    paths = routes(app, "get")
+    assert {"/", "/runs", "/approvals", "/leaderboard"} <= set(paths), paths
+    for path in paths:
         answer = client.get(path)
         assert answer.status_code == 401, path
         assert "sign in to read this console" in answer.text
@@ -441,3 +449,23 @@ def test_sign_in_with_a_file_is_422(project):
         files={"f": ("a.txt", b"x")},
     )
     assert answer.status_code == 422 and signed_in_as(client) is None
+
+
+def test_every_post_of_every_room_needs_a_sign_in_a_csrf_token_and_the_same_origin(project):
+    app = make_app(project)
+    anon, bob = anonymous(app), signed_in(app, "bob")
+    before = app.state.store.read("SELECT COUNT(*) FROM audit")
+    paths = routes(app, "post")
+    assert {"/signout", "/runs/x-1/resume", "/approvals/x-1/approve"} <= set(paths), paths
+    for path in paths:
+        assert anon.post(path, data=anon.form(note="x")).status_code == 401, path
+        assert bob.post(path, data={"note": "x"}).status_code == 403, path
+        foreign = bob.post(path, data=bob.form(note="x"), headers={"origin": "https://evil.example"})
+        assert foreign.status_code == 403, path
+    assert app.state.store.read("SELECT COUNT(*) FROM audit") == before
+    assert signed_in_as(bob) == "bob"
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
+def test_no_api_schema_or_docs_pages_are_served(project, path):
+    assert anonymous(make_app(project)).get(path).status_code == 404
