@@ -186,11 +186,23 @@ def take_flashes(request: Request) -> list[str]:
 # --- dependencies: reading and acting -----------------------------------------------------------
 
 
+def reads_private(request: Request) -> bool:
+    """True when reading needs a sign-in: the console listens on a non-loopback address, or the
+    request names another host than a loopback one (a reverse proxy passing its Host on, or a
+    web page whose DNS name was rebound to 127.0.0.1 to read the console from a browser)."""
+    if request.app.state.private_reads:
+        return True
+    named = urlsplit("//" + request.headers.get("host", "")).hostname or ""
+    return not is_loopback(named)
+
+
 def viewer(request: Request) -> str | None:
-    """A page's reader: anyone on a loopback console, the signed-in only elsewhere."""
+    """A page's reader: anyone on a loopback console reached by a loopback name, else the signed-in."""
     name = user(request)
-    if name is None and request.app.state.private_reads:
-        raise WebError(401, "sign in to read this console: it listens on a non-loopback address")
+    if name is None and reads_private(request):
+        raise WebError(
+            401, "sign in to read this console: it is reached by another address than this machine's loopback"
+        )
     return name
 
 

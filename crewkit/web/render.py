@@ -105,7 +105,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
         "nav": NAV,
         # on a non-loopback console the anonymous see nothing of the state, not even this count
         "pending_count": None
-        if auth.user(request) is None and request.app.state.private_reads
+        if auth.user(request) is None and auth.reads_private(request)
         else pending_approvals(request),
         "flashes": auth.take_flashes(request),
         "project": request.app.state.settings.project_dir.name,

@@ -469,3 +469,24 @@ def test_every_post_of_every_room_needs_a_sign_in_a_csrf_token_and_the_same_orig
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc"])
 def test_no_api_schema_or_docs_pages_are_served(project, path):
     assert anonymous(make_app(project)).get(path).status_code == 404
+
+
+@pytest.mark.parametrize("host", ["localhost:8787", "127.0.0.1:8787", "[::1]:8787", "127.0.0.1"])
+def test_a_loopback_console_reached_by_a_loopback_name_is_open_to_read(project, host):
+    client = anonymous(make_app(project))
+    assert client.get("/runs", headers={"host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example:8787", "console.example.com", "127.0.0.1.nip.io:8787", ""])
+def test_a_loopback_console_reached_by_another_name_needs_a_sign_in_to_read(project, host):
+    """A DNS name rebound to 127.0.0.1 (a web page reading the console) or a reverse proxy
+    passing its Host on: reads need a sign-in, as on a non-loopback address."""
+    app = make_app(project)
+    pending_approval(app)
+    client = anonymous(app)
+    for path in ("/", "/runs", "/approvals", "/signin"):
+        answer = client.get(path, headers={"host": host})
+        assert answer.status_code == (200 if path == "/signin" else 401), (host, path)
+        assert 'id="pending-count"' not in answer.text
+    bob = signed_in(app, "bob")
+    assert bob.get("/runs", headers={"host": host}).status_code == 200
