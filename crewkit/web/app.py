@@ -13,6 +13,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -115,10 +116,23 @@ def error_response(request: Request, status: int, message: str) -> Response:
     if wants_json(request):
         return JSONResponse({"error": message, "status": status}, status_code=status)
     try:
-        return page(request, "error.html", status=status, status_code=status, message=message)
+        return page(request, "error.html", status=status, status_code=status, message=message,
+                    back=back_to(request))  # fmt: skip
     except Exception:  # never fail while reporting a failure
         log.exception("error page failed")
         return HTMLResponse(f"<h1>{status}</h1><p>{message}</p>", status_code=status)
+
+
+def back_to(request: Request) -> str:
+    """Where a sign-in from an error page leads: this page for a GET; for a refused form, the
+    page the form was on (its same-origin Referer), never the POST's own path."""
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return safe_next(request.url.path + (f"?{query}" if query else ""))
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc and referer.netloc == request.headers.get("host", ""):
+        return safe_next(referer.path or "/")
+    return "/"
 
 
 def error_handlers(app: FastAPI) -> None:

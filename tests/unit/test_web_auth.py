@@ -490,3 +490,21 @@ def test_a_loopback_console_reached_by_another_name_needs_a_sign_in_to_read(proj
         assert 'id="pending-count"' not in answer.text
     bob = signed_in(app, "bob")
     assert bob.get("/runs", headers={"host": host}).status_code == 200
+
+
+def test_the_sign_in_link_of_a_refused_form_leads_back_to_the_forms_page_not_the_post(project):
+    client = anonymous(make_app(project))
+    refused = client.post("/signout", data=client.form(), headers={"referer": "http://127.0.0.1/runs/r-7"})
+    assert refused.status_code == 401
+    assert 'id="error-signin">' in refused.text and 'href="/signin?next=/runs/r-7"' in refused.text
+    bare = client.post("/signout", data=client.form())
+    assert 'href="/signin?next=/"' in bare.text
+
+
+def test_the_sign_in_link_of_a_refused_page_keeps_its_query(project):
+    client = anonymous(make_app(project, host="0.0.0.0"))
+    answer = client.get("/approvals?status=all")
+    assert answer.status_code == 401
+    assert 'href="/signin?next=/approvals%3Fstatus%3Dall"' in answer.text
+    follow = client.get("/signin?next=/approvals%3Fstatus%3Dall")
+    assert 'name="next" value="/approvals?status=all"' in follow.text
