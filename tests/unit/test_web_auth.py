@@ -56,10 +56,11 @@ def routes(app: Any, method: str) -> list[str]:
 
 
 def users_app(project: Path, users: str, **kw: Any) -> Any:
+    """The console with the tokens of CREWKIT_CONSOLE_USERS=`users` (a resumer that only records)."""
     from crewkit.settings import load_settings
 
     tokens = auth.Auth.from_env(project / "unused-home", {auth.USERS_ENV: users, **kw})
-    return create_app(load_settings(project), tokens)
+    return create_app(load_settings(project), tokens, resumer=lambda run_id: None)
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -150,6 +151,20 @@ def test_per_person_tokens_name_the_actor_whatever_name_is_typed(project):
     assert 'name="name"' not in form  # the token says who you are: no name to type
     assert sign_in(client, bob_t, name="alice").status_code == 303
     assert signed_in_as(client) == "bob"
+
+
+def test_with_per_person_tokens_the_audit_names_the_tokens_owner_as_actor(project):
+    bob_t = "b-token-0123456789"
+    app = users_app(project, f"alice:{'a' * 20} bob:{bob_t}")
+    store = app.state.store
+    store.create_run("r-failed", "default", {"task": "t"}, "fp", "carol")
+    store.set_status("r-failed", "failed", error="the model went away")
+    client = anonymous(app)
+    assert sign_in(client, bob_t, name="alice").status_code == 303  # the typed name is ignored
+    client.refresh_csrf("/signin")
+    assert client.post("/runs/r-failed/resume", data=client.form()).status_code == 303
+    rows = store.read("SELECT actor FROM audit WHERE action = 'run.resume_requested'")
+    assert [tuple(r) for r in rows] == [("bob",)]
 
 
 def test_per_person_tokens_refuse_the_other_tokens(project):
