@@ -179,6 +179,7 @@ def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, se
         assert f"resuming run {run_id}" in flashes, flashes
 
         seen = wait_done(page, run_id)
+        print(f"statuses the run page showed: {seen}")  # pytest -rP shows it
         result = page.inner_text("#run-result").strip()
         assert result, "the done run shows no result"
         trail = page.locator("#audit-trail tr.audit[data-action='approval.approved']")
