@@ -11,6 +11,9 @@ Every piece is what a person would use, each in its own process:
    the run done with its result and an audit trail holding bob's approval;
 4. `crewkit audit verify` passes afterwards.
 
+A second run is rejected the same way: without a reason the page refuses (422, nothing
+decided), with one the run ends `rejected` with bob's rejection in its trail.
+
 Screenshots of each step land in output/screenshots/console-e2e-*.png.
 """
 
@@ -97,8 +100,8 @@ def stop(pid: int | None) -> None:
         os.killpg(pid, signal.SIGTERM)  # it runs in a session (and process group) of its own
 
 
-def wait_done(tab: Any, run_id: str) -> list[str]:
-    """Watch the run's page until it shows `done`; the statuses seen on the way, in order.
+def wait_done(tab: Any, run_id: str, final: str = "done") -> list[str]:
+    """Watch the run's page until it shows `final`; the statuses seen on the way, in order.
 
     While the run is running or queued the page reloads itself (meta refresh, 3 s); before the
     resume process has marked it running (still `paused`) a person would reload: so do we."""
@@ -110,7 +113,7 @@ def wait_done(tab: Any, run_id: str) -> list[str]:
             seen.append(status)
             if status == "running":
                 shot(tab, "console-e2e-4-run-running")
-        if status == "done":
+        if status == final:
             return seen
         assert status in ("paused", "queued", "running"), f"the run ended {status}: {seen}"
         live = tab.locator("meta[http-equiv=refresh]").count() > 0
@@ -125,22 +128,28 @@ def wait_done(tab: Any, run_id: str) -> list[str]:
             tab.wait_for_timeout(3000)
             tab.reload()
         tab.wait_for_selector("#run-status")
-    raise AssertionError(f"run {run_id} not done within {DONE_WITHIN_S} s; statuses seen: {seen}")
+    raise AssertionError(f"run {run_id} not {final} within {DONE_WITHIN_S} s; statuses seen: {seen}")
 
 
-def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, served, page):  # noqa: F811
+def paused_run(project: Path) -> dict[str, Any]:
+    """A real run of the default flow on the embedded model, paused for a person (its --json line)."""
     for script in ("kickoff", "crewkit"):
         if not (BIN / script).exists():
             pytest.skip(f"{BIN / script} is not installed (uv sync installs the project's scripts)")
+    started = run(project, str(BIN / "kickoff"), "--inputs", json.dumps({"task": TASK}), "--json")
+    assert started.returncode == 75, started.stderr[-3000:]
+    line = json.loads(started.stdout.strip().splitlines()[-1])
+    assert line["status"] == "paused" and line["approval_id"].startswith("ap-")
+    return line
+
+
+def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, served, page):  # noqa: F811
     home = Path(os.environ["CREWKIT_HOME"])
     (SHOTS / "console-e2e-failure.png").unlink(missing_ok=True)  # a failed earlier run's
 
     # 1. a real run of the default flow on the embedded model pauses for a person
-    started = run(project, str(BIN / "kickoff"), "--inputs", json.dumps({"task": TASK}), "--json")
-    assert started.returncode == 75, started.stderr[-3000:]
-    line = json.loads(started.stdout.strip().splitlines()[-1])
+    line = paused_run(project)
     run_id, approval_id = line["run_id"], line["approval_id"]
-    assert line["status"] == "paused" and approval_id.startswith("ap-")
 
     url, serve_log = served
     resume_pid: int | None = None
@@ -217,3 +226,43 @@ def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, se
     assert any(a["action"] == "approval.approved" and a["actor"] == "bob" for a in actions), actions
     assert (home / "logs" / f"resume-{run_id}.log").exists()
     assert "Traceback" not in serve_log.read_text()
+
+
+def test_a_paused_run_rejected_in_the_browser_needs_a_reason_and_ends_rejected(project, served, page):  # noqa: F811
+    line = paused_run(project)
+    run_id, approval_id = line["run_id"], line["approval_id"]
+    url, serve_log = served
+    store_rows = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
+    resume_pid: int | None = None
+    try:
+        sign_in(page, url, "bob")
+        page.goto(f"{url}/approvals/{approval_id}")
+        page.click("#reject-button")  # no reason given
+        assert page.inner_text("#error-message").startswith("a rejection needs a reason")
+        shot(page, "console-e2e-reject-needs-a-reason")
+        unchanged = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
+        assert unchanged == store_rows  # still pending, nothing decided
+
+        page.goto(f"{url}/approvals/{approval_id}")
+        page.fill("#note", "no bank details in code tasks, please")
+        page.click("#reject-button")
+        page.wait_for_url(re.compile(rf"/runs/{re.escape(run_id)}$"))
+        flashes = " ".join(page.locator("p.flash").all_inner_texts())
+        assert f"approval {approval_id} rejected by bob" in flashes, flashes
+        found = re.search(r"process (\d+)", flashes)
+        resume_pid = int(found.group(1)) if found else None
+
+        seen = wait_done(page, run_id, final="rejected")
+        print(f"statuses the run page showed: {seen}")
+        rejected = page.locator("#audit-trail tr.audit[data-action='approval.rejected']")
+        assert rejected.count() == 1 and rejected.locator(".actor").inner_text().strip() == "bob"
+        assert page.locator("#run-result").count() == 0  # nothing was released
+        shot(page, "console-e2e-run-rejected")
+    except Exception:
+        print(f"page {page.url}:\n{page.inner_text('body')[:3000]}")
+        print(f"crewkit serve's output:\n{serve_log.read_text()[-5000:]}")
+        raise
+    finally:
+        stop(resume_pid)
+    verified = run(project, str(BIN / "crewkit"), "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
