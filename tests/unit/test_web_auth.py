@@ -71,7 +71,6 @@ def test_a_wrong_token_is_401_with_one_line_and_leaves_nobody_signed_in(project)
     answer = sign_in(client, "not-the-token-at-all-0000")
     assert answer.status_code == 401
     assert "wrong token" in answer.text and TOKEN not in answer.text
-    assert "set-cookie" not in answer.headers or "crewkit_console" in answer.headers["set-cookie"]
     assert signed_in_as(client) is None
     # and the refused attempt did not make a later form stale or sign anyone in by accident
     assert client.post("/signout", data=client.form()).status_code == 401
