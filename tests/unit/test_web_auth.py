@@ -522,3 +522,13 @@ def test_the_sign_in_link_of_a_refused_page_keeps_its_query(project):
     assert 'href="/signin?next=/approvals%3Fstatus%3Dall"' in answer.text
     follow = client.get("/signin?next=/approvals%3Fstatus%3Dall")
     assert 'name="next" value="/approvals?status=all"' in follow.text
+
+
+def test_security_headers_on_every_page_of_every_room(project):
+    app = make_app(project)
+    for client in (anonymous(app), signed_in(app, "bob")):
+        for path in routes(app, "get"):
+            answer = client.get(path)
+            assert answer.status_code < 500, (path, answer.status_code)
+            for key, value in SECURITY_HEADERS.items():
+                assert answer.headers.get(key) == value, (path, key)
