@@ -145,6 +145,15 @@ def error_handlers(app: FastAPI) -> None:
         status = getattr(exc, "http_status", 500)
         return error_response(request, status, str(exc))
 
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> Response:
+        # a bug: the traceback goes to crewkit serve's stderr (Starlette re-raises it after this)
+        answer = error_response(
+            request, 500, "something broke in the console; the details are in crewkit serve's output"
+        )
+        answer.headers.update(SECURITY_HEADERS)  # this answer bypasses the header middleware
+        return answer
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}

@@ -532,3 +532,20 @@ def test_security_headers_on_every_page_of_every_room(project):
             assert answer.status_code < 500, (path, answer.status_code)
             for key, value in SECURITY_HEADERS.items():
                 assert answer.headers.get(key) == value, (path, key)
+
+
+def test_a_bug_gets_the_console_error_page_with_the_headers_and_no_traceback(project):
+    from fastapi.testclient import TestClient
+
+    app = make_app(project)
+
+    def boom() -> None:
+        raise RuntimeError("secret detail sk-abc123 in a traceback")
+
+    app.add_api_route("/boom", boom)
+    answer = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False).get("/boom")
+    assert answer.status_code == 500
+    assert "something broke in the console" in answer.text and 'id="error-message"' in answer.text
+    assert "sk-abc123" not in answer.text and "Traceback" not in answer.text
+    for key, value in SECURITY_HEADERS.items():
+        assert answer.headers.get(key) == value, key
