@@ -62,14 +62,24 @@ def anonymous(app: Any) -> Client:
     return client
 
 
-def signed_in(app: Any, name: str = "bob") -> Client:
+def signed_in(app: Any, name: str = "bob", page: str = "/runs") -> Client:
+    """A client signed in as `name`, its CSRF token read from `page` (a room's own page)."""
     client = anonymous(app)
-    answer = client.post(
-        "/signin", data={"csrf_token": client.csrf, "name": name, "token": TOKEN, "next": "/"}
-    )
+    answer = client.post("/signin", data=client.form(name=name, token=TOKEN, next=page))
     assert answer.status_code == 303, answer.text[-2000:]
-    client.refresh_csrf("/runs")
+    client.refresh_csrf(page)
     return client
+
+
+class Resumer:
+    """A console resumer that records the run ids it was asked to continue (`.started`)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def __call__(self, run_id: str) -> str:
+        self.started.append(run_id)
+        return f"resuming run {run_id} (test)"
 
 
 def free_port() -> int:

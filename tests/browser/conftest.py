@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests import chromium
-from tests.web_support import TOKEN, live, make_app
+from tests.web_support import TOKEN, Resumer, live, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "output" / "screenshots"  # named at the end of the run (tests/conftest.py)
@@ -38,20 +38,10 @@ class LiveConsole:
         return self.app.state.store
 
 
-class Recorder:
-    """A resumer that only records the run ids it was asked to continue (`.started`)."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def __call__(self, run_id: str) -> None:
-        self.started.append(run_id)
-
-
 @pytest.fixture
 def console_resumer() -> Any:
     """How the test console continues a decided run (default: records the run ids it was given)."""
-    return Recorder()
+    return Resumer()
 
 
 @pytest.fixture
@@ -104,4 +94,3 @@ def shot(page: Any, name: str) -> Path:
         extrema = image.convert("L").getextrema()
         assert extrema[1] - extrema[0] > 40, f"{path} is blank (grey levels {extrema})"
     return path
-

@@ -19,7 +19,8 @@ from crewkit.errors import RunPaused
 from crewkit.governance import audit, risk
 from crewkit.governance.approvals import ApprovalGate, decide
 from crewkit.settings import GovernanceConfig
-from tests.web_support import TOKEN, Client, anonymous, make_app
+from tests import web_support
+from tests.web_support import Client, Resumer, anonymous, make_app
 
 IBAN = "DE89370400440532013000"
 CARD = "4111 1111 1111 1111"
@@ -33,15 +34,6 @@ class Call:
     tool: Any = None
 
 
-class Resumer:
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def __call__(self, run_id: str) -> str:
-        self.started.append(run_id)
-        return f"resuming run {run_id} (test)"
-
-
 @pytest.fixture
 def resumer() -> Resumer:
     return Resumer()
@@ -53,12 +45,7 @@ def app(project: Path, resumer: Resumer) -> Any:
 
 
 def signed_in(app: Any, name: str) -> Client:
-    """tests.web_support.signed_in, with the CSRF token read from this room's page."""
-    client = anonymous(app)
-    answer = client.post("/signin", data=client.form(name=name, token=TOKEN, next="/approvals"))
-    assert answer.status_code == 303, answer.text[-2000:]
-    client.refresh_csrf("/approvals")
-    return client
+    return web_support.signed_in(app, name, page="/approvals")
 
 
 def gov(**approvals_cfg: Any) -> GovernanceConfig:

@@ -15,8 +15,9 @@ import pytest
 from crewkit.cli import main
 from crewkit.evaluation import arena, leaderboard, ratings
 from crewkit.web.pages.arena import Contender, ci_plot, nice_ticks, pick_pair
+from tests import web_support
 from tests.fakes import ScriptedLLM
-from tests.web_support import TOKEN, Client, anonymous, make_app
+from tests.web_support import Client, anonymous, make_app
 
 PAIR = ("local-small", "gpt-4o")  # gpt-4o has no key offline: usable only when injected
 
@@ -33,13 +34,7 @@ def app(project: Path) -> Any:
 
 
 def sign_in(app: Any, name: str = "bob") -> Client:
-    client = anonymous(app)
-    answer = client.post(
-        "/signin", data={"csrf_token": client.csrf, "name": name, "token": TOKEN, "next": "/"}
-    )
-    assert answer.status_code == 303, answer.text[-2000:]
-    client.refresh_csrf("/arena")
-    return client
+    return web_support.signed_in(app, name, page="/arena")
 
 
 def inject(app: Any, **replies: list[Any]) -> dict[str, ScriptedLLM]:

@@ -15,8 +15,9 @@ import pytest
 from crewkit.memory import store as store_mod
 from crewkit.memory.store import MemoryStore, Scope
 from crewkit.settings import load_settings
+from tests import web_support
 from tests.memory_fakes import WordEmbedder
-from tests.web_support import TOKEN, Client, anonymous, make_app
+from tests.web_support import Client, anonymous, make_app
 
 ACME, GLOBEX = Scope("acme"), Scope("globex")
 
@@ -37,12 +38,7 @@ def memory_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def signed_in(app: Any, name: str) -> Client:
-    """A client signed in as `name`, its CSRF token taken from this room's page."""
-    client = anonymous(app)
-    answer = client.post("/signin", data=client.form(name=name, token=TOKEN, next="/memory"))
-    assert answer.status_code == 303, answer.text[-1000:]
-    client.refresh_csrf("/memory")
-    return client
+    return web_support.signed_in(app, name, page="/memory")
 
 
 def write(project: Path, fn: Any) -> Any:

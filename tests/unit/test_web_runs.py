@@ -19,7 +19,7 @@ from crewkit.observability.ledger import CallRecord
 from crewkit.runtime.runner import run_flow
 from crewkit.runtime.store import StateStore
 from tests.fakes import ScriptedLLM, tool_call
-from tests.web_support import anonymous, make_app, signed_in
+from tests.web_support import Resumer, anonymous, make_app, signed_in
 
 EXPLAIN = "Explain recursion in one short paragraph."
 ANSWER = (
@@ -76,20 +76,9 @@ def audit_actions(store: StateStore, run_id: str) -> list[tuple[str, str]]:
     ]
 
 
-class Resumes:
-    """A resumer that records what it was asked to continue."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-
-    def __call__(self, run_id: str) -> str:
-        self.started.append(run_id)
-        return f"resuming run {run_id} (test)"
-
-
 @pytest.fixture
-def resumer() -> Resumes:
-    return Resumes()
+def resumer() -> Resumer:
+    return Resumer()
 
 
 @pytest.fixture
