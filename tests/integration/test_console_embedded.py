@@ -28,13 +28,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from tests.browser.conftest import SHOTS, browser, page, shot, sign_in  # noqa: F401 - fixtures used below
+from tests import chromium
+from tests.browser.conftest import SHOTS, shot, sign_in
 from tests.web_support import TOKEN, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -42,6 +44,7 @@ BIN = Path(sys.executable).parent
 TASK = "Write a Python function that checks the IBAN DE89 3704 0044 0532 0130 00"
 NOTE = "checked: the IBAN is the public sample one, fine to use"
 DONE_WITHIN_S = 600
+T = TypeVar("T")
 
 
 def env(project: Path, **extra: str) -> dict[str, str]:
@@ -143,76 +146,106 @@ def paused_run(project: Path) -> dict[str, Any]:
     return line
 
 
-def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, served, page):  # noqa: F811
+def in_browser(steps: Callable[[Any], T]) -> T:
+    """`steps(page)` in headless Chromium on a thread of its own; its result or its exception.
+
+    Playwright's sync API runs one instance per thread, and the browser tests' session-wide
+    browser may already be open on this one when the suites run in one process."""
+    path = chromium.executable()  # skips (or installs) here, on the test's own thread
+
+    def go() -> T:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            launched = pw.chromium.launch(executable_path=path, headless=True)
+            try:
+                context = launched.new_context(viewport={"width": 1280, "height": 900})
+                context.set_default_timeout(15_000)
+                return steps(context.new_page())
+            finally:
+                launched.close()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="e2e-browser") as pool:
+        return pool.submit(go).result()
+
+
+def report(page: Any, serve_log: Path) -> None:
+    """What the browser and the server saw, for a failure's report (pytest shows stdout)."""
+    print(f"page {page.url}:\n{page.inner_text('body')[:3000]}")
+    print(f"crewkit serve's output:\n{serve_log.read_text()[-5000:]}")
+    with contextlib.suppress(Exception):
+        shot(page, "console-e2e-failure")
+
+
+def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, served):
     home = Path(os.environ["CREWKIT_HOME"])
     (SHOTS / "console-e2e-failure.png").unlink(missing_ok=True)  # a failed earlier run's
 
     # 1. a real run of the default flow on the embedded model pauses for a person
     line = paused_run(project)
     run_id, approval_id = line["run_id"], line["approval_id"]
-
     url, serve_log = served
-    resume_pid: int | None = None
-    try:
-        # 2. bob signs in with the shared token and his name
-        sign_in(page, url, "bob")
-        shot(page, "console-e2e-1-signed-in")
 
-        # 3. the approvals queue lists the pending item with its risk reasons
-        page.click("nav >> text=Approvals")
-        page.wait_for_url(re.compile(r"/approvals"))
-        row = page.locator(f"tr.approval[data-approval-id='{approval_id}']")
-        assert row.count() == 1, page.content()[-3000:]
-        assert row.get_attribute("data-status") == "pending"
-        assert row.locator("ul.reasons li").count() >= 1
-        assert "sensitive" in row.inner_text()
-        assert page.inner_text("#pending-count").strip() == "1"
-        shot(page, "console-e2e-2-approvals-pending")
+    def steps(page: Any) -> list[str]:
+        resume_pid: int | None = None
+        try:
+            # 2. bob signs in with the shared token and his name
+            sign_in(page, url, "bob")
+            shot(page, "console-e2e-1-signed-in")
 
-        # 4. the approval in full, approved with a note
-        row.locator("a.approval-link").click()
-        page.wait_for_selector("#decision-form")
-        assert page.inner_text("#approval-status").strip() == "pending"
-        reasons = page.locator("#approval-reasons li").all_inner_texts()
-        assert reasons and all(r.strip() for r in reasons)
-        page.fill("#note", NOTE)
-        shot(page, "console-e2e-3-approval-detail")
-        page.click("#approve-button")
+            # 3. the approvals queue lists the pending item with its risk reasons
+            page.click("nav >> text=Approvals")
+            page.wait_for_url(re.compile(r"/approvals"))
+            row = page.locator(f"tr.approval[data-approval-id='{approval_id}']")
+            assert row.count() == 1, page.content()[-3000:]
+            assert row.get_attribute("data-status") == "pending"
+            assert row.locator("ul.reasons li").count() >= 1
+            assert "sensitive" in row.inner_text()
+            assert page.inner_text("#pending-count").strip() == "1"
+            shot(page, "console-e2e-2-approvals-pending")
 
-        # 5. the browser lands on the run page; the console started `crewkit resume` itself
-        page.wait_for_url(re.compile(rf"/runs/{re.escape(run_id)}$"))
-        flashes = " ".join(page.locator("p.flash").all_inner_texts())
-        assert f"approval {approval_id} approved by bob" in flashes, flashes
-        found = re.search(r"process (\d+)", flashes)
-        resume_pid = int(found.group(1)) if found else None
-        assert f"resuming run {run_id}" in flashes, flashes
+            # 4. the approval in full, approved with a note
+            row.locator("a.approval-link").click()
+            page.wait_for_selector("#decision-form")
+            assert page.inner_text("#approval-status").strip() == "pending"
+            reasons = page.locator("#approval-reasons li").all_inner_texts()
+            assert reasons and all(r.strip() for r in reasons)
+            page.fill("#note", NOTE)
+            shot(page, "console-e2e-3-approval-detail")
+            page.click("#approve-button")
 
-        seen = wait_done(page, run_id)
-        print(f"statuses the run page showed: {seen}")  # pytest -rP shows it
-        result = page.inner_text("#run-result").strip()
-        assert result, "the done run shows no result"
-        trail = page.locator("#audit-trail tr.audit[data-action='approval.approved']")
-        assert trail.count() == 1
-        assert trail.locator(".actor").inner_text().strip() == "bob"
-        assert run_id in page.inner_text("#audit-trail")
-        decided = page.locator(f"#approvals tr.approval[data-approval-id='{approval_id}']")
-        assert decided.locator(".decided-by").inner_text().strip() == "bob"
-        assert NOTE in decided.inner_text()
-        shot(page, "console-e2e-5-run-done")
-        assert seen[-1] == "done", seen
+            # 5. the browser lands on the run page; the console started `crewkit resume` itself
+            page.wait_for_url(re.compile(rf"/runs/{re.escape(run_id)}$"))
+            flashes = " ".join(page.locator("p.flash").all_inner_texts())
+            assert f"approval {approval_id} approved by bob" in flashes, flashes
+            found = re.search(r"process (\d+)", flashes)
+            resume_pid = int(found.group(1)) if found else None
+            assert f"resuming run {run_id}" in flashes, flashes
 
-        # the queue is empty again
-        page.click("nav >> text=Approvals")
-        page.wait_for_selector("#approvals-empty")
-    except Exception:
-        # what the browser and the server saw, for the failure report
-        print(f"page {page.url}:\n{page.inner_text('body')[:3000]}")
-        print(f"crewkit serve's output:\n{serve_log.read_text()[-5000:]}")
-        with contextlib.suppress(Exception):
-            shot(page, "console-e2e-failure")
-        raise
-    finally:
-        stop(resume_pid)
+            seen = wait_done(page, run_id)
+            assert page.inner_text("#run-result").strip(), "the done run shows no result"
+            trail = page.locator("#audit-trail tr.audit[data-action='approval.approved']")
+            assert trail.count() == 1
+            assert trail.locator(".actor").inner_text().strip() == "bob"
+            assert run_id in page.inner_text("#audit-trail")
+            decided = page.locator(f"#approvals tr.approval[data-approval-id='{approval_id}']")
+            assert decided.locator(".decided-by").inner_text().strip() == "bob"
+            assert NOTE in decided.inner_text()
+            shot(page, "console-e2e-5-run-done")
+
+            # the queue is empty again
+            page.click("nav >> text=Approvals")
+            page.wait_for_selector("#approvals-empty")
+            return seen
+        except Exception:
+            report(page, serve_log)
+            raise
+        finally:
+            stop(resume_pid)
+
+    seen = in_browser(steps)
+    print(f"statuses the run page showed: {seen}")  # pytest -rP shows it
+    assert seen[-1] == "done", seen
 
     # 6. the record, the audit chain and the resume log agree
     record = json.loads(Path(line["output_file"]).read_text())
@@ -228,41 +261,44 @@ def test_a_paused_run_is_approved_by_bob_in_the_browser_and_finishes(project, se
     assert "Traceback" not in serve_log.read_text()
 
 
-def test_a_paused_run_rejected_in_the_browser_needs_a_reason_and_ends_rejected(project, served, page):  # noqa: F811
+def test_a_paused_run_rejected_in_the_browser_needs_a_reason_and_ends_rejected(project, served):
     line = paused_run(project)
     run_id, approval_id = line["run_id"], line["approval_id"]
     url, serve_log = served
-    store_rows = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
-    resume_pid: int | None = None
-    try:
-        sign_in(page, url, "bob")
-        page.goto(f"{url}/approvals/{approval_id}")
-        page.click("#reject-button")  # no reason given
-        assert page.inner_text("#error-message").startswith("a rejection needs a reason")
-        shot(page, "console-e2e-reject-needs-a-reason")
-        unchanged = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
-        assert unchanged == store_rows  # still pending, nothing decided
+    pending = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
 
-        page.goto(f"{url}/approvals/{approval_id}")
-        page.fill("#note", "no bank details in code tasks, please")
-        page.click("#reject-button")
-        page.wait_for_url(re.compile(rf"/runs/{re.escape(run_id)}$"))
-        flashes = " ".join(page.locator("p.flash").all_inner_texts())
-        assert f"approval {approval_id} rejected by bob" in flashes, flashes
-        found = re.search(r"process (\d+)", flashes)
-        resume_pid = int(found.group(1)) if found else None
+    def steps(page: Any) -> list[str]:
+        resume_pid: int | None = None
+        try:
+            sign_in(page, url, "bob")
+            page.goto(f"{url}/approvals/{approval_id}")
+            page.click("#reject-button")  # no reason given
+            assert page.inner_text("#error-message").startswith("a rejection needs a reason")
+            shot(page, "console-e2e-reject-needs-a-reason")
+            unchanged = run(project, str(BIN / "crewkit"), "approvals", "list", "--format", "json").stdout
+            assert unchanged == pending  # still pending, nothing decided
 
-        seen = wait_done(page, run_id, final="rejected")
-        print(f"statuses the run page showed: {seen}")
-        rejected = page.locator("#audit-trail tr.audit[data-action='approval.rejected']")
-        assert rejected.count() == 1 and rejected.locator(".actor").inner_text().strip() == "bob"
-        assert page.locator("#run-result").count() == 0  # nothing was released
-        shot(page, "console-e2e-run-rejected")
-    except Exception:
-        print(f"page {page.url}:\n{page.inner_text('body')[:3000]}")
-        print(f"crewkit serve's output:\n{serve_log.read_text()[-5000:]}")
-        raise
-    finally:
-        stop(resume_pid)
+            page.goto(f"{url}/approvals/{approval_id}")
+            page.fill("#note", "no bank details in code tasks, please")
+            page.click("#reject-button")
+            page.wait_for_url(re.compile(rf"/runs/{re.escape(run_id)}$"))
+            flashes = " ".join(page.locator("p.flash").all_inner_texts())
+            assert f"approval {approval_id} rejected by bob" in flashes, flashes
+            found = re.search(r"process (\d+)", flashes)
+            resume_pid = int(found.group(1)) if found else None
+
+            seen = wait_done(page, run_id, final="rejected")
+            rejected = page.locator("#audit-trail tr.audit[data-action='approval.rejected']")
+            assert rejected.count() == 1 and rejected.locator(".actor").inner_text().strip() == "bob"
+            assert page.locator("#run-result").count() == 0  # nothing was released
+            shot(page, "console-e2e-run-rejected")
+            return seen
+        except Exception:
+            report(page, serve_log)
+            raise
+        finally:
+            stop(resume_pid)
+
+    print(f"statuses the run page showed: {in_browser(steps)}")
     verified = run(project, str(BIN / "crewkit"), "audit", "verify")
     assert verified.returncode == 0, verified.stderr
