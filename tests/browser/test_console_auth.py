@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
 from crewkit.web.render import NAV
 from tests.browser.conftest import shot, sign_in
 from tests.web_support import TOKEN, live, make_app
+
+pytestmark = pytest.mark.browser
 
 
 def test_a_wrong_token_is_refused_then_the_right_one_leads_back_to_the_page_asked_for(project, console, page):
