@@ -185,7 +185,9 @@ def auth_routes() -> APIRouter:
         sent = form.get("csrf_token")
         if not isinstance(sent, str) or sent != request.session.get("csrf"):
             raise auth.WebError(403, "the sign-in form is stale; reload the page and sign in again")
-        name = request.app.state.auth.sign_in(str(form.get("name") or ""), str(form.get("token") or ""))
+        name = request.app.state.auth.sign_in(
+            str(form.get("name") or ""), str(form.get("token") or ""), client=str(auth.client_name(request))
+        )
         auth.start_session(request, name)
         auth.flash(request, f"signed in as {name}")
         return RedirectResponse(safe_next(str(form.get("next") or "/")), status_code=303)

@@ -66,7 +66,7 @@ class Auth:
     shared: str | None = None
     users: dict[str, str] = field(default_factory=dict)
     source: str = ""
-    _failures: deque[float] = field(default_factory=deque, repr=False)
+    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False)  # client -> times
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -86,13 +86,18 @@ class Auth:
             )
         return cls(shared=new_token_file(home), source=str(home / TOKEN_FILE))
 
-    def sign_in(self, name: str, token: str) -> str:
-        """The acting name for this token (and typed name); WebError 401/429 otherwise."""
+    def sign_in(self, name: str, token: str, client: str = "") -> str:
+        """The acting name for this token (and typed name); WebError 401 otherwise, and 429 for a
+        client (its address) with MAX_FAILURES failed sign-ins in the last FAILURE_WINDOW_S."""
         with self._lock:
             now = time.monotonic()
-            while self._failures and now - self._failures[0] > FAILURE_WINDOW_S:
-                self._failures.popleft()
-            if len(self._failures) >= MAX_FAILURES:
+            for key in list(self._failures):  # forget old failures (and clients with none left)
+                times = self._failures[key]
+                while times and now - times[0] > FAILURE_WINDOW_S:
+                    times.popleft()
+                if not times:
+                    del self._failures[key]
+            if len(self._failures.get(client, ())) >= MAX_FAILURES:
                 raise WebError(
                     429, "too many failed sign-ins in the last minute; wait a minute and try again"
                 )
@@ -108,7 +113,7 @@ class Auth:
                 )
             return name
         with self._lock:
-            self._failures.append(time.monotonic())
+            self._failures.setdefault(client, deque()).append(time.monotonic())
         raise WebError(401, f"wrong token; the console accepts the token from {self.source}")
 
     @property

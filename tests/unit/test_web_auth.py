@@ -120,6 +120,17 @@ def test_eleven_failed_sign_ins_pause_sign_in_with_429_even_for_the_right_token(
     assert signed_in_as(client) is None
 
 
+def test_failed_sign_ins_pause_only_the_client_that_made_them():
+    tokens = auth.Auth(shared=TOKEN, source="test")
+    for _ in range(auth.MAX_FAILURES):
+        with pytest.raises(auth.WebError):
+            tokens.sign_in("eve", "nope", client="10.0.0.66")
+    with pytest.raises(auth.WebError) as paused:
+        tokens.sign_in("eve", TOKEN, client="10.0.0.66")
+    assert paused.value.status == 429
+    assert tokens.sign_in("bob", TOKEN, client="10.0.0.7") == "bob"  # another address signs in
+
+
 def test_the_failure_window_forgets_old_failures(project, monkeypatch):
     tokens = auth.Auth(shared=TOKEN, source="test")
     clock = [1000.0]
