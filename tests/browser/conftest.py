@@ -51,8 +51,12 @@ def console(project: Path, console_resumer: Any) -> Iterator[LiveConsole]:
         yield LiveConsole(url=url, app=app)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Playwright and Chromium for one test. Not shared across tests: while Playwright's sync API
+    is started it leaves an event loop running on this thread, and a later test in the same
+    worker that kicks off a crew synchronously would be refused by CrewAI ("invoked
+    synchronously from within a running event loop")."""
     from playwright.sync_api import sync_playwright
 
     path = chromium.executable()
