@@ -1176,7 +1176,9 @@ def eval_compare(models: str, suite_name: str, profile: str | None, out: Path | 
 @app.command(context_settings=CONTEXT, short_help="The web console: runs, approvals, arena, metrics, memory.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any other than loopback makes reading need a sign-in too.")  # fmt: skip
-@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8787, show_default=True, help="Port to listen on."
+)
 def serve(host: str, port: int) -> None:
     """Serve the web console until Ctrl-C. Acting (approve, reject, vote, resume, delete) needs a
     sign-in with a token: CREWKIT_CONSOLE_USERS="alice:TOKEN ...", CREWKIT_CONSOLE_TOKEN, or the
