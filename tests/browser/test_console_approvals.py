@@ -7,7 +7,6 @@ to continue instead of starting `crewkit resume`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -17,17 +16,11 @@ from crewkit.governance import audit, risk
 from crewkit.governance.approvals import ApprovalGate
 from crewkit.settings import GovernanceConfig
 from tests.browser.conftest import shot, sign_in
+from tests.unit.test_approvals import Call  # a tool call as the approval gate sees it
 
 pytestmark = pytest.mark.browser
 
 CONTENT = "Pay 1,200 USD to John Smith, IBAN DE89 3704 0044 0532 0130 00, for invoice 2026-117."
-
-
-@dataclass
-class Call:
-    tool_name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    tool: Any = None
 
 
 def paused_run(store: Any, run_id: str, *, step: bool = False, requester: str = "carol") -> str:

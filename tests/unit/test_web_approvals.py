@@ -8,7 +8,6 @@ stands in for `crewkit resume`. Every refused request must leave state.db as it 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,12 @@ from crewkit.governance import audit, risk
 from crewkit.governance.approvals import ApprovalGate, decide
 from crewkit.settings import GovernanceConfig
 from tests import web_support
+from tests.unit.test_approvals import Call  # a tool call as the approval gate sees it
 from tests.web_support import Client, Resumer, anonymous, make_app
 
 IBAN = "DE89370400440532013000"
 CARD = "4111 1111 1111 1111"
 CONTENT = "Transfer 500 EUR to DE89 3704 0044 0532 0130 00 for invoice 2026-117 <b>now</b>"
-
-
-@dataclass
-class Call:
-    tool_name: str
-    arguments: dict[str, Any] = field(default_factory=dict)
-    tool: Any = None
 
 
 @pytest.fixture
