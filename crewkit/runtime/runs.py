@@ -114,16 +114,13 @@ def resumable(store: StateStore, run_id: str) -> RunRow:
     row = store.require_run(run_id)
     if row.status == ROLLING_BACK:
         raise Conflict(f"run {run_id} is being rolled back, not resumed: {row.error or 'wait for it'}")
+    if row.status == "queued":
+        raise Conflict(f"run {run_id} is queued; a worker (`crewkit worker`) starts it")
     try:
         check_continuable(store, row)
     except (UsageError, ApprovalRequired) as exc:
         raise Conflict(str(exc)) from None
-    if row.status == "running" and not store.process_gone(row):
-        raise Conflict(
-            f"run {run_id} is running in process {row.pid} on {row.host or 'this host'}; wait for it"
-        )
-    if row.status == "queued":
-        raise Conflict(f"run {run_id} is queued; a worker (`crewkit worker`) starts it")
-    if row.status not in RESUMABLE and not store.process_gone(row):
-        raise Conflict(f"run {run_id} is {row.status}; nothing to resume")
+    refusal = store.claim_refusal(run_id, RESUMABLE)  # what `crewkit resume` would refuse when it claims
+    if refusal:
+        raise Conflict(refusal)
     return row

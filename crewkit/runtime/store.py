@@ -28,7 +28,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
@@ -1015,7 +1015,29 @@ class StateStore:
         rows = self._read("SELECT pid_start FROM runs WHERE run_id = ?", (run.run_id,))
         return not pid_alive(run.pid, rows[0][0] if rows else None)
 
-    def claim(self, run_id: str, resumable: set[str]) -> RunRow:
+    @staticmethod
+    def _claim_refusal(run: RunRow, pid_start: Any, resumable: Collection[str]) -> str | None:
+        """Why a process may not take `run` now (one line), or None when it may."""
+        owned = run.status in OWNED  # a process works on it: taken over only when that process is gone
+        if run.status in resumable and not owned:
+            return None
+        if not owned:
+            return f"run {run.run_id} is {run.status}; nothing to resume"
+        doing = "running" if run.status == "running" else "being rolled back"
+        if run.host not in (None, _HOST):
+            return f"run {run.run_id} is {doing} in process {run.pid} on host {run.host}; stop it there first"
+        if run.pid is not None and pid_alive(run.pid, pid_start):
+            return f"run {run.run_id} is {doing} in process {run.pid}; wait for it or stop it"
+        return None
+
+    def claim_refusal(self, run_id: str, resumable: Collection[str]) -> str | None:
+        """What `claim` would refuse now (None: it would take the run), without taking it."""
+        rows = self._read(f"SELECT {self._RUN_COLS}, pid_start FROM runs WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise self._unknown_run(run_id)
+        return self._claim_refusal(self._run(rows[0][:-1]), rows[0][-1], resumable)
+
+    def claim(self, run_id: str, resumable: Collection[str]) -> RunRow:
         """Take a run for this process: its status is in `resumable`, or it is "running" in a dead process.
 
         Atomic across processes (BEGIN IMMEDIATE): of two processes claiming at once one wins and
@@ -1028,18 +1050,10 @@ class StateStore:
             ).fetchall()
             if not rows:
                 raise self._unknown_run(run_id)
-            run, pid_start = self._run(rows[0][:-1]), rows[0][-1]
-            owned = run.status in OWNED  # a process works on it: taken over only when that process is gone
-            if run.status not in resumable or owned:
-                if not owned:
-                    raise UsageError(f"run {run_id} is {run.status}; nothing to resume")
-                doing = "running" if run.status == "running" else "being rolled back"
-                if run.host not in (None, _HOST):
-                    raise UsageError(
-                        f"run {run_id} is {doing} in process {run.pid} on host {run.host}; stop it there first"
-                    )
-                if run.pid is not None and pid_alive(run.pid, pid_start):
-                    raise UsageError(f"run {run_id} is {doing} in process {run.pid}; wait for it or stop it")
+            run = self._run(rows[0][:-1])
+            refusal = self._claim_refusal(run, rows[0][-1], resumable)
+            if refusal:
+                raise UsageError(refusal)
             now = time.time()
             conn.execute(
                 "UPDATE runs SET status = 'running', pid = ?, pid_start = ?, host = ?, updated = ? "
