@@ -30,7 +30,7 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from crewkit.errors import StateStoreError, UsageError
 
 GENESIS = "0" * 64
 PURGED = "audit.purged"
-_COLUMNS = "seq, ts, actor, action, subject, detail, prev_hash, hash, run_id"
+COLUMNS = "seq, ts, actor, action, subject, detail, prev_hash, hash, run_id"  # a row, in Record's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,7 @@ def append(conn: sqlite3.Connection, entry: Entry, ts: float | None = None) -> R
     detail_json = canonical(detail)
     digest_ = record_hash(prev, seq, ts, actor, entry.action, subject, detail, detail_json)
     conn.execute(
-        f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, ts, actor, entry.action, subject, detail_json, prev, digest_, run_id),
     )
     return Record(seq, ts, actor, entry.action, subject, detail, prev, digest_, run_id)
@@ -379,7 +379,7 @@ class _Chain:
 
 
 def _rows(conn: sqlite3.Connection, where: str = "", args: tuple[Any, ...] = ()) -> Iterable[tuple[Any, ...]]:
-    return conn.execute(f"SELECT {_COLUMNS} FROM audit {where} ORDER BY seq", args)
+    return conn.execute(f"SELECT {COLUMNS} FROM audit {where} ORDER BY seq", args)
 
 
 def _anchor(conn: sqlite3.Connection) -> tuple[int, str] | None:
@@ -486,16 +486,20 @@ def records(store: Any, run_id: str, limit: int = 1000) -> list[Record]:
     """The run's newest `limit` records in seq order: who did what to it, and when."""
     with _snapshot(store) as conn:
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM audit WHERE run_id = ? ORDER BY seq DESC LIMIT ?", (run_id, int(limit))
+            f"SELECT {COLUMNS} FROM audit WHERE run_id = ? ORDER BY seq DESC LIMIT ?", (run_id, int(limit))
         ).fetchall()
-    found = []
-    for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run in reversed(rows):
-        try:
-            detail = json.loads(detail_text)
-        except ValueError:  # a tampered record: shown as it is, `verify` names it
-            detail = {"text": detail_text}
-        found.append(Record(seq, ts, actor, action, subject, detail, prev_hash, digest_, run))
-    return found
+    # a tampered record (detail not JSON) is shown as it is; `verify` names it
+    return [row_record(row) or Record(*row[:5], {"text": row[5]}, *row[6:]) for row in reversed(rows)]
+
+
+def row_record(row: Sequence[Any]) -> Record | None:
+    """A stored row (the columns of COLUMNS) as a Record; None when its detail is not JSON (tampered)."""
+    seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run_id = row
+    try:
+        detail = json.loads(detail_text)
+    except ValueError:
+        return None
+    return Record(seq, ts, actor, action, subject, detail, prev_hash, digest_, run_id)
 
 
 # --- purge ------------------------------------------------------------------------------------

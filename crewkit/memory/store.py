@@ -31,7 +31,6 @@ memories, deleted ones included).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -763,21 +762,16 @@ class MemoryStore:
         where, args = "action LIKE 'memory.%'", ()
         if memory_id is not None:
             where, args = f"{where} AND subject = ?", (f"memory:{memory_id}",)
-        rows = self.state.read(
-            "SELECT seq, ts, actor, action, subject, detail, prev_hash, hash, run_id FROM audit "
-            f"WHERE {where} ORDER BY seq DESC",
-            args,
-        )
+        rows = self.state.read(f"SELECT {audit.COLUMNS} FROM audit WHERE {where} ORDER BY seq DESC", args)
         found: list[audit.Record] = []
-        for seq, ts, actor, action, subject, detail_text, prev_hash, digest_, run_id in rows:
-            try:
-                detail = json.loads(detail_text)
-            except ValueError:  # a tampered record: `crewkit audit verify` names it
-                continue
-            if isinstance(detail, dict) and detail.get("tenant") == tenant:
-                found.append(
-                    audit.Record(seq, ts, actor, action, subject, detail, prev_hash, digest_, run_id)
-                )
+        for row in rows:
+            record = audit.row_record(row)  # None: a tampered record, `crewkit audit verify` names it
+            if (
+                record is not None
+                and isinstance(record.detail, dict)
+                and record.detail.get("tenant") == tenant
+            ):
+                found.append(record)
                 if len(found) >= limit:
                     break
         return found
