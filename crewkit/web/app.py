@@ -182,11 +182,9 @@ def auth_routes() -> APIRouter:
     async def signin(request: Request) -> Response:
         auth.check_origin(request)
         form = await auth.read_form(request, max_fields=10)
-        sent = form.get("csrf_token")
-        if not isinstance(sent, str) or sent != request.session.get("csrf"):
-            raise auth.WebError(403, "the sign-in form is stale; reload the page and sign in again")
+        auth.check_csrf(request, form, "the sign-in form is stale; reload the page and sign in again")
         name = request.app.state.auth.sign_in(
-            str(form.get("name") or ""), str(form.get("token") or ""), client=str(auth.client_name(request))
+            str(form.get("name") or ""), str(form.get("token") or ""), client=auth.client_name(request)
         )
         auth.start_session(request, name)
         auth.flash(request, f"signed in as {name}")

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends
@@ -241,14 +241,20 @@ async def acting(request: Request) -> Acting:
     name = user(request)
     if name is None:
         raise WebError(401, "sign in first: changing anything needs a signed-in person (nothing was changed)")
+    check_csrf(
+        request,
+        form,
+        "the form's security token is missing or stale; reload the page and send it again (nothing was changed)",
+    )
+    return Acting(name=name, form=form)
+
+
+def check_csrf(request: Request, form: FormData, stale: str) -> None:
+    """WebError 403 (`stale`) unless the form carries the session's CSRF token (constant-time compare)."""
     sent = form.get("csrf_token")
     expected = request.session.get("csrf")
     if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise WebError(
-            403,
-            "the form's security token is missing or stale; reload the page and send it again (nothing was changed)",
-        )
-    return Acting(name=name, form=form)
+        raise WebError(403, stale)
 
 
 async def read_form(request: Request, max_fields: int) -> FormData:
@@ -282,8 +288,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def client_name(request: Request) -> Any:
-    return request.client.host if request.client else None
+def client_name(request: Request) -> str:
+    """The client's address ("" when the server does not know it)."""
+    return request.client.host if request.client else ""
 
 
 # the parameter type of every state-changing endpoint: `def approve(..., who: Actor)`
