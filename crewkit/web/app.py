@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crewkit.errors import CrewkitError
 from crewkit.redact import redact
 from crewkit.web import auth
-from crewkit.web.render import STATIC, page
+from crewkit.web.render import STATIC, page, wants_json
 
 MAX_BODY_BYTES = 64 * 1024
 PAGES = ("runs", "approvals", "arena", "metrics", "memory")  # crewkit.web.pages.<name>.router
@@ -104,11 +104,6 @@ def security_headers(app: FastAPI) -> None:
         for key, value in SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
-
-
-def wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
 
 
 def error_response(request: Request, status: int, message: str) -> Response:

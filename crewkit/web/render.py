@@ -86,6 +86,12 @@ ENV = Environment(
 ENV.filters.update(when=when, ago=ago, usd=usd, seconds=seconds, percent=percent)
 
 
+def wants_json(request: Request) -> bool:
+    """The client asked for JSON rather than a page (`Accept: application/json`, no text/html)."""
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
 def pending_approvals(request: Request) -> int | None:
     """How many approvals wait for a person (shown in the navigation bar)."""
     try:

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from crewkit.errors import CrewkitError, ModelUnavailable, UsageError
 from crewkit.evaluation import arena, leaderboard, ratings
 from crewkit.web import auth
-from crewkit.web.render import page
+from crewkit.web.render import page, wants_json
 
 router = APIRouter()
 
@@ -131,7 +131,7 @@ def arena_home(request: Request) -> Response:
 def _home(
     request: Request, status: int = 200, *, error: str | None = None, form: dict[str, str] | None = None
 ) -> Response:
-    if error and _wants_json(request):
+    if error and wants_json(request):
         raise auth.WebError(status, error)
     store = request.app.state.store
     found = contenders(request)
@@ -231,7 +231,7 @@ def leaderboard_page(request: Request, method: str = "bt", bootstrap: str = str(
     rounds = _bootstrap(bootstrap)
     seed_value = _integer(seed, "seed")
     board = ratings.leaderboard(arena.voted(request.app.state.store), method=method, bootstrap=rounds, seed=seed_value)  # type: ignore[arg-type]  # fmt: skip
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse(leaderboard.as_json(board))
     return page(
         request,
@@ -266,11 +266,6 @@ def _bootstrap(text: str) -> int:
             f"bootstrap {rounds}: give 0 (no intervals) or {BOOTSTRAP_MIN} to {BOOTSTRAP_MAX} rounds",
         )
     return rounds
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/html" not in accept
 
 
 # --- the plot: ratings with their intervals, as SVG shapes for the template ----------------------
