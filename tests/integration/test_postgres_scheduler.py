@@ -3,22 +3,13 @@ fresh schema per test (tests/fixtures/postgres.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.fixtures.postgres import keep_only, postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
+from tests.fixtures.postgres import postgres_server, postgres_url, rerun_on_postgres  # noqa: F401
 from tests.unit import test_scheduler as unit
 from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 from tests.unit.test_scheduler import *  # noqa: F403 - the same tests, on PostgreSQL
 
-pytestmark = pytest.mark.integration
 # by default only the job store + schedule_fires test below (the whole suite: CREWKIT_TEST_PG_FULL=1)
-keep_only(globals(), set())
-
-
-@pytest.fixture(autouse=True)
-def _on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    if hasattr(unit, "sqlite3"):
-        monkeypatch.setattr(unit, "sqlite3", sqlite3_on_postgres(postgres_url))
+rerun_on_postgres(globals(), unit, keep=set())
 
 
 def test_apscheduler_fires_each_second_once_with_a_persistent_job_store(project):  # noqa: F811

@@ -3,17 +3,9 @@ fresh schema per test (tests/fixtures/postgres.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.fixtures.postgres import postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
+from tests.fixtures.postgres import postgres_server, postgres_url, rerun_on_postgres  # noqa: F401
 from tests.unit import test_slo as unit
 from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 from tests.unit.test_slo import *  # noqa: F403 - the same tests, on PostgreSQL
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    if hasattr(unit, "sqlite3"):
-        monkeypatch.setattr(unit, "sqlite3", sqlite3_on_postgres(postgres_url))
+rerun_on_postgres(globals(), unit)  # every test of the suite, on PostgreSQL

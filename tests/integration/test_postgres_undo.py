@@ -3,18 +3,9 @@ fresh schema per test (tests/fixtures/postgres.py)."""
 
 from __future__ import annotations
 
-import pytest
-
-from tests.fixtures.postgres import keep_only, postgres_server, postgres_url, sqlite3_on_postgres  # noqa: F401
+from tests.fixtures.postgres import postgres_server, postgres_url, rerun_on_postgres  # noqa: F401
 from tests.unit import test_undo as unit
 from tests.unit.conftest import project  # noqa: F401 - the unit tests' project copy (subtasks in turn, no seed)
 from tests.unit.test_undo import *  # noqa: F403 - the same tests, on PostgreSQL
 
-pytestmark = pytest.mark.integration
-keep_only(globals(), set())  # the whole suite runs with CREWKIT_TEST_PG_FULL=1 only
-
-
-@pytest.fixture(autouse=True)
-def _on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    if hasattr(unit, "sqlite3"):
-        monkeypatch.setattr(unit, "sqlite3", sqlite3_on_postgres(postgres_url))
+rerun_on_postgres(globals(), unit, keep=set())  # the whole suite runs with CREWKIT_TEST_PG_FULL=1 only
